@@ -1,0 +1,117 @@
+//! The only place that turns bytes into pixels: format sniffing, size limits, RGB, resize.
+
+use crate::error::{Error, Result};
+use image::{ImageReader, RgbImage, imageops::FilterType};
+use std::io::Cursor;
+use std::path::Path;
+
+/// Largest width or height accepted, so a decompression bomb cannot exhaust memory.
+pub const MAX_DIMENSION: u32 = 12_000;
+/// Upper bound on what one decode may allocate.
+pub const MAX_DECODE_BYTES: u64 = 600 * 1024 * 1024;
+
+/// Decode any supported format (JPEG, PNG, WebP, BMP, GIF) from bytes into RGB.
+/// `path` only names the source in errors.
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    let decode_err = |reason: String| Error::Decode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(decode_err("file is empty".into()));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| decode_err(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(decode_err("unrecognised image format".into()));
+    }
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| decode_err(e.to_string()))?;
+    if width > MAX_DIMENSION || height > MAX_DIMENSION {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            width,
+            height,
+            limit: MAX_DIMENSION,
+        });
+    }
+    reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| decode_err(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DIMENSION);
+    limits.max_image_height = Some(MAX_DIMENSION);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+    Ok(image.to_rgb8())
+}
+
+/// Resize to a square `size`×`size` input (no-op when already that size).
+pub fn resize_square(image: &RgbImage, size: u32) -> RgbImage {
+    if image.width() == size && image.height() == size {
+        return image.clone();
+    }
+    image::imageops::resize(image, size, size, FilterType::Triangle)
+}
+
+/// Read, decode and resize one file into `size`×`size` RGB bytes (HWC).
+pub fn load_rgb(path: &Path, size: u32) -> Result<Vec<u8>> {
+    let bytes = crate::error::read_file(path)?;
+    Ok(resize_square(&decode_rgb(&bytes, path)?, size).into_raw())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_and_resizes_png() {
+        let img = decode_rgb(&png_bytes(40, 20), Path::new("a.png")).unwrap();
+        assert_eq!((img.width(), img.height()), (40, 20));
+        let small = resize_square(&img, 32);
+        assert_eq!(small.as_raw().len(), 32 * 32 * 3);
+    }
+
+    #[test]
+    fn empty_and_garbage_name_the_file() {
+        let err = decode_rgb(&[], Path::new("empty.jpg")).unwrap_err();
+        assert!(err.to_string().contains("empty.jpg"), "{err}");
+        let err = decode_rgb(b"hello, not an image", Path::new("text.png")).unwrap_err();
+        assert!(err.to_string().contains("text.png"), "{err}");
+    }
+
+    #[test]
+    fn truncated_png_is_an_error() {
+        let bytes = png_bytes(64, 64);
+        let err = decode_rgb(&bytes[..bytes.len() / 2], Path::new("cut.png")).unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_decoding() {
+        // A BMP header claiming 20000x20000 pixels, with no pixel data behind it.
+        let mut bmp = Vec::new();
+        bmp.extend_from_slice(b"BM");
+        bmp.extend_from_slice(&(54u32).to_le_bytes());
+        bmp.extend_from_slice(&[0; 4]);
+        bmp.extend_from_slice(&(54u32).to_le_bytes());
+        bmp.extend_from_slice(&(40u32).to_le_bytes());
+        bmp.extend_from_slice(&(20_000i32).to_le_bytes());
+        bmp.extend_from_slice(&(20_000i32).to_le_bytes());
+        bmp.extend_from_slice(&(1u16).to_le_bytes());
+        bmp.extend_from_slice(&(24u16).to_le_bytes());
+        bmp.extend_from_slice(&[0; 24]);
+        let err = decode_rgb(&bmp, Path::new("bomb.bmp")).unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    }
+}

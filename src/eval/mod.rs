@@ -1,0 +1,211 @@
+//! Metrics with FAKE as the positive class, ROC, and the validation-chosen decision threshold.
+
+use crate::config::ThresholdRule;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confusion {
+    pub tp: usize,
+    pub fp: usize,
+    pub tn: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+}
+
+impl Confusion {
+    pub fn from_scores(scores: &[f32], labels: &[u8], threshold: f32) -> Self {
+        let mut c = Confusion::default();
+        for (&s, &l) in scores.iter().zip(labels) {
+            match (s >= threshold, l == crate::data::FAKE) {
+                (true, true) => c.tp += 1,
+                (true, false) => c.fp += 1,
+                (false, false) => c.tn += 1,
+                (false, true) => c.fn_ += 1,
+            }
+        }
+        c
+    }
+    pub fn total(&self) -> usize {
+        self.tp + self.fp + self.tn + self.fn_
+    }
+    pub fn accuracy(&self) -> f64 {
+        ratio(self.tp + self.tn, self.total())
+    }
+    pub fn precision(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+    pub fn recall(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+    pub fn specificity(&self) -> f64 {
+        ratio(self.tn, self.tn + self.fp)
+    }
+    pub fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+    }
+    pub fn balanced_accuracy(&self) -> f64 {
+        (self.recall() + self.specificity()) / 2.0
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// The evaluation summary; its JSON form is the `evaluate --json` contract.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub accuracy: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub roc_auc: f64,
+    pub threshold: f32,
+    pub count: usize,
+    pub images_per_second: f64,
+    pub confusion: Confusion,
+}
+
+impl Metrics {
+    pub fn compute(scores: &[f32], labels: &[u8], threshold: f32) -> Self {
+        let confusion = Confusion::from_scores(scores, labels, threshold);
+        Metrics {
+            accuracy: confusion.accuracy(),
+            precision: confusion.precision(),
+            recall: confusion.recall(),
+            f1: confusion.f1(),
+            roc_auc: roc_auc(scores, labels),
+            threshold,
+            count: scores.len(),
+            images_per_second: 0.0,
+            confusion,
+        }
+    }
+}
+
+/// Area under the ROC curve by the rank statistic (ties count half). 0.5 when one class is absent.
+pub fn roc_auc(scores: &[f32], labels: &[u8]) -> f64 {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let (mut rank_sum, mut n_pos) = (0f64, 0usize);
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            if labels[k] == crate::data::FAKE {
+                rank_sum += avg_rank;
+                n_pos += 1;
+            }
+        }
+        i = j + 1;
+    }
+    let n_neg = scores.len() - n_pos;
+    if n_pos == 0 || n_neg == 0 {
+        return 0.5;
+    }
+    (rank_sum - (n_pos * (n_pos + 1)) as f64 / 2.0) / (n_pos as f64 * n_neg as f64)
+}
+
+/// ROC curve points (false-positive rate, true-positive rate), from (0,0) to (1,1).
+pub fn roc_curve(scores: &[f32], labels: &[u8]) -> Vec<(f64, f64)> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let pos = labels.iter().filter(|&&l| l == crate::data::FAKE).count().max(1) as f64;
+    let neg = (labels.len() as f64 - pos).max(1.0);
+    let (mut tp, mut fp) = (0f64, 0f64);
+    let mut points = vec![(0.0, 0.0)];
+    for (n, &k) in order.iter().enumerate() {
+        if labels[k] == crate::data::FAKE { tp += 1.0 } else { fp += 1.0 }
+        let last = n + 1 == order.len();
+        if last || scores[order[n + 1]] != scores[k] {
+            points.push((fp / neg, tp / pos));
+        }
+    }
+    points
+}
+
+/// Pick the threshold on p_fake that maximises the rule's score on (validation) data. Ties go to
+/// the threshold nearest 0.5; the cut is placed midway between neighbouring scores.
+pub fn choose_threshold(scores: &[f32], labels: &[u8], rule: ThresholdRule) -> f32 {
+    if rule == ThresholdRule::Half || scores.is_empty() {
+        return 0.5;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let pos = labels.iter().filter(|&&l| l == crate::data::FAKE).count();
+    let neg = labels.len() - pos;
+    // Threshold below everything: all predicted FAKE.
+    let (mut tp, mut tn) = (pos, 0usize);
+    let score = |tp: usize, tn: usize| match rule {
+        ThresholdRule::BalancedAccuracy => {
+            (ratio(tp, pos) + ratio(tn, neg)) / 2.0
+        }
+        _ => (tp + tn) as f64 / labels.len() as f64,
+    };
+    let mut best = (score(tp, tn), 0.0f32);
+    let mut best_t = scores[order[0]] / 2.0;
+    for (n, &k) in order.iter().enumerate() {
+        if labels[k] == crate::data::FAKE { tp -= 1 } else { tn += 1 }
+        if n + 1 < order.len() && scores[order[n + 1]] == scores[k] {
+            continue;
+        }
+        let t = if n + 1 < order.len() {
+            (scores[k] + scores[order[n + 1]]) / 2.0
+        } else {
+            (scores[k] + 1.0) / 2.0
+        };
+        let s = score(tp, tn);
+        let closeness = -(t - 0.5).abs();
+        if s > best.0 + 1e-12 || ((s - best.0).abs() <= 1e-12 && closeness > best.1) {
+            best = (s, closeness);
+            best_t = t;
+        }
+    }
+    best_t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confusion_and_rates() {
+        let scores = [0.9, 0.8, 0.3, 0.2, 0.6];
+        let labels = [1, 1, 1, 0, 0];
+        let m = Metrics::compute(&scores, &labels, 0.5);
+        assert_eq!(m.confusion, Confusion { tp: 2, fp: 1, tn: 1, fn_: 1 });
+        assert!((m.accuracy - 0.6).abs() < 1e-9);
+        assert!((m.precision - 2.0 / 3.0).abs() < 1e-9);
+        assert!((m.recall - 2.0 / 3.0).abs() < 1e-9);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["confusion"]["fn"], 1);
+    }
+
+    #[test]
+    fn auc_known_values() {
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.8, 0.9], &[0, 0, 1, 1]), 1.0);
+        assert_eq!(roc_auc(&[0.9, 0.8, 0.2, 0.1], &[0, 0, 1, 1]), 0.0);
+        assert_eq!(roc_auc(&[0.5, 0.5], &[0, 1]), 0.5);
+        // One inversion out of four pairs.
+        assert!((roc_auc(&[0.1, 0.6, 0.5, 0.9], &[0, 0, 1, 1]) - 0.75).abs() < 1e-12);
+        let curve = roc_curve(&[0.1, 0.6, 0.5, 0.9], &[0, 0, 1, 1]);
+        assert_eq!(curve.first(), Some(&(0.0, 0.0)));
+        assert_eq!(curve.last(), Some(&(1.0, 1.0)));
+    }
+
+    #[test]
+    fn threshold_separates_shifted_scores() {
+        // Perfectly separable around 0.8, so 0.5 would misclassify the REAL 0.6 and 0.7.
+        let scores = [0.1, 0.6, 0.7, 0.85, 0.9, 0.95];
+        let labels = [0, 0, 0, 1, 1, 1];
+        let t = choose_threshold(&scores, &labels, ThresholdRule::Accuracy);
+        assert!(t > 0.7 && t < 0.85, "{t}");
+        assert_eq!(Metrics::compute(&scores, &labels, t).accuracy, 1.0);
+        assert_eq!(choose_threshold(&scores, &labels, ThresholdRule::Half), 0.5);
+    }
+}

@@ -1,0 +1,21 @@
+//! synthscan: tell real photographs from AI-generated images.
+//!
+//! The CLI, the tests (and later the server) all go through these modules; see
+//! `ARCHITECTURE.md` for the data flow.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod detector;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod predict;
+pub mod report;
+pub mod train;
+
+pub use config::TrainConfig;
+pub use data::ImageSet;
+pub use detector::Detector;
+pub use error::{Error, Result};

@@ -1,0 +1,490 @@
+//! Network families behind one [`Network`] type, configured by one serialisable [`ArchConfig`].
+//!
+//! Every network is a stack of named blocks followed by a head, so that Grad-CAM can cut it at
+//! any block: `features(x, k)` runs blocks `0..=k`, `classify_from(f, k)` the rest.
+
+mod presets;
+
+use crate::error::{Error, Result};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+    conv::{Conv2d, Conv2dConfig},
+};
+use burn::prelude::*;
+use burn::tensor::activation;
+use serde::{Deserialize, Serialize};
+
+pub use presets::{PRESETS, preset};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    #[default]
+    Relu,
+    Gelu,
+    Sigmoid,
+    Silu,
+}
+
+impl Activation {
+    pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Relu => activation::relu(x),
+            Activation::Gelu => activation::gelu(x),
+            Activation::Sigmoid => activation::sigmoid(x),
+            Activation::Silu => activation::silu(x),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GlobalPool {
+    #[default]
+    Max,
+    Avg,
+    /// Keep the spatial map and flatten it (the CIFAKE paper's dense head).
+    Flatten,
+}
+
+/// One stage of a plain CNN: `convs` convolutions, max-pooling after the first when `pool`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub channels: usize,
+    #[serde(default = "one")]
+    pub convs: usize,
+    #[serde(default = "yes")]
+    pub pool: bool,
+}
+
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+
+/// A configurable plain CNN.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CnnConfig {
+    /// Channels of a stem convolution before the stages; 0 for none.
+    #[serde(default)]
+    pub stem: usize,
+    pub stages: Vec<StageConfig>,
+    #[serde(default = "three")]
+    pub kernel: usize,
+    #[serde(default = "yes")]
+    pub batch_norm: bool,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default)]
+    pub global_pool: GlobalPool,
+    /// Hidden dense layers of the head.
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+fn three() -> usize {
+    3
+}
+
+/// A ResNet for small inputs (He et al. 2016, CIFAR variant): depth = 6n + 2.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResNetConfig {
+    pub depth: usize,
+    /// Channels of the first stage; doubled at each of the next two.
+    #[serde(default = "sixteen")]
+    pub width: usize,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+fn sixteen() -> usize {
+    16
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "lowercase")]
+pub enum ArchConfig {
+    Cnn(CnnConfig),
+    Resnet(ResNetConfig),
+}
+
+impl ArchConfig {
+    pub fn validate(&self, input_size: usize) -> Result<()> {
+        match self {
+            ArchConfig::Cnn(c) => {
+                if c.stages.is_empty() {
+                    return Err(Error::Invalid("model.stages must not be empty".into()));
+                }
+                if c.kernel % 2 == 0 || c.kernel == 0 {
+                    return Err(Error::Invalid(format!(
+                        "model.kernel = {}: must be odd",
+                        c.kernel
+                    )));
+                }
+                let pools = c.stages.iter().filter(|s| s.pool).count() as u32;
+                if input_size >> pools == 0 {
+                    return Err(Error::Invalid(format!(
+                        "input size {input_size} is too small for {pools} pooling stages"
+                    )));
+                }
+                if c.stages.iter().any(|s| s.channels == 0 || s.convs == 0) {
+                    return Err(Error::Invalid(
+                        "model.stages: channels and convs must be at least 1".into(),
+                    ));
+                }
+            }
+            ArchConfig::Resnet(r) => {
+                if r.depth < 8 || (r.depth - 2) % 6 != 0 {
+                    return Err(Error::Invalid(format!(
+                        "model.depth = {}: a CIFAR ResNet has depth 6n+2 (8, 14, 20, 32, …)",
+                        r.depth
+                    )));
+                }
+                if r.width == 0 {
+                    return Err(Error::Invalid("model.width must be at least 1".into()));
+                }
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout()) {
+            return Err(Error::Invalid(format!(
+                "model.dropout = {}: must be in [0, 1)",
+                self.dropout()
+            )));
+        }
+        Ok(())
+    }
+
+    fn dropout(&self) -> f64 {
+        match self {
+            ArchConfig::Cnn(c) => c.dropout,
+            ArchConfig::Resnet(r) => r.dropout,
+        }
+    }
+
+    /// Build the network with fresh weights for `input_size`×`input_size` RGB inputs.
+    pub fn init(&self, input_size: usize, device: &Device) -> Network {
+        match self {
+            ArchConfig::Cnn(c) => init_cnn(c, input_size, device),
+            ArchConfig::Resnet(r) => init_resnet(r, device),
+        }
+    }
+}
+
+fn conv(c_in: usize, c_out: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv2d {
+    let p = kernel / 2;
+    Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(bias)
+        .init(device)
+}
+
+/// Convolution, optional max-pool, optional batch-norm, activation.
+#[derive(Module, Debug)]
+pub struct ConvUnit {
+    conv: Conv2d,
+    norm: Option<BatchNorm>,
+    pool: bool,
+    #[module(skip)]
+    act: Activation,
+}
+
+impl ConvUnit {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.conv.forward(x);
+        if self.pool {
+            x = max_pool2(x);
+        }
+        if let Some(norm) = &self.norm {
+            x = norm.forward(x);
+        }
+        self.act.forward(x)
+    }
+}
+
+fn max_pool2(x: Tensor<4>) -> Tensor<4> {
+    burn::tensor::module::max_pool2d(x, burn::tensor::ops::MaxPoolOptions::new([2, 2]))
+}
+
+/// A post-activation basic residual block.
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    norm1: BatchNorm,
+    conv2: Conv2d,
+    norm2: BatchNorm,
+    shortcut: Option<Conv2d>,
+    shortcut_norm: Option<BatchNorm>,
+    #[module(skip)]
+    act: Activation,
+}
+
+impl BasicBlock {
+    fn new(c_in: usize, c_out: usize, stride: usize, act: Activation, device: &Device) -> Self {
+        let project = stride != 1 || c_in != c_out;
+        Self {
+            conv1: conv(c_in, c_out, 3, stride, false, device),
+            norm1: BatchNormConfig::new(c_out).init(device),
+            conv2: conv(c_out, c_out, 3, 1, false, device),
+            norm2: BatchNormConfig::new(c_out).init(device),
+            shortcut: project.then(|| conv(c_in, c_out, 1, stride, false, device)),
+            shortcut_norm: project.then(|| BatchNormConfig::new(c_out).init(device)),
+            act,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = self.act.forward(self.norm1.forward(self.conv1.forward(x.clone())));
+        let y = self.norm2.forward(self.conv2.forward(y));
+        let skip = match (&self.shortcut, &self.shortcut_norm) {
+            (Some(c), Some(n)) => n.forward(c.forward(x)),
+            _ => x,
+        };
+        self.act.forward(y + skip)
+    }
+}
+
+/// One named block of a network: the unit Grad-CAM can cut at.
+#[derive(Module, Debug)]
+pub enum Block {
+    Plain(Vec<ConvUnit>),
+    Residual(Vec<BasicBlock>),
+}
+
+impl Block {
+    fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Block::Plain(units) => {
+                for u in units {
+                    x = u.forward(x);
+                }
+            }
+            Block::Residual(blocks) => {
+                for b in blocks {
+                    x = b.forward(x);
+                }
+            }
+        }
+        x
+    }
+}
+
+/// Global pooling, optional hidden dense layers and the two-logit classifier.
+#[derive(Module, Debug)]
+pub struct Head {
+    hidden: Vec<Linear>,
+    dropout: Dropout,
+    output: Linear,
+    #[module(skip)]
+    pool: GlobalPool,
+    #[module(skip)]
+    act: Activation,
+}
+
+impl Head {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let [b, c, h, w] = x.dims();
+        let mut x: Tensor<2> = match self.pool {
+            GlobalPool::Max => x.reshape([b, c, h * w]).max_dim(2).reshape([b, c]),
+            GlobalPool::Avg => x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]),
+            GlobalPool::Flatten => x.reshape([b, c * h * w]),
+        };
+        for layer in &self.hidden {
+            x = self.act.forward(layer.forward(self.dropout.forward(x)));
+        }
+        self.output.forward(self.dropout.forward(x))
+    }
+}
+
+/// Any synthscan detector network: named blocks, then a head producing [REAL, FAKE] logits.
+#[derive(Module, Debug)]
+pub struct Network {
+    blocks: Vec<Block>,
+    head: Head,
+    #[module(skip)]
+    names: Vec<String>,
+}
+
+impl Network {
+    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.head.forward(x)
+    }
+
+    /// Names of the blocks, in order; any of them can be a Grad-CAM target layer.
+    pub fn layer_names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn layer_index(&self, name: &str) -> Result<usize> {
+        self.names.iter().position(|n| n == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "layer '{name}' does not exist; layers: {}",
+                self.names.join(", ")
+            ))
+        })
+    }
+
+    /// Activations after block `upto` (inclusive).
+    pub fn features(&self, mut x: Tensor<4>, upto: usize) -> Tensor<4> {
+        for block in &self.blocks[..=upto] {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// Logits from the activations after block `after`.
+    pub fn classify_from(&self, mut x: Tensor<4>, after: usize) -> Tensor<2> {
+        for block in &self.blocks[after + 1..] {
+            x = block.forward(x);
+        }
+        self.head.forward(x)
+    }
+}
+
+fn head(features: usize, hidden: &[usize], dropout: f64, pool: GlobalPool, act: Activation, device: &Device) -> Head {
+    let mut dims = vec![features];
+    dims.extend_from_slice(hidden);
+    Head {
+        hidden: dims.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect(),
+        dropout: DropoutConfig::new(dropout).init(),
+        output: LinearConfig::new(*dims.last().unwrap_or(&features), 2).init(device),
+        pool,
+        act,
+    }
+}
+
+fn init_cnn(c: &CnnConfig, input_size: usize, device: &Device) -> Network {
+    let unit = |c_in: usize, c_out: usize, pool: bool| ConvUnit {
+        conv: conv(c_in, c_out, c.kernel, 1, !c.batch_norm, device),
+        norm: c.batch_norm.then(|| BatchNormConfig::new(c_out).init(device)),
+        pool,
+        act: c.activation,
+    };
+    let mut blocks = Vec::new();
+    let mut names = Vec::new();
+    let mut channels = 3;
+    if c.stem > 0 {
+        blocks.push(Block::Plain(vec![unit(3, c.stem, false)]));
+        names.push("stem".to_string());
+        channels = c.stem;
+    }
+    let mut spatial = input_size;
+    for (i, stage) in c.stages.iter().enumerate() {
+        let units = (0..stage.convs)
+            .map(|j| {
+                let u = unit(if j == 0 { channels } else { stage.channels }, stage.channels, j == 0 && stage.pool);
+                u
+            })
+            .collect();
+        if stage.pool {
+            spatial /= 2;
+        }
+        channels = stage.channels;
+        blocks.push(Block::Plain(units));
+        names.push(format!("stage{}", i + 1));
+    }
+    let features = match c.global_pool {
+        GlobalPool::Flatten => channels * spatial * spatial,
+        _ => channels,
+    };
+    Network {
+        blocks,
+        head: head(features, &c.hidden, c.dropout, c.global_pool, c.activation, device),
+        names,
+    }
+}
+
+fn init_resnet(r: &ResNetConfig, device: &Device) -> Network {
+    let n = (r.depth - 2) / 6;
+    let stem = ConvUnit {
+        conv: conv(3, r.width, 3, 1, false, device),
+        norm: Some(BatchNormConfig::new(r.width).init(device)),
+        pool: false,
+        act: r.activation,
+    };
+    let mut blocks = vec![Block::Plain(vec![stem])];
+    let mut names = vec!["stem".to_string()];
+    let mut c_in = r.width;
+    for stage in 0..3 {
+        let c_out = r.width << stage;
+        let stage_blocks = (0..n)
+            .map(|i| {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let b = BasicBlock::new(c_in, c_out, stride, r.activation, device);
+                c_in = c_out;
+                b
+            })
+            .collect();
+        blocks.push(Block::Residual(stage_blocks));
+        names.push(format!("stage{}", stage + 1));
+    }
+    Network {
+        blocks,
+        head: head(c_in, &[], r.dropout, GlobalPool::Avg, r.activation, device),
+        names,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Device {
+        Device::default()
+    }
+
+    #[test]
+    fn every_preset_gives_two_logits_at_32_and_48() {
+        for name in PRESETS {
+            let arch = preset(name).unwrap();
+            for size in [32, 48] {
+                arch.validate(size).unwrap();
+                let net = arch.init(size, &device());
+                let out = net.forward(Tensor::zeros([2, 3, size, size], &device()));
+                assert_eq!(out.dims(), [2, 2], "{name} at {size}");
+            }
+        }
+    }
+
+    #[test]
+    fn paper_preset_matches_published_parameter_count() {
+        let net = preset("cifake-paper").unwrap().init(32, &device());
+        assert_eq!(net.num_params(), 141_410);
+    }
+
+    #[test]
+    fn features_then_classify_equals_forward() {
+        let arch = preset("resnet8").unwrap();
+        let net = arch.init(32, &device()).valid();
+        let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device());
+        let full = net.forward(x.clone());
+        for k in 0..net.layer_names().len() {
+            let split = net.classify_from(net.features(x.clone(), k), k);
+            let diff: f32 = (full.clone() - split).abs().max().into_scalar();
+            assert!(diff < 1e-4, "layer {k}: {diff}");
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_named() {
+        let bad = ArchConfig::Resnet(ResNetConfig {
+            depth: 10,
+            width: 16,
+            activation: Activation::Relu,
+            dropout: 0.0,
+        });
+        assert!(bad.validate(32).unwrap_err().to_string().contains("depth"));
+    }
+}
