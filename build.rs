@@ -7,7 +7,11 @@ fn main() {
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"burn\"" {
             if let Some(v) = lines.next() {
-                version = v.trim().trim_start_matches("version = ").trim_matches('"').to_string();
+                version = v
+                    .trim()
+                    .trim_start_matches("version = ")
+                    .trim_matches('"')
+                    .to_string();
             }
             break;
         }

@@ -23,9 +23,16 @@ pub struct BenchOptions {
 fn synthetic_jpegs(n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
-            let img = image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, (i % 256) as u8]));
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 8) as u8, (y * 8) as u8, (i % 256) as u8])
+            });
             let mut buf = Vec::new();
-            let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode(img.as_raw(), 32, 32, image::ExtendedColorType::Rgb8);
+            let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode(
+                img.as_raw(),
+                32,
+                32,
+                image::ExtendedColorType::Rgb8,
+            );
             buf
         })
         .collect()
@@ -37,7 +44,12 @@ fn rate(n: usize, secs: f64) -> f64 {
 
 pub fn run(opts: &BenchOptions) -> Result<()> {
     let threads = rayon::current_num_threads();
-    println!("synthscan bench: preset {}, batch {}, {threads} threads, device {:?}", opts.preset, opts.batch_size, default_device());
+    println!(
+        "synthscan bench: preset {}, batch {}, {threads} threads, device {:?}",
+        opts.preset,
+        opts.batch_size,
+        default_device()
+    );
 
     // 1. Decoding.
     let (set, decode_rate) = match &opts.data {
@@ -56,17 +68,29 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             let t0 = Instant::now();
             let pixels: Vec<Vec<u8>> = jpegs
                 .par_iter()
-                .map(|b| data::decode::decode_rgb(b, std::path::Path::new("synthetic")).map(|i| i.into_raw()).unwrap_or_default())
+                .map(|b| {
+                    data::decode::decode_rgb(b, std::path::Path::new("synthetic"))
+                        .map(|i| i.into_raw())
+                        .unwrap_or_default()
+                })
                 .collect();
             let r = rate(pixels.len(), t0.elapsed().as_secs_f64());
-            let set = ImageSet { size: 32, pixels: pixels.concat(), labels: (0..4000).map(|i| (i % 2) as u8).collect(), paths: vec![] };
+            let set = ImageSet {
+                size: 32,
+                pixels: pixels.concat(),
+                labels: (0..4000).map(|i| (i % 2) as u8).collect(),
+                paths: vec![],
+            };
             (set, r)
         }
     };
     println!("decode + resize           {decode_rate:>10.0} img/s");
 
     // 2. Batching with augmentation (flip, crop, cutout).
-    let aug = AugmentConfig { cutout: 8, ..Default::default() };
+    let aug = AugmentConfig {
+        cutout: 8,
+        ..Default::default()
+    };
     let norm = Normalization::unit();
     let idx: Vec<usize> = (0..set.len()).collect();
     let t0 = Instant::now();
@@ -85,15 +109,31 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let b = opts.batch_size.min(set.len());
-    let step = |model: crate::model::Network, optim: &mut burn::optim::ModuleOptimizer, k: usize| {
-        let chunk: Vec<usize> = (0..b).map(|i| (i + k * b) % set.len()).collect();
-        let x = Tensor::<4>::from_data(TensorData::new(data::batch_floats(&set, &chunk, &norm, None), [b, 3, 32, 32]), &device);
-        let y = Tensor::<1, Int>::from_data(TensorData::new(chunk.iter().map(|&i| set.labels[i] as i64).collect::<Vec<_>>(), [b]), &device);
-        let loss = loss_fn.forward(model.forward(x), y);
-        let _: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        optim.step(1e-3, model, grads)
-    };
+    let step =
+        |model: crate::model::Network, optim: &mut burn::optim::ModuleOptimizer, k: usize| {
+            let chunk: Vec<usize> = (0..b).map(|i| (i + k * b) % set.len()).collect();
+            let x = Tensor::<4>::from_data(
+                TensorData::new(
+                    data::batch_floats(&set, &chunk, &norm, None),
+                    [b, 3, 32, 32],
+                ),
+                &device,
+            );
+            let y = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    chunk
+                        .iter()
+                        .map(|&i| set.labels[i] as i64)
+                        .collect::<Vec<_>>(),
+                    [b],
+                ),
+                &device,
+            );
+            let loss = loss_fn.forward(model.forward(x), y);
+            let _: f32 = loss.clone().into_scalar();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            optim.step(1e-3, model, grads)
+        };
     for k in 0..2 {
         model = step(model, &mut optim, k);
     }
@@ -102,7 +142,11 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         model = step(model, &mut optim, k);
     }
     let train_rate = rate(opts.steps * b, t0.elapsed().as_secs_f64());
-    println!("train step ({})      {train_rate:>10.0} img/s  ({} params)", opts.preset, model.num_params());
+    println!(
+        "train step ({})      {train_rate:>10.0} img/s  ({} params)",
+        opts.preset,
+        model.num_params()
+    );
 
     // 4. Inference.
     let meta = ModelMeta {
@@ -121,7 +165,13 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let infer_rate = rate(scores.len(), t0.elapsed().as_secs_f64());
     println!("inference                 {infer_rate:>10.0} img/s");
 
-    println!("ratio loader / train step {:>10.1}x  (above 1: the model, not the loader, is the bottleneck)", batch_rate / train_rate);
-    println!("ratio decode / inference  {:>10.1}x", decode_rate / infer_rate);
+    println!(
+        "ratio loader / train step {:>10.1}x  (above 1: the model, not the loader, is the bottleneck)",
+        batch_rate / train_rate
+    );
+    println!(
+        "ratio decode / inference  {:>10.1}x",
+        decode_rate / infer_rate
+    );
     Ok(())
 }

@@ -288,16 +288,25 @@ impl TrainConfig {
         let bad = |m: String| Err(Error::Invalid(m));
         self.model.0.validate(self.input_size as usize)?;
         if !(8..=1024).contains(&self.input_size) {
-            return bad(format!("input_size = {}: must be in 8..=1024", self.input_size));
+            return bad(format!(
+                "input_size = {}: must be in 8..=1024",
+                self.input_size
+            ));
         }
         if self.epochs == 0 {
             return bad("epochs = 0: must be at least 1".into());
         }
         if self.batch_size == 0 || self.batch_size > 8192 {
-            return bad(format!("batch_size = {}: must be in 1..=8192", self.batch_size));
+            return bad(format!(
+                "batch_size = {}: must be in 1..=8192",
+                self.batch_size
+            ));
         }
         if !(self.optimizer.lr > 0.0 && self.optimizer.lr.is_finite()) {
-            return bad(format!("optimizer.lr = {}: must be positive", self.optimizer.lr));
+            return bad(format!(
+                "optimizer.lr = {}: must be positive",
+                self.optimizer.lr
+            ));
         }
         if !(0.0..0.5).contains(&self.data.val_fraction) {
             return bad(format!(
@@ -317,7 +326,10 @@ impl TrainConfig {
             return bad(format!("ema.decay = {}: must be in [0, 1)", ema.decay));
         }
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            return bad(format!("name = '{}': must be a plain folder name", self.name));
+            return bad(format!(
+                "name = '{}': must be a plain folder name",
+                self.name
+            ));
         }
         Ok(())
     }
@@ -356,7 +368,8 @@ fn set_dotted(target: &mut Value, key: &str, value: Value) {
 }
 
 fn parse_config(value: Value, path: &Path) -> Result<TrainConfig> {
-    let config: TrainConfig = yaml_serde::from_value(value).map_err(|e| Error::config(path, e.to_string()))?;
+    let config: TrainConfig =
+        yaml_serde::from_value(value).map_err(|e| Error::config(path, e.to_string()))?;
     config
         .validate()
         .map_err(|e| Error::config(path, e.to_string()))?;
@@ -372,7 +385,10 @@ fn read_yaml(path: &Path) -> Result<Value> {
 pub fn load(path: &Path) -> Result<TrainConfig> {
     let mut runs = load_experiments(path)?;
     if runs.len() != 1 {
-        return Err(Error::config(path, "is a grid of several runs, not one experiment"));
+        return Err(Error::config(
+            path,
+            "is a grid of several runs, not one experiment",
+        ));
     }
     Ok(runs.remove(0))
 }
@@ -409,17 +425,30 @@ pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
         Some(Value::Sequence(list)) => {
             for (i, v) in list.into_iter().enumerate() {
                 let Value::Mapping(mut m) = v else {
-                    return Err(Error::config(path, format!("variants[{i}]: expected a mapping")));
+                    return Err(Error::config(
+                        path,
+                        format!("variants[{i}]: expected a mapping"),
+                    ));
                 };
                 let name = match m.remove("name") {
                     Some(Value::String(s)) => s,
-                    _ => return Err(Error::config(path, format!("variants[{i}]: needs a `name`"))),
+                    _ => {
+                        return Err(Error::config(
+                            path,
+                            format!("variants[{i}]: needs a `name`"),
+                        ));
+                    }
                 };
                 let mut cfg = base.clone();
                 for (k, v) in m {
                     match k.as_str() {
                         Some(key) => set_dotted(&mut cfg, key, v),
-                        None => return Err(Error::config(path, format!("variants[{i}]: keys must be strings"))),
+                        None => {
+                            return Err(Error::config(
+                                path,
+                                format!("variants[{i}]: keys must be strings"),
+                            ));
+                        }
                     }
                 }
                 runs.push((name, cfg));
@@ -432,10 +461,16 @@ pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
     // Cartesian grid over dotted keys, applied to every variant.
     if let Some(grid) = grid {
         let Value::Mapping(grid) = grid else {
-            return Err(Error::config(path, "grid: expected a mapping of key: [values]"));
+            return Err(Error::config(
+                path,
+                "grid: expected a mapping of key: [values]",
+            ));
         };
         for (key, values) in grid {
-            let key = key.as_str().map(str::to_string).ok_or_else(|| Error::config(path, "grid keys must be strings"))?;
+            let key = key
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::config(path, "grid keys must be strings"))?;
             let Value::Sequence(values) = values else {
                 return Err(Error::config(path, format!("grid.{key}: expected a list")));
             };
@@ -444,7 +479,10 @@ pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
                 for v in &values {
                     let mut c = cfg.clone();
                     set_dotted(&mut c, &key, v.clone());
-                    let label = yaml_serde::to_string(v).unwrap_or_default().trim().to_string();
+                    let label = yaml_serde::to_string(v)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string();
                     let short = key.rsplit('.').next().unwrap_or(&key);
                     next.push((format!("{name}-{short}={label}"), c));
                 }
@@ -463,7 +501,9 @@ pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
             for s in &seeds {
                 let mut c = cfg.clone();
                 set_dotted(&mut c, "seed", s.clone());
-                let label = s.as_u64().ok_or_else(|| Error::config(path, "seeds: expected integers"))?;
+                let label = s
+                    .as_u64()
+                    .ok_or_else(|| Error::config(path, "seeds: expected integers"))?;
                 next.push((format!("{name}-seed{label}"), c));
             }
         }
@@ -472,7 +512,11 @@ pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
 
     runs.into_iter()
         .map(|(name, mut cfg)| {
-            set_dotted(&mut cfg, "name", Value::String(name.replace(['/', ' '], "_")));
+            set_dotted(
+                &mut cfg,
+                "name",
+                Value::String(name.replace(['/', ' '], "_")),
+            );
             parse_config(cfg, path)
         })
         .collect()
@@ -490,9 +534,14 @@ mod tests {
 
     #[test]
     fn preset_with_override() {
-        let p = write("a.yaml", "model: {preset: cifake-paper, activation: sigmoid}\nepochs: 3\n");
+        let p = write(
+            "a.yaml",
+            "model: {preset: cifake-paper, activation: sigmoid}\nepochs: 3\n",
+        );
         let c = load(&p).unwrap();
-        let ArchConfig::Cnn(cnn) = &c.model.0 else { panic!() };
+        let ArchConfig::Cnn(cnn) = &c.model.0 else {
+            panic!()
+        };
         assert_eq!(cnn.activation, crate::model::Activation::Sigmoid);
         assert_eq!(cnn.stages.len(), 2);
         assert_eq!(c.epochs, 3);
@@ -506,7 +555,10 @@ mod tests {
         let p = write("b.yaml", "model: {preset: fast}\nepochz: 3\n");
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("epochz"), "{e}");
-        let p = write("c.yaml", "model: {preset: fast}\noptimizer: {kind: adam, lrr: 0.1}\n");
+        let p = write(
+            "c.yaml",
+            "model: {preset: fast}\noptimizer: {kind: adam, lrr: 0.1}\n",
+        );
         let e = load(&p).unwrap_err().to_string();
         assert!(e.contains("lrr"), "{e}");
         let p = write("d.yaml", "model: {preset: fast, widht: 3}\n");
@@ -535,7 +587,10 @@ mod tests {
         let runs = load_experiments(&p).unwrap();
         assert_eq!(runs.len(), 8);
         assert_eq!(runs[0].name, "adam-epochs=10-seed1");
-        let sgd: Vec<_> = runs.iter().filter(|r| r.optimizer.kind == OptimizerKind::Sgd).collect();
+        let sgd: Vec<_> = runs
+            .iter()
+            .filter(|r| r.optimizer.kind == OptimizerKind::Sgd)
+            .collect();
         assert_eq!(sgd.len(), 4);
         assert!(runs.iter().any(|r| r.seed == 2 && r.epochs == 20));
     }

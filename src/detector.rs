@@ -87,14 +87,24 @@ impl Detector {
         }
         let version = u32::from_le_bytes(bytes[10..14].try_into().unwrap_or_default());
         if version != FORMAT_VERSION {
-            return Err(bad(format!("format version {version}, this build reads {FORMAT_VERSION}")));
+            return Err(bad(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
         }
         let meta_len = u64::from_le_bytes(bytes[14..22].try_into().unwrap_or_default()) as usize;
-        let meta_end = 22usize.checked_add(meta_len).filter(|&e| e <= bytes.len()).ok_or_else(|| bad("truncated metadata".into()))?;
-        let meta: ModelMeta = serde_json::from_slice(&bytes[22..meta_end]).map_err(|e| bad(format!("metadata: {e}")))?;
-        meta.arch.validate(meta.input_size as usize).map_err(|e| bad(e.to_string()))?;
-        let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes[meta_end..].to_vec()))
-            .map_err(|e| bad(format!("weights: {e}")))?;
+        let meta_end = 22usize
+            .checked_add(meta_len)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| bad("truncated metadata".into()))?;
+        let meta: ModelMeta = serde_json::from_slice(&bytes[22..meta_end])
+            .map_err(|e| bad(format!("metadata: {e}")))?;
+        meta.arch
+            .validate(meta.input_size as usize)
+            .map_err(|e| bad(e.to_string()))?;
+        let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
+            bytes[meta_end..].to_vec(),
+        ))
+        .map_err(|e| bad(format!("weights: {e}")))?;
         let device = default_device();
         let network = meta
             .arch
@@ -116,14 +126,21 @@ impl Detector {
     /// The verdict for a score.
     pub fn label(&self, p_fake: f32) -> &str {
         let i = (p_fake >= self.meta.threshold) as usize;
-        self.meta.class_names.get(i).map(String::as_str).unwrap_or(data::CLASS_NAMES[i])
+        self.meta
+            .class_names
+            .get(i)
+            .map(String::as_str)
+            .unwrap_or(data::CLASS_NAMES[i])
     }
 
     /// Normalised input tensor for already-resized images.
     pub fn input_tensor(&self, set: &ImageSet, indices: &[usize]) -> Tensor<4> {
         let s = set.size as usize;
         let floats = data::batch_floats(set, indices, &self.meta.normalization, None);
-        Tensor::from_data(TensorData::new(floats, [indices.len(), 3, s, s]), &self.device)
+        Tensor::from_data(
+            TensorData::new(floats, [indices.len(), 3, s, s]),
+            &self.device,
+        )
     }
 
     /// p_fake for a batch tensor (with flip averaging when the model asks for it).
@@ -167,6 +184,18 @@ impl Detector {
 
     pub fn num_params(&self) -> usize {
         self.network.num_params()
+    }
+
+    /// Grad-CAM / Grad-CAM++ map of one decoded image at block `layer` (default: the last);
+    /// see [`crate::explain`].
+    pub fn explain(
+        &self,
+        image: &image::RgbImage,
+        layer: Option<&str>,
+        method: crate::explain::CamMethod,
+        target: crate::explain::CamTarget,
+    ) -> Result<crate::explain::CamMap> {
+        crate::explain::cam(self, image, layer, method, target)
     }
 }
 
@@ -243,7 +272,9 @@ mod tests {
     fn corrupt_model_files_are_errors_naming_the_file() {
         let bytes = tiny().to_bytes().unwrap();
         for bad in [&b"nonsense"[..], &bytes[..30], &bytes[..bytes.len() - 100]] {
-            let err = Detector::from_bytes(bad, Path::new("bad.synthscan")).err().unwrap();
+            let err = Detector::from_bytes(bad, Path::new("bad.synthscan"))
+                .err()
+                .unwrap();
             assert!(err.to_string().contains("bad.synthscan"), "{err}");
         }
     }

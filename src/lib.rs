@@ -10,6 +10,7 @@ pub mod data;
 pub mod detector;
 pub mod error;
 pub mod eval;
+pub mod explain;
 pub mod model;
 pub mod predict;
 pub mod report;

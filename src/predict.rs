@@ -27,7 +27,9 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<std::result::Result<PathBuf, (Pa
     for input in inputs {
         if input.is_dir() {
             match data::list_images(input) {
-                Ok(files) if files.is_empty() => out.push(Err((input.clone(), "folder holds no image files".into()))),
+                Ok(files) if files.is_empty() => {
+                    out.push(Err((input.clone(), "folder holds no image files".into())))
+                }
                 Ok(files) => out.extend(files.into_iter().map(Ok)),
                 Err(e) => out.push(Err((input.clone(), e.to_string()))),
             }
@@ -53,7 +55,10 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
             Err((path, msg)) => (path.clone(), Err(Error::dataset(&path, msg))),
         })
         .collect();
-    let mut set = data::ImageSet { size, ..Default::default() };
+    let mut set = data::ImageSet {
+        size,
+        ..Default::default()
+    };
     for (_, r) in &decoded {
         if let Ok(px) = r {
             set.pixels.extend_from_slice(px);
@@ -66,9 +71,19 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
         .map(|(path, r)| match r {
             Ok(_) => {
                 let p = scores.next().unwrap_or(f32::NAN);
-                Prediction { path, p_fake: Some(p), label: Some(detector.label(p).to_string()), error: None }
+                Prediction {
+                    path,
+                    p_fake: Some(p),
+                    label: Some(detector.label(p).to_string()),
+                    error: None,
+                }
             }
-            Err(e) => Prediction { path, p_fake: None, label: None, error: Some(e.to_string()) },
+            Err(e) => Prediction {
+                path,
+                p_fake: None,
+                label: None,
+                error: Some(e.to_string()),
+            },
         })
         .collect()
 }
@@ -91,5 +106,10 @@ pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<
     let secs = t0.elapsed().as_secs_f64();
     let mut metrics = Metrics::compute(&scores, &set.labels, detector.meta.threshold);
     metrics.images_per_second = set.len() as f64 / secs.max(1e-9);
-    Ok(Evaluation { metrics, scores, labels: set.labels, skipped: report.skipped })
+    Ok(Evaluation {
+        metrics,
+        scores,
+        labels: set.labels,
+        skipped: report.skipped,
+    })
 }

@@ -2,13 +2,17 @@
 
 use crate::detector::Detector;
 use crate::error::Result;
-use crate::{bench, predict, train};
+use crate::{bench, explain, predict, train};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "synthscan", version, about = "Tell real photographs from AI-generated images")]
+#[command(
+    name = "synthscan",
+    version,
+    about = "Tell real photographs from AI-generated images"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,6 +49,9 @@ pub enum Command {
         /// Fail on an undecodable file instead of skipping it.
         #[arg(long)]
         strict: bool,
+        /// Also write roc.png, confusion.png and histogram.png into this folder.
+        #[arg(long, value_name = "DIR")]
+        plots: Option<PathBuf>,
     },
     /// Score image files or folders.
     Predict {
@@ -70,30 +77,96 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         steps: usize,
     },
+    /// Grad-CAM heat maps: where the detector looks. Writes <stem>.cam.png (over the image),
+    /// <stem>.cam.large.png (images under 128 px) and <stem>.cam.csv (raw map) per image.
+    Explain {
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = explain::CamMethod::GradCam)]
+        method: explain::CamMethod,
+        /// Class whose evidence is mapped.
+        #[arg(long, value_enum, default_value_t = explain::CamTarget::Fake)]
+        target: explain::CamTarget,
+        /// Block to take the map at (default: the last; see --list-layers).
+        #[arg(long)]
+        layer: Option<String>,
+        /// Print the layer names with their output shapes (channels x height x width) and exit.
+        #[arg(long)]
+        list_layers: bool,
+        #[arg(long, default_value = "explain")]
+        out: PathBuf,
+        #[arg(required_unless_present = "list_layers")]
+        paths: Vec<PathBuf>,
+    },
     /// Show what a model file says about itself.
     Info {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// Compare run folders (or parents of run folders); `-seedN` repeats are shown as mean ± std.
+    Compare {
+        /// Run folders (with run.json) or folders holding run folders.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// CSV instead of a Markdown table.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// JSON: the table rows (mean, std, n per column) and every run's summary.
+        #[arg(long)]
+        json: bool,
+        /// Folder for compare.png and curves.png.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Train { config, data, out, resume, quiet } => {
-            let opts = train::TrainOptions { data, out, resume: resume.clone(), quiet };
+        Command::Train {
+            config,
+            data,
+            out,
+            resume,
+            quiet,
+        } => {
+            let opts = train::TrainOptions {
+                data,
+                out,
+                resume: resume.clone(),
+                quiet,
+            };
             let outcomes = match (config, resume) {
                 (_, Some(dir)) => vec![train::resume(&dir, &opts)?],
                 (Some(cfg), None) => train::train_experiments(&cfg, &opts)?,
-                (None, None) => return Err(crate::Error::Invalid("train needs --config FILE.yaml (or --resume RUN_DIR)".into())),
+                (None, None) => {
+                    return Err(crate::Error::Invalid(
+                        "train needs --config FILE.yaml (or --resume RUN_DIR)".into(),
+                    ));
+                }
             };
             for o in outcomes {
                 println!("{}", o.model_path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Evaluate { model, data, json, strict } => {
+        Command::Evaluate {
+            model,
+            data,
+            json,
+            strict,
+            plots,
+        } => {
             let det = Detector::load_or_default(model.as_deref())?;
             let ev = predict::evaluate_folder(&det, &data, strict)?;
+            if let Some(dir) = &plots {
+                crate::report::write_evaluation_plots(
+                    dir,
+                    &ev.scores,
+                    &ev.labels,
+                    det.meta.threshold,
+                )?;
+                eprintln!("plots written to {}", dir.display());
+            }
             let m = &ev.metrics;
             if json {
                 println!("{}", serde_json::to_string(m).unwrap_or_default());
@@ -107,7 +180,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 println!("threshold   {:.4}", m.threshold);
                 println!("img/s       {:.0}", m.images_per_second);
                 println!("confusion   predicted FAKE  predicted REAL");
-                println!("  FAKE      {:>14}  {:>14}", m.confusion.tp, m.confusion.fn_);
+                println!(
+                    "  FAKE      {:>14}  {:>14}",
+                    m.confusion.tp, m.confusion.fn_
+                );
                 println!("  REAL      {:>14}  {:>14}", m.confusion.fp, m.confusion.tn);
             }
             Ok(ExitCode::SUCCESS)
@@ -123,14 +199,79 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 } else if let Some(e) = &p.error {
                     eprintln!("error: {e}");
                 } else {
-                    println!("{:<5} p_fake={:.4}  {}", p.label.as_deref().unwrap_or("?"), p.p_fake.unwrap_or(f32::NAN), p.path.display());
+                    println!(
+                        "{:<5} p_fake={:.4}  {}",
+                        p.label.as_deref().unwrap_or("?"),
+                        p.p_fake.unwrap_or(f32::NAN),
+                        p.path.display()
+                    );
                 }
             }
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        Command::Bench { data, preset, batch_size, steps } => {
-            bench::run(&bench::BenchOptions { data, preset, batch_size, steps })?;
+        Command::Bench {
+            data,
+            preset,
+            batch_size,
+            steps,
+        } => {
+            bench::run(&bench::BenchOptions {
+                data,
+                preset,
+                batch_size,
+                steps,
+            })?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            model,
+            method,
+            target,
+            layer,
+            list_layers,
+            out,
+            paths,
+        } => {
+            let det = Detector::load_or_default(model.as_deref())?;
+            if list_layers {
+                for l in explain::layers(&det) {
+                    println!("{:<10} {}x{}x{}", l.name, l.channels, l.height, l.width);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let opts = explain::ExplainOptions {
+                layer,
+                method,
+                target,
+                out_dir: out,
+                ..Default::default()
+            };
+            let mut failed = false;
+            for (path, result) in explain::explain_paths(&det, &paths, &opts)? {
+                match result {
+                    Ok(e) => println!(
+                        "{}  p_fake={:.4}  {:<5} layer={}  {}",
+                        path.display(),
+                        e.map.p_fake,
+                        e.map.label,
+                        e.map.layer,
+                        e.files.overlay.display()
+                    ),
+                    Err(err) => {
+                        failed = true;
+                        eprintln!("error: {err}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Info { model } => {
             let det = Detector::load_or_default(model.as_deref())?;
@@ -138,6 +279,30 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             v["params"] = det.num_params().into();
             v["layers"] = serde_json::to_value(det.network.layer_names()).unwrap_or_default();
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare {
+            runs,
+            csv,
+            json,
+            out,
+        } => {
+            let cmp = crate::report::compare(&runs)?;
+            let table = if json {
+                cmp.to_json()
+            } else if csv {
+                cmp.to_csv()
+            } else {
+                cmp.to_markdown()
+            };
+            print!("{}", table.trim_end());
+            println!();
+            cmp.write_plots(&out)?;
+            eprintln!(
+                "wrote {} and {}",
+                out.join("compare.png").display(),
+                out.join("curves.png").display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

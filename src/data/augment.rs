@@ -91,7 +91,13 @@ pub fn hflip(img: &mut [u8], s: usize) {
 fn shift_reflect(img: &[u8], s: usize, dx: i64, dy: i64) -> Vec<u8> {
     let reflect = |v: i64| -> usize {
         let n = s as i64;
-        let r = if v < 0 { -v } else if v >= n { 2 * n - 2 - v } else { v };
+        let r = if v < 0 {
+            -v
+        } else if v >= n {
+            2 * n - 2 - v
+        } else {
+            v
+        };
         r.clamp(0, n - 1) as usize
     };
     let mut out = vec![0u8; img.len()];

@@ -35,15 +35,12 @@ pub enum Part {
 
 fn child_ci(dir: &Path, name: &str) -> Option<PathBuf> {
     let entries = std::fs::read_dir(dir).ok()?;
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        })
+    entries.flatten().map(|e| e.path()).find(|p| {
+        p.is_dir()
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
 }
 
 /// The folder holding `REAL/` and `FAKE/`: `dir` itself, or its `train/` / `test/` child.
@@ -283,7 +280,8 @@ pub fn batch_floats(
         .zip(indices.par_iter())
         .for_each(|(dst, &i)| match augment {
             Some((cfg, seed)) => {
-                let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng =
+                    StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let img = cfg.apply(set.image(i), set.size, &mut rng);
                 normalize_into(&img, size, norm, dst);
             }
@@ -328,8 +326,14 @@ mod tests {
         let tmp = std::env::temp_dir().join(format!("synthscan-resolve-{}", std::process::id()));
         std::fs::create_dir_all(tmp.join("train/REAL")).unwrap();
         std::fs::create_dir_all(tmp.join("test/FAKE")).unwrap();
-        assert_eq!(resolve_class_root(&tmp, Part::Train).unwrap(), tmp.join("train"));
-        assert_eq!(resolve_class_root(&tmp, Part::Test).unwrap(), tmp.join("test"));
+        assert_eq!(
+            resolve_class_root(&tmp, Part::Train).unwrap(),
+            tmp.join("train")
+        );
+        assert_eq!(
+            resolve_class_root(&tmp, Part::Test).unwrap(),
+            tmp.join("test")
+        );
         assert!(resolve_class_root(&tmp.join("train/REAL"), Part::Train).is_err());
         std::fs::remove_dir_all(&tmp).unwrap();
     }

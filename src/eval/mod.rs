@@ -42,7 +42,11 @@ impl Confusion {
     }
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
     }
     pub fn balanced_accuracy(&self) -> f64 {
         (self.recall() + self.specificity()) / 2.0
@@ -115,12 +119,20 @@ pub fn roc_auc(scores: &[f32], labels: &[u8]) -> f64 {
 pub fn roc_curve(scores: &[f32], labels: &[u8]) -> Vec<(f64, f64)> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let pos = labels.iter().filter(|&&l| l == crate::data::FAKE).count().max(1) as f64;
+    let pos = labels
+        .iter()
+        .filter(|&&l| l == crate::data::FAKE)
+        .count()
+        .max(1) as f64;
     let neg = (labels.len() as f64 - pos).max(1.0);
     let (mut tp, mut fp) = (0f64, 0f64);
     let mut points = vec![(0.0, 0.0)];
     for (n, &k) in order.iter().enumerate() {
-        if labels[k] == crate::data::FAKE { tp += 1.0 } else { fp += 1.0 }
+        if labels[k] == crate::data::FAKE {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
         let last = n + 1 == order.len();
         if last || scores[order[n + 1]] != scores[k] {
             points.push((fp / neg, tp / pos));
@@ -142,15 +154,17 @@ pub fn choose_threshold(scores: &[f32], labels: &[u8], rule: ThresholdRule) -> f
     // Threshold below everything: all predicted FAKE.
     let (mut tp, mut tn) = (pos, 0usize);
     let score = |tp: usize, tn: usize| match rule {
-        ThresholdRule::BalancedAccuracy => {
-            (ratio(tp, pos) + ratio(tn, neg)) / 2.0
-        }
+        ThresholdRule::BalancedAccuracy => (ratio(tp, pos) + ratio(tn, neg)) / 2.0,
         _ => (tp + tn) as f64 / labels.len() as f64,
     };
     let mut best = (score(tp, tn), 0.0f32);
     let mut best_t = scores[order[0]] / 2.0;
     for (n, &k) in order.iter().enumerate() {
-        if labels[k] == crate::data::FAKE { tp -= 1 } else { tn += 1 }
+        if labels[k] == crate::data::FAKE {
+            tp -= 1
+        } else {
+            tn += 1
+        }
         if n + 1 < order.len() && scores[order[n + 1]] == scores[k] {
             continue;
         }
@@ -178,7 +192,15 @@ mod tests {
         let scores = [0.9, 0.8, 0.3, 0.2, 0.6];
         let labels = [1, 1, 1, 0, 0];
         let m = Metrics::compute(&scores, &labels, 0.5);
-        assert_eq!(m.confusion, Confusion { tp: 2, fp: 1, tn: 1, fn_: 1 });
+        assert_eq!(
+            m.confusion,
+            Confusion {
+                tp: 2,
+                fp: 1,
+                tn: 1,
+                fn_: 1
+            }
+        );
         assert!((m.accuracy - 0.6).abs() < 1e-9);
         assert!((m.precision - 2.0 / 3.0).abs() < 1e-9);
         assert!((m.recall - 2.0 / 3.0).abs() < 1e-9);

@@ -179,7 +179,14 @@ impl ArchConfig {
     }
 }
 
-fn conv(c_in: usize, c_out: usize, kernel: usize, stride: usize, bias: bool, device: &Device) -> Conv2d {
+fn conv(
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
     let p = kernel / 2;
     Conv2dConfig::new([c_in, c_out], [kernel, kernel])
         .with_stride([stride, stride])
@@ -243,7 +250,9 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.act.forward(self.norm1.forward(self.conv1.forward(x.clone())));
+        let y = self
+            .act
+            .forward(self.norm1.forward(self.conv1.forward(x.clone())));
         let y = self.norm2.forward(self.conv2.forward(y));
         let skip = match (&self.shortcut, &self.shortcut_norm) {
             (Some(c), Some(n)) => n.forward(c.forward(x)),
@@ -353,11 +362,21 @@ impl Network {
     }
 }
 
-fn head(features: usize, hidden: &[usize], dropout: f64, pool: GlobalPool, act: Activation, device: &Device) -> Head {
+fn head(
+    features: usize,
+    hidden: &[usize],
+    dropout: f64,
+    pool: GlobalPool,
+    act: Activation,
+    device: &Device,
+) -> Head {
     let mut dims = vec![features];
     dims.extend_from_slice(hidden);
     Head {
-        hidden: dims.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect(),
+        hidden: dims
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+            .collect(),
         dropout: DropoutConfig::new(dropout).init(),
         output: LinearConfig::new(*dims.last().unwrap_or(&features), 2).init(device),
         pool,
@@ -368,7 +387,9 @@ fn head(features: usize, hidden: &[usize], dropout: f64, pool: GlobalPool, act: 
 fn init_cnn(c: &CnnConfig, input_size: usize, device: &Device) -> Network {
     let unit = |c_in: usize, c_out: usize, pool: bool| ConvUnit {
         conv: conv(c_in, c_out, c.kernel, 1, !c.batch_norm, device),
-        norm: c.batch_norm.then(|| BatchNormConfig::new(c_out).init(device)),
+        norm: c
+            .batch_norm
+            .then(|| BatchNormConfig::new(c_out).init(device)),
         pool,
         act: c.activation,
     };
@@ -384,8 +405,11 @@ fn init_cnn(c: &CnnConfig, input_size: usize, device: &Device) -> Network {
     for (i, stage) in c.stages.iter().enumerate() {
         let units = (0..stage.convs)
             .map(|j| {
-                let u = unit(if j == 0 { channels } else { stage.channels }, stage.channels, j == 0 && stage.pool);
-                u
+                unit(
+                    if j == 0 { channels } else { stage.channels },
+                    stage.channels,
+                    j == 0 && stage.pool,
+                )
             })
             .collect();
         if stage.pool {
@@ -401,7 +425,14 @@ fn init_cnn(c: &CnnConfig, input_size: usize, device: &Device) -> Network {
     };
     Network {
         blocks,
-        head: head(features, &c.hidden, c.dropout, c.global_pool, c.activation, device),
+        head: head(
+            features,
+            &c.hidden,
+            c.dropout,
+            c.global_pool,
+            c.activation,
+            device,
+        ),
         names,
     }
 }
@@ -468,7 +499,11 @@ mod tests {
     fn features_then_classify_equals_forward() {
         let arch = preset("resnet8").unwrap();
         let net = arch.init(32, &device()).valid();
-        let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device());
+        let x = Tensor::<4>::random(
+            [2, 3, 32, 32],
+            burn::tensor::Distribution::Default,
+            &device(),
+        );
         let full = net.forward(x.clone());
         for k in 0..net.layer_names().len() {
             let split = net.classify_from(net.features(x.clone(), k), k);

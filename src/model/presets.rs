@@ -2,7 +2,14 @@
 
 use super::*;
 
-pub const PRESETS: [&str; 6] = ["cifake-paper", "fast", "default", "resnet8", "resnet14", "resnet20"];
+pub const PRESETS: [&str; 6] = [
+    "cifake-paper",
+    "fast",
+    "default",
+    "resnet8",
+    "resnet14",
+    "resnet20",
+];
 
 fn stage(channels: usize, convs: usize) -> StageConfig {
     StageConfig {

@@ -87,10 +87,16 @@ pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochRow>> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
-        let v: Vec<f64> = line.split(',').map(|x| x.trim().parse::<f64>()).collect::<std::result::Result<_, _>>()
+        let v: Vec<f64> = line
+            .split(',')
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<std::result::Result<_, _>>()
             .map_err(|e| Error::dataset(&path, format!("line {}: {e}", n + 1)))?;
         if v.len() != 12 {
-            return Err(Error::dataset(&path, format!("line {}: expected 12 columns", n + 1)));
+            return Err(Error::dataset(
+                &path,
+                format!("line {}: expected 12 columns", n + 1),
+            ));
         }
         rows.push(EpochRow {
             epoch: v[0] as usize,
@@ -185,30 +191,65 @@ fn fresh_run_dir(out: &Path, name: &str) -> PathBuf {
     if !first.exists() {
         return first;
     }
-    (2..).map(|i| out.join(format!("{name}-{i}"))).find(|p| !p.exists()).unwrap_or(first)
+    (2..)
+        .map(|i| out.join(format!("{name}-{i}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
 }
 
 fn build_optimizer(cfg: &TrainConfig, model: &Network) -> ModuleOptimizer {
     let o = &cfg.optimizer;
     let split = o.weight_decay > 0.0 && !o.decay_norms_and_biases;
     let no_decay = || ParamGroup::from_ids(ema::rank1_param_ids(model));
-    let decay = |wd: f64| (wd > 0.0).then(|| WeightDecayConfig::new(wd as f32));
+    let decay = |wd: f64| (wd > 0.0).then_some(WeightDecayConfig::new(wd as f32));
     match o.kind {
         OptimizerKind::Adam => {
-            let make = |wd: f64| AdamConfig::new().with_beta_1(o.beta1).with_beta_2(o.beta2).with_epsilon(1e-8).with_weight_decay(decay(wd));
+            let make = |wd: f64| {
+                AdamConfig::new()
+                    .with_beta_1(o.beta1)
+                    .with_beta_2(o.beta2)
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(decay(wd))
+            };
             let optim = make(o.weight_decay).init();
-            if split { optim.with_group(no_decay(), make(0.0).build(), None) } else { optim }
+            if split {
+                optim.with_group(no_decay(), make(0.0).build(), None)
+            } else {
+                optim
+            }
         }
         OptimizerKind::Adamw => {
-            let make = |wd: f64| AdamWConfig::new().with_beta_1(o.beta1).with_beta_2(o.beta2).with_epsilon(1e-8).with_weight_decay(wd as f32);
+            let make = |wd: f64| {
+                AdamWConfig::new()
+                    .with_beta_1(o.beta1)
+                    .with_beta_2(o.beta2)
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(wd as f32)
+            };
             let optim = make(o.weight_decay).init();
-            if split { optim.with_group(no_decay(), make(0.0).build(), None) } else { optim }
+            if split {
+                optim.with_group(no_decay(), make(0.0).build(), None)
+            } else {
+                optim
+            }
         }
         OptimizerKind::Sgd => {
-            let momentum = (o.momentum > 0.0).then(|| MomentumConfig { momentum: o.momentum, dampening: 0.0, nesterov: o.nesterov });
-            let make = |wd: f64| SgdConfig::new().with_momentum(momentum.clone()).with_weight_decay(decay(wd));
+            let momentum = (o.momentum > 0.0).then_some(MomentumConfig {
+                momentum: o.momentum,
+                dampening: 0.0,
+                nesterov: o.nesterov,
+            });
+            let make = |wd: f64| {
+                SgdConfig::new()
+                    .with_momentum(momentum.clone())
+                    .with_weight_decay(decay(wd))
+            };
             let optim = make(o.weight_decay).init();
-            if split { optim.with_group(no_decay(), make(0.0).build(), None) } else { optim }
+            if split {
+                optim.with_group(no_decay(), make(0.0).build(), None)
+            } else {
+                optim
+            }
         }
     }
 }
@@ -249,7 +290,10 @@ pub fn load_run_data(cfg: &TrainConfig, data_dir: &Path) -> Result<RunData> {
         None => (None, 0),
     };
     if tr.is_empty() {
-        return Err(Error::dataset(&root, "no training images left after the validation split"));
+        return Err(Error::dataset(
+            &root,
+            "no training images left after the validation split",
+        ));
     }
     Ok(RunData {
         train: all.subset(&tr),
@@ -263,7 +307,14 @@ pub fn load_run_data(cfg: &TrainConfig, data_dir: &Path) -> Result<RunData> {
 
 /// Score a set with a network (no TTA) and return (scores, mean cross-entropy).
 fn score_and_loss(meta: &ModelMeta, network: &Network, set: &ImageSet) -> (Vec<f32>, f64) {
-    let det = Detector::new(ModelMeta { tta: false, ..meta.clone() }, network.valid(), default_device());
+    let det = Detector::new(
+        ModelMeta {
+            tta: false,
+            ..meta.clone()
+        },
+        network.valid(),
+        default_device(),
+    );
     let scores = det.score_set(set);
     let loss = scores
         .iter()
@@ -299,7 +350,10 @@ pub fn train_experiments(path: &Path, opts: &TrainOptions) -> Result<Vec<RunOutc
                 d
             }
         };
-        let run_opts = TrainOptions { out: parent.clone(), ..opts.clone() };
+        let run_opts = TrainOptions {
+            out: parent.clone(),
+            ..opts.clone()
+        };
         outcomes.push(train_with_data(&cfg, &run_opts, &data, None)?);
     }
     Ok(outcomes)
@@ -309,7 +363,9 @@ fn resolve_data_dir(cfg: &TrainConfig, opts: &TrainOptions) -> Result<PathBuf> {
     opts.data
         .clone()
         .or_else(|| cfg.data.dir.clone())
-        .ok_or_else(|| Error::Invalid("no dataset: pass --data DIR or set data.dir in the experiment".into()))
+        .ok_or_else(|| {
+            Error::Invalid("no dataset: pass --data DIR or set data.dir in the experiment".into())
+        })
 }
 
 /// Train one experiment into a fresh run folder.
@@ -334,9 +390,16 @@ fn say(quiet: bool, msg: String) {
     }
 }
 
-fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resume: Option<PathBuf>) -> Result<RunOutcome> {
+fn train_with_data(
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    data: &RunData,
+    resume: Option<PathBuf>,
+) -> Result<RunOutcome> {
     let started = Instant::now();
-    let run_dir = resume.clone().unwrap_or_else(|| fresh_run_dir(&opts.out, &cfg.name));
+    let run_dir = resume
+        .clone()
+        .unwrap_or_else(|| fresh_run_dir(&opts.out, &cfg.name));
     let weights = run_dir.join("weights");
     std::fs::create_dir_all(&weights).map_err(|e| Error::io(&weights, e))?;
     let device = default_device().autodiff();
@@ -354,10 +417,16 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
     };
     let mut model = cfg.model.0.init(cfg.input_size as usize, &device);
     let mut optim = build_optimizer(cfg, &model);
-    let mut ema = cfg.ema.as_ref().map(|e| (Ema::new(&model, e.decay), e.every.max(1)));
+    let mut ema = cfg
+        .ema
+        .as_ref()
+        .map(|e| (Ema::new(&model, e.decay), e.every.max(1)));
     let steps_per_epoch = data.train.len().div_ceil(cfg.batch_size);
     let mut sched = Schedule::new(&cfg.schedule, cfg.optimizer.lr, steps_per_epoch, cfg.epochs);
-    let mut state = ResumeState { plateau_scale: 1.0, ..Default::default() };
+    let mut state = ResumeState {
+        plateau_scale: 1.0,
+        ..Default::default()
+    };
 
     let mut info = RunInfo {
         name: cfg.name.clone(),
@@ -378,24 +447,40 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
     };
 
     if resume.is_some() {
-        let st: ResumeState = serde_json::from_slice(&crate::error::read_file(&weights.join("resume.json"))?)
-            .map_err(|e| Error::dataset(weights.join("resume.json"), e.to_string()))?;
+        let st: ResumeState =
+            serde_json::from_slice(&crate::error::read_file(&weights.join("resume.json"))?)
+                .map_err(|e| Error::dataset(weights.join("resume.json"), e.to_string()))?;
         let load = |name: &str| -> Result<ModuleRecord> {
             let p = weights.join(name);
-            ModuleRecord::load(&p).map_err(|e| Error::ModelFile { path: p.clone(), message: e.to_string() })
+            ModuleRecord::load(&p).map_err(|e| Error::ModelFile {
+                path: p.clone(),
+                message: e.to_string(),
+            })
         };
-        model = model.try_load_record(load("train-model.bpk")?).map_err(|e| Error::Model(e.to_string()))?;
+        model = model
+            .try_load_record(load("train-model.bpk")?)
+            .map_err(|e| Error::Model(e.to_string()))?;
         optim = optim
             .load(weights.join("optimizer.bpk"))
-            .map_err(|e| Error::ModelFile { path: weights.join("optimizer.bpk"), message: e.to_string() })?;
+            .map_err(|e| Error::ModelFile {
+                path: weights.join("optimizer.bpk"),
+                message: e.to_string(),
+            })?;
         if let Some((e, _)) = ema.as_mut() {
-            e.model = e.model.clone().try_load_record(load("ema-model.bpk")?).map_err(|e| Error::Model(e.to_string()))?;
+            e.model = e
+                .model
+                .clone()
+                .try_load_record(load("ema-model.bpk")?)
+                .map_err(|e| Error::Model(e.to_string()))?;
         }
         sched.plateau_scale = st.plateau_scale;
         state = st;
         let old = RunInfo::load(&run_dir)?;
         info.git_revision = old.git_revision;
-        say(opts.quiet, format!("resuming {} after epoch {}", run_dir.display(), state.epoch));
+        say(
+            opts.quiet,
+            format!("resuming {} after epoch {}", run_dir.display(), state.epoch),
+        );
     } else {
         write_file(&run_dir.join("config.yaml"), cfg.to_yaml())?;
         write_file(&run_dir.join("metrics.csv"), format!("{METRICS_HEADER}\n"))?;
@@ -421,18 +506,23 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
         .init(&device);
     let size = cfg.input_size as usize;
     let interactive = !opts.quiet && std::io::stderr().is_terminal();
-    let mut csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap_or_else(|_| format!("{METRICS_HEADER}\n"));
+    let mut csv = std::fs::read_to_string(run_dir.join("metrics.csv"))
+        .unwrap_or_else(|_| format!("{METRICS_HEADER}\n"));
 
     for epoch in state.epoch + 1..=cfg.epochs {
         let t0 = Instant::now();
         let mut order: Vec<usize> = (0..data.train.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(cfg.seed.wrapping_add(epoch as u64 * 7919)));
+        order.shuffle(&mut StdRng::seed_from_u64(
+            cfg.seed.wrapping_add(epoch as u64 * 7919),
+        ));
         let bar = interactive.then(|| {
             let b = indicatif::ProgressBar::new(steps_per_epoch as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b.set_prefix(format!("{epoch}/{}", cfg.epochs));
             b
@@ -442,13 +532,29 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
             lr = sched.lr(state.step);
             let seed = cfg.seed ^ ((epoch as u64) << 40) ^ ((b as u64) << 20);
-            let floats = data::batch_floats(&data.train, chunk, &meta.normalization, Some((&cfg.augment, seed)));
-            let x = Tensor::<4>::from_data(TensorData::new(floats, [chunk.len(), 3, size, size]), &device);
+            let floats = data::batch_floats(
+                &data.train,
+                chunk,
+                &meta.normalization,
+                Some((&cfg.augment, seed)),
+            );
+            let x = Tensor::<4>::from_data(
+                TensorData::new(floats, [chunk.len(), 3, size, size]),
+                &device,
+            );
             let labels: Vec<i64> = chunk.iter().map(|&i| data.train.labels[i] as i64).collect();
-            let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [chunk.len()]), &device);
+            let y = Tensor::<1, Int>::from_data(
+                TensorData::new(labels.clone(), [chunk.len()]),
+                &device,
+            );
             let logits = model.forward(x);
             let loss = loss_fn.forward(logits.clone(), y);
-            let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec().unwrap_or_default();
+            let pred: Vec<i64> = logits
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec()
+                .unwrap_or_default();
             correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
             let loss_value: f32 = loss.clone().into_scalar();
             if !loss_value.is_finite() {
@@ -462,7 +568,7 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
             model = optim.step(lr, model, grads);
             state.step += 1;
             if let Some((e, every)) = ema.as_mut()
-                && state.step % *every == 0
+                && state.step.is_multiple_of(*every)
             {
                 e.update(&model, *every);
             }
@@ -470,7 +576,12 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
                 bar.inc(1);
                 if b % 10 == 0 {
                     let rate = seen as f64 / t0.elapsed().as_secs_f64();
-                    bar.set_message(format!("loss {:.4} acc {:.4} {:.0} img/s", loss_sum / seen as f64, correct as f64 / seen as f64, rate));
+                    bar.set_message(format!(
+                        "loss {:.4} acc {:.4} {:.0} img/s",
+                        loss_sum / seen as f64,
+                        correct as f64 / seen as f64,
+                        rate
+                    ));
                 }
             }
         }
@@ -478,7 +589,10 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
             bar.finish_and_clear();
         }
         let train_secs = t0.elapsed().as_secs_f64();
-        let eval_net = ema.as_ref().map(|(e, _)| e.model.clone()).unwrap_or_else(|| model.valid());
+        let eval_net = ema
+            .as_ref()
+            .map(|(e, _)| e.model.clone())
+            .unwrap_or_else(|| model.valid());
         let (val_scores, val_loss) = score_and_loss(&meta, &eval_net, &data.val);
         let vm = Metrics::compute(&val_scores, &data.val.labels, 0.5);
         let row = EpochRow {
@@ -502,35 +616,74 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
             opts.quiet,
             format!(
                 "epoch {epoch}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} auc {:.4} | lr {:.2e} | {:.0} img/s, {:.0}s",
-                cfg.epochs, row.train_loss, row.train_accuracy, row.val_loss, row.val_accuracy, row.val_auc, lr, row.images_per_second, row.seconds
+                cfg.epochs,
+                row.train_loss,
+                row.train_accuracy,
+                row.val_loss,
+                row.val_accuracy,
+                row.val_auc,
+                lr,
+                row.images_per_second,
+                row.seconds
             ),
         );
 
         // Checkpoints: the model we evaluate (EMA when enabled) as best/last, plus resume state.
-        let stop_value = match cfg.early_stopping.as_ref().map(|e| e.metric).unwrap_or_default() {
+        let stop_value = match cfg
+            .early_stopping
+            .as_ref()
+            .map(|e| e.metric)
+            .unwrap_or_default()
+        {
             StopMetric::ValLoss => val_loss,
             StopMetric::ValAccuracy => -vm.accuracy,
             StopMetric::ValAuc => -vm.roc_auc,
         };
-        let min_delta = cfg.early_stopping.as_ref().map(|e| e.min_delta).unwrap_or(0.0);
+        let min_delta = cfg
+            .early_stopping
+            .as_ref()
+            .map(|e| e.min_delta)
+            .unwrap_or(0.0);
         let improved = state.stop.observe(epoch, stop_value, min_delta);
-        if cfg.schedule.kind == config::ScheduleKind::Plateau && !state.plateau.observe(epoch, val_loss, 0.0) && state.plateau.bad_epochs >= cfg.schedule.patience {
+        if cfg.schedule.kind == config::ScheduleKind::Plateau
+            && !state.plateau.observe(epoch, val_loss, 0.0)
+            && state.plateau.bad_epochs >= cfg.schedule.patience
+        {
             sched.plateau_scale *= cfg.schedule.gamma;
             state.plateau.bad_epochs = 0;
         }
         state.plateau_scale = sched.plateau_scale;
-        write_file(&weights.join("last.synthscan"), encode_model(&meta, eval_net.clone())?)?;
+        write_file(
+            &weights.join("last.synthscan"),
+            encode_model(&meta, eval_net.clone())?,
+        )?;
         if improved {
-            write_file(&weights.join("best.synthscan"), encode_model(&meta, eval_net.clone())?)?;
+            write_file(
+                &weights.join("best.synthscan"),
+                encode_model(&meta, eval_net.clone())?,
+            )?;
         }
         state.epoch = epoch;
         state.train_seconds += t0.elapsed().as_secs_f64();
-        model.clone().into_record().save(weights.join("train-model.bpk")).map_err(|e| Error::output(weights.join("train-model.bpk"), e))?;
-        optim.save(weights.join("optimizer.bpk")).map_err(|e| Error::output(weights.join("optimizer.bpk"), e))?;
+        model
+            .clone()
+            .into_record()
+            .save(weights.join("train-model.bpk"))
+            .map_err(|e| Error::output(weights.join("train-model.bpk"), e))?;
+        optim
+            .save(weights.join("optimizer.bpk"))
+            .map_err(|e| Error::output(weights.join("optimizer.bpk"), e))?;
         if let Some((e, _)) = &ema {
-            e.model.clone().into_record().save(weights.join("ema-model.bpk")).map_err(|e| Error::output(weights.join("ema-model.bpk"), e))?;
+            e.model
+                .clone()
+                .into_record()
+                .save(weights.join("ema-model.bpk"))
+                .map_err(|e| Error::output(weights.join("ema-model.bpk"), e))?;
         }
-        write_file(&weights.join("resume.json"), serde_json::to_vec(&state).unwrap_or_default())?;
+        write_file(
+            &weights.join("resume.json"),
+            serde_json::to_vec(&state).unwrap_or_default(),
+        )?;
         info.epochs_run = epoch;
         info.best_epoch = state.stop.best_epoch;
         info.train_seconds = state.train_seconds;
@@ -540,7 +693,13 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
         if let Some(es) = &cfg.early_stopping
             && state.stop.bad_epochs >= es.patience
         {
-            say(opts.quiet, format!("early stop after epoch {epoch}: no improvement for {} epochs", es.patience));
+            say(
+                opts.quiet,
+                format!(
+                    "early stop after epoch {epoch}: no improvement for {} epochs",
+                    es.patience
+                ),
+            );
             break;
         }
     }
@@ -549,9 +708,20 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
     let best = Detector::load(&weights.join("best.synthscan"))?;
     let best_net = best.network;
     meta.tta = false;
-    let det = Detector::new(ModelMeta { tta: cfg.tta, ..meta.clone() }, best_net.clone(), default_device());
+    let det = Detector::new(
+        ModelMeta {
+            tta: cfg.tta,
+            ..meta.clone()
+        },
+        best_net.clone(),
+        default_device(),
+    );
     let val_scores = det.score_set(&data.val);
-    let threshold = if data.val.is_empty() { 0.5 } else { eval::choose_threshold(&val_scores, &data.val.labels, cfg.threshold) };
+    let threshold = if data.val.is_empty() {
+        0.5
+    } else {
+        eval::choose_threshold(&val_scores, &data.val.labels, cfg.threshold)
+    };
     let val_metrics = Metrics::compute(&val_scores, &data.val.labels, threshold);
     meta.tta = cfg.tta;
     meta.threshold = threshold;
@@ -591,9 +761,15 @@ fn train_with_data(cfg: &TrainConfig, opts: &TrainOptions, data: &RunData, resum
             threshold,
             val_metrics.accuracy,
             val_metrics.roc_auc,
-            test_metrics.map(|m| format!(", test acc {:.4} auc {:.4}", m.accuracy, m.roc_auc)).unwrap_or_default(),
+            test_metrics
+                .map(|m| format!(", test acc {:.4} auc {:.4}", m.accuracy, m.roc_auc))
+                .unwrap_or_default(),
             model_path.display()
         ),
     );
-    Ok(RunOutcome { run_dir, model_path, info })
+    Ok(RunOutcome {
+        run_dir,
+        model_path,
+        info,
+    })
 }

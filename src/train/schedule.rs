@@ -34,12 +34,20 @@ impl Schedule {
         if warm > 0.0 && t < warm {
             return self.peak * ((step + 1) as f64 / (warm * self.total_steps as f64)).min(1.0);
         }
-        let after = if warm < 1.0 { ((t - warm) / (1.0 - warm)).clamp(0.0, 1.0) } else { 1.0 };
+        let after = if warm < 1.0 {
+            ((t - warm) / (1.0 - warm)).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
         match self.cfg.kind {
             ScheduleKind::Constant => self.peak,
             ScheduleKind::Step => {
                 let epoch = step / self.steps_per_epoch;
-                self.peak * self.cfg.gamma.powi((epoch / self.cfg.step_epochs.max(1)) as i32)
+                self.peak
+                    * self
+                        .cfg
+                        .gamma
+                        .powi((epoch / self.cfg.step_epochs.max(1)) as i32)
             }
             ScheduleKind::Cosine => {
                 floor + (self.peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * after).cos())
@@ -81,7 +89,10 @@ mod tests {
     use super::*;
 
     fn cfg(kind: ScheduleKind) -> ScheduleConfig {
-        ScheduleConfig { kind, ..Default::default() }
+        ScheduleConfig {
+            kind,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -97,7 +108,16 @@ mod tests {
         assert!(s.lr(99) < 0.02);
         assert!(s.lr(60) < s.lr(30));
 
-        let s = Schedule::new(&ScheduleConfig { step_epochs: 3, gamma: 0.5, ..cfg(ScheduleKind::Step) }, 1.0, 10, 10);
+        let s = Schedule::new(
+            &ScheduleConfig {
+                step_epochs: 3,
+                gamma: 0.5,
+                ..cfg(ScheduleKind::Step)
+            },
+            1.0,
+            10,
+            10,
+        );
         assert_eq!(s.lr(29), 1.0);
         assert_eq!(s.lr(30), 0.5);
         assert_eq!(s.lr(65), 0.25);

@@ -1,0 +1,237 @@
+//! End-to-end tests through the `synthscan` binary on data the tests generate.
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn train_then_evaluate_separates_generated_classes() {
+    let dir = temp_dir("train");
+    make_split_dataset(&dir.join("data"), 120, 40, 16);
+    let cfg = tiny_config(&dir, "tiny", 2);
+    let out = run(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        "--out",
+        dir.join("runs").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = dir.join("runs/tiny");
+    for f in [
+        "config.yaml",
+        "metrics.csv",
+        "run.json",
+        "model.synthscan",
+        "weights/best.synthscan",
+        "weights/last.synthscan",
+    ] {
+        assert!(run_dir.join(f).exists(), "missing {f}");
+    }
+    let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["seed"], 7);
+    assert_eq!(info["train_count"], serde_json::json!([96, 96]));
+    assert!(info["git_revision"].is_string() && info["burn_version"].as_str() == Some("0.22.1"));
+
+    let model = run_dir.join("model.synthscan");
+    let out = run(&[
+        "evaluate",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
+    for k in [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "threshold",
+        "count",
+        "images_per_second",
+        "confusion",
+    ] {
+        assert!(keys.contains(&k), "missing {k} in {m}");
+    }
+    assert_eq!(keys.len(), 9, "{m}");
+    assert_eq!(m["count"], 80);
+    assert!(m["accuracy"].as_f64().unwrap() > 0.9, "{m}");
+    let c = &m["confusion"];
+    assert_eq!(c["tp"].as_u64().unwrap() + c["fn"].as_u64().unwrap(), 40);
+}
+
+#[test]
+fn resume_continues_a_killed_run() {
+    let dir = temp_dir("resume");
+    make_dataset(&dir.join("data"), 60, 16, 3);
+    let cfg = tiny_config(&dir, "res", 3);
+    let data = dir.join("data");
+    let runs = dir.join("runs");
+    // Simulate a run killed after epoch 1: train 1 epoch, then rewrite its config to 3 epochs.
+    let one = tiny_config(&dir, "res", 1);
+    let out = run(&[
+        "train",
+        "--config",
+        one.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        runs.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = runs.join("res");
+    let text = std::fs::read_to_string(run_dir.join("config.yaml"))
+        .unwrap()
+        .replace("epochs: 1", "epochs: 3");
+    std::fs::write(run_dir.join("config.yaml"), text).unwrap();
+    let out = run(&["train", "--resume", run_dir.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap();
+    let epochs: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(epochs, ["1", "2", "3"], "{csv}");
+    let _ = cfg;
+}
+
+#[test]
+fn config_errors_name_the_key_and_exit_nonzero() {
+    let dir = temp_dir("cfgerr");
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "model: {preset: fast}\nlearning_rate: 0.1\n").unwrap();
+    let out = run(&[
+        "train",
+        "--config",
+        bad.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("learning_rate") && err.contains("bad.yaml"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one clear line: {err}");
+
+    let missing = run(&["train", "--config", dir.join("nope.yaml").to_str().unwrap()]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("nope.yaml"));
+}
+
+#[test]
+fn predict_scores_good_files_and_reports_each_bad_one() {
+    let dir = temp_dir("predict");
+    make_dataset(&dir, 2, 32, 5);
+    let good: Vec<_> = ["REAL/0000.png", "FAKE/0001.bmp"]
+        .iter()
+        .map(|p| dir.join(p))
+        .collect();
+    let empty = dir.join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let jpeg = dir.join("cut.jpg");
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90)
+        .encode(
+            make_image(false, 64, &mut rand::SeedableRng::seed_from_u64(1)).as_raw(),
+            64,
+            64,
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    std::fs::write(&jpeg, &bytes[..bytes.len() / 3]).unwrap();
+    let text = dir.join("notes.png");
+    std::fs::write(&text, "this is text, not a picture").unwrap();
+
+    let mut args = vec!["predict", "--json"];
+    let paths: Vec<String> = good
+        .iter()
+        .chain([&empty, &jpeg, &text])
+        .map(|p| p.display().to_string())
+        .collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = run(&args);
+    assert!(
+        !out.status.success(),
+        "bad files must make the exit status non-zero"
+    );
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    for l in &lines[..2] {
+        let p = l["p_fake"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert!(["REAL", "FAKE"].contains(&l["label"].as_str().unwrap()));
+    }
+    for (l, name) in lines[2..].iter().zip(["empty.jpg", "cut.jpg", "notes.png"]) {
+        assert!(l.get("p_fake").is_none());
+        let e = l["error"].as_str().unwrap();
+        assert!(e.contains(name), "{e}");
+        assert!(l["path"].as_str().unwrap().ends_with(name));
+    }
+    assert!(!stderr(&out).contains("panicked"));
+
+    // A folder is searched recursively; all good files → exit 0.
+    let out = run(&["predict", "--json", dir.join("REAL").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2);
+}
+
+#[test]
+fn missing_model_and_data_are_one_line_errors() {
+    let out = run(&[
+        "evaluate",
+        "--model",
+        "/nonexistent/m.synthscan",
+        "--data",
+        ".",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/nonexistent/m.synthscan"));
+    let out = run(&["evaluate", "--data", "/nonexistent/data"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/nonexistent/data"));
+}
+
+#[test]
+fn strict_mode_fails_on_a_corrupt_training_file() {
+    let dir = temp_dir("strict");
+    make_dataset(&dir.join("data"), 10, 16, 9);
+    std::fs::write(dir.join("data/FAKE/broken.jpg"), b"\xff\xd8\xff garbage").unwrap();
+    let out = run(&[
+        "evaluate",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        "--strict",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("broken.jpg"));
+    let out = run(&[
+        "evaluate",
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let m: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        m["count"], 20,
+        "the corrupt file is skipped, the rest scored"
+    );
+}
