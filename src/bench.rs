@@ -149,15 +149,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     );
 
     // 4. Inference.
-    let meta = ModelMeta {
-        arch,
-        input_size: 32,
-        normalization: norm,
-        class_names: data::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-        threshold: 0.5,
-        tta: false,
-        provenance: serde_json::Value::Null,
-    };
+    let meta = ModelMeta::untrained(arch, 32, norm);
     let det = Detector::new(meta, model.valid(), default_device());
     let _ = det.score_set(&set.subset(&(0..256.min(set.len())).collect::<Vec<_>>()));
     let t0 = Instant::now();

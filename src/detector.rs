@@ -35,6 +35,21 @@ pub struct ModelMeta {
     pub provenance: serde_json::Value,
 }
 
+impl ModelMeta {
+    /// Metadata for a freshly built network: REAL/FAKE classes, threshold 0.5, no TTA.
+    pub fn untrained(arch: ArchConfig, input_size: u32, normalization: Normalization) -> Self {
+        Self {
+            arch,
+            input_size,
+            normalization,
+            class_names: data::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+            threshold: 0.5,
+            tta: false,
+            provenance: serde_json::Value::Null,
+        }
+    }
+}
+
 /// The compute device: the first enabled GPU backend, else the CPU one (`BURN_DEVICE` overrides).
 pub fn default_device() -> Device {
     Device::default()
@@ -231,13 +246,9 @@ mod tests {
         let arch = crate::model::preset("cifake-paper").unwrap();
         let device = default_device();
         let meta = ModelMeta {
-            arch: arch.clone(),
-            input_size: 16,
-            normalization: Normalization::unit(),
-            class_names: vec!["REAL".into(), "FAKE".into()],
             threshold: 0.4,
             tta: true,
-            provenance: serde_json::Value::Null,
+            ..ModelMeta::untrained(arch.clone(), 16, Normalization::unit())
         };
         Detector::new(meta, arch.init(16, &device), device)
     }

@@ -86,15 +86,7 @@ fn arch() -> ArchConfig {
 }
 
 fn meta(arch: ArchConfig) -> ModelMeta {
-    ModelMeta {
-        arch,
-        input_size: SIZE,
-        normalization: Normalization::unit(),
-        class_names: vec!["REAL".into(), "FAKE".into()],
-        threshold: 0.5,
-        tta: false,
-        provenance: serde_json::Value::Null,
-    }
+    ModelMeta::untrained(arch, SIZE, Normalization::unit())
 }
 
 /// Train the small CNN on freshly generated batches; returns the detector and the training

@@ -457,15 +457,7 @@ mod tests {
         });
         let device = default_device();
         device.seed(11);
-        let meta = ModelMeta {
-            arch: arch.clone(),
-            input_size: input,
-            normalization: Normalization::unit(),
-            class_names: vec!["REAL".into(), "FAKE".into()],
-            threshold: 0.5,
-            tta: false,
-            provenance: serde_json::Value::Null,
-        };
+        let meta = ModelMeta::untrained(arch.clone(), input, Normalization::unit());
         let net = arch.init(input as usize, &device);
         Detector::new(meta, net, device)
     }

@@ -224,21 +224,8 @@ mod tests {
                 seconds: 10.0,
                 images_per_second: 100.0 * e as f64,
             };
-            csv.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
-                r.epoch,
-                r.train_loss,
-                r.train_accuracy,
-                r.val_loss,
-                r.val_accuracy,
-                r.val_precision,
-                r.val_recall,
-                r.val_f1,
-                r.val_auc,
-                r.lr,
-                r.seconds,
-                r.images_per_second
-            ));
+            csv.push_str(&r.csv());
+            csv.push('\n');
         }
         std::fs::write(dir.join("metrics.csv"), csv).unwrap();
         dir
@@ -281,15 +268,7 @@ mod tests {
 
         let arch = crate::model::preset("cifake-paper").unwrap();
         let device = default_device();
-        let meta = ModelMeta {
-            arch: arch.clone(),
-            input_size: 16,
-            normalization: Normalization::unit(),
-            class_names: vec!["REAL".into(), "FAKE".into()],
-            threshold: 0.5,
-            tta: false,
-            provenance: serde_json::Value::Null,
-        };
+        let meta = ModelMeta::untrained(arch.clone(), 16, Normalization::unit());
         let det = Detector::new(meta, arch.init(16, &device), device);
         let set = |n: usize, salt: usize| ImageSet {
             size: 16,
@@ -445,13 +424,10 @@ mod tests {
         let arch = crate::model::preset("cifake-paper").unwrap();
         let device = default_device();
         let meta = ModelMeta {
-            arch: arch.clone(),
-            input_size: 32,
-            normalization: Normalization::unit(),
-            class_names: vec!["REAL".into(), "FAKE".into()],
             threshold: 0.61,
             tta: true,
             provenance: serde_json::json!({"run": "bundled"}),
+            ..ModelMeta::untrained(arch.clone(), 32, Normalization::unit())
         };
         let det = Detector::new(meta, arch.init(32, &device), device);
         let path = tmp.0.join("models/MODEL_CARD.md");

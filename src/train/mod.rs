@@ -62,7 +62,8 @@ pub struct EpochRow {
 pub const METRICS_HEADER: &str = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_precision,val_recall,val_f1,val_auc,lr,seconds,images_per_second";
 
 impl EpochRow {
-    fn csv(&self) -> String {
+    /// The row as a `metrics.csv` line (no newline).
+    pub fn csv(&self) -> String {
         format!(
             "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.8},{:.2},{:.1}",
             self.epoch,
@@ -407,13 +408,8 @@ fn train_with_data(
 
     let normalization: Normalization = cfg.normalization.resolve(&data.train);
     let mut meta = ModelMeta {
-        arch: cfg.model.0.clone(),
-        input_size: cfg.input_size,
-        normalization,
-        class_names: data::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-        threshold: 0.5,
         tta: cfg.tta,
-        provenance: serde_json::Value::Null,
+        ..ModelMeta::untrained(cfg.model.0.clone(), cfg.input_size, normalization)
     };
     let mut model = cfg.model.0.init(cfg.input_size as usize, &device);
     let mut optim = build_optimizer(cfg, &model);
