@@ -5,10 +5,10 @@ use crate::data::{self, AugmentConfig, ImageSet, Normalization};
 use crate::detector::{Detector, ModelMeta, default_device};
 use crate::error::Result;
 use crate::model::preset;
+use crate::train::{BatchSpec, train_step};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::prelude::*;
+use burn::optim::AdamConfig;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -109,30 +109,17 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let b = opts.batch_size.min(set.len());
+    // The same data-parallel step the training loop uses.
     let step =
         |model: crate::model::Network, optim: &mut burn::optim::ModuleOptimizer, k: usize| {
             let chunk: Vec<usize> = (0..b).map(|i| (i + k * b) % set.len()).collect();
-            let x = Tensor::<4>::from_data(
-                TensorData::new(
-                    data::batch_floats(&set, &chunk, &norm, None),
-                    [b, 3, 32, 32],
-                ),
-                &device,
-            );
-            let y = Tensor::<1, Int>::from_data(
-                TensorData::new(
-                    chunk
-                        .iter()
-                        .map(|&i| set.labels[i] as i64)
-                        .collect::<Vec<_>>(),
-                    [b],
-                ),
-                &device,
-            );
-            let loss = loss_fn.forward(model.forward(x), y);
-            let _: f32 = loss.clone().into_scalar();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            optim.step(1e-3, model, grads)
+            let batch = BatchSpec {
+                set: &set,
+                indices: &chunk,
+                normalization: &norm,
+                augment: None,
+            };
+            train_step(model, optim, &loss_fn, &batch, 1e-3, &device).model
         };
     for k in 0..2 {
         model = step(model, &mut optim, k);

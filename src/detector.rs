@@ -171,12 +171,15 @@ impl Detector {
 
     /// p_fake for every image of a decoded set (which must be at the model's input size).
     pub fn score_set(&self, set: &ImageSet) -> Vec<f32> {
-        let mut scores = Vec::with_capacity(set.len());
+        use rayon::prelude::*;
+        // The CPU backend runs one forward pass on one core, so batches go through the network
+        // side by side, one per core; order is kept by collecting in chunk order.
         let indices: Vec<usize> = (0..set.len()).collect();
-        for chunk in indices.chunks(INFER_BATCH) {
-            scores.extend(self.score_tensor(self.input_tensor(set, chunk)));
-        }
-        scores
+        indices
+            .par_chunks(INFER_BATCH)
+            .map(|chunk| self.score_tensor(self.input_tensor(set, chunk)))
+            .collect::<Vec<_>>()
+            .concat()
     }
 
     /// Decode, resize and score one encoded image.

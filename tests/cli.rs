@@ -7,7 +7,7 @@ use serde_json::Value;
 #[test]
 fn train_then_evaluate_separates_generated_classes() {
     let dir = temp_dir("train");
-    make_split_dataset(&dir.join("data"), 120, 40, 16);
+    make_split_dataset(&dir.join("data"), 160, 40, 16);
     let cfg = tiny_config(&dir, "tiny", 2);
     let out = run(&[
         "train",
@@ -36,7 +36,7 @@ fn train_then_evaluate_separates_generated_classes() {
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(info["seed"], 7);
-    assert_eq!(info["train_count"], serde_json::json!([96, 96]));
+    assert_eq!(info["train_count"], serde_json::json!([128, 128]));
     assert!(info["git_revision"].is_string() && info["burn_version"].as_str() == Some("0.22.1"));
 
     let model = run_dir.join("model.synthscan");

@@ -18,7 +18,9 @@ use burn::module::{Module, ParamGroup};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{
+    AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig,
+};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use ema::Ema;
@@ -385,6 +387,87 @@ pub fn resume(run_dir: &Path, opts: &TrainOptions) -> Result<RunOutcome> {
     train_with_data(&cfg, opts, &data, Some(run_dir.to_path_buf()))
 }
 
+/// One training batch: which images of which set, and how to prepare them.
+pub struct BatchSpec<'a> {
+    pub set: &'a ImageSet,
+    pub indices: &'a [usize],
+    pub normalization: &'a Normalization,
+    pub augment: Option<(&'a data::AugmentConfig, u64)>,
+}
+
+/// What one optimisation step returns.
+pub struct StepOutcome {
+    pub model: Network,
+    /// Mean loss over the batch.
+    pub loss: f64,
+    /// Correct argmax predictions in the batch.
+    pub correct: usize,
+}
+
+/// One optimisation step, data-parallel over the CPU's cores: the batch is cut into one part per
+/// core, each part runs forward and backward on its own thread (the CPU backend runs one pass on
+/// one core), and the gradients — each part's loss weighted by its share of the batch — are
+/// summed before a single optimiser step. Batch-norm statistics are per part, as in
+/// data-parallel training on several GPUs.
+pub fn train_step(
+    model: Network,
+    optim: &mut ModuleOptimizer,
+    loss_fn: &burn::nn::loss::CrossEntropyLoss,
+    batch: &BatchSpec,
+    lr: f64,
+    device: &Device,
+) -> StepOutcome {
+    use rayon::prelude::*;
+    let size = batch.set.size as usize;
+    let total = batch.indices.len();
+    // Parts below ~16 images cost more in overhead than they gain.
+    let workers = rayon::current_num_threads().min(total / 16).max(1);
+    let parts: Vec<&[usize]> = batch.indices.chunks(total.div_ceil(workers)).collect();
+    let outcomes: Vec<(GradientsParams, f64, usize)> = parts
+        .par_iter()
+        .enumerate()
+        .map(|(k, part)| {
+            let augment = batch
+                .augment
+                .map(|(a, seed)| (a, seed.wrapping_add(k as u64)));
+            let floats = data::batch_floats(batch.set, part, batch.normalization, augment);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(floats, [part.len(), 3, size, size]),
+                device,
+            );
+            let labels: Vec<i64> = part.iter().map(|&i| batch.set.labels[i] as i64).collect();
+            let y =
+                Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [part.len()]), device);
+            let logits = model.forward(x);
+            let loss = loss_fn.forward(logits.clone(), y);
+            let pred: Vec<i64> = logits
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .try_to_vec()
+                .unwrap_or_default();
+            let correct = pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
+            let weight = part.len() as f64 / total as f64;
+            let loss_value: f32 = loss.clone().into_scalar();
+            let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), &model);
+            (grads, loss_value as f64 * weight, correct)
+        })
+        .collect();
+    let loss = outcomes.iter().map(|o| o.1).sum();
+    let correct = outcomes.iter().map(|o| o.2).sum();
+    let grads = MultiGradientsParams {
+        grads: outcomes
+            .into_iter()
+            .map(|(g, _, _)| (g, device.clone()))
+            .collect(),
+    };
+    StepOutcome {
+        model: optim.step_multi(lr, model, grads),
+        loss,
+        correct,
+    }
+}
+
 fn say(quiet: bool, msg: String) {
     if !quiet {
         eprintln!("{msg}");
@@ -500,7 +583,6 @@ fn train_with_data(
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
         .init(&device);
-    let size = cfg.input_size as usize;
     let interactive = !opts.quiet && std::io::stderr().is_terminal();
     let mut csv = std::fs::read_to_string(run_dir.join("metrics.csv"))
         .unwrap_or_else(|_| format!("{METRICS_HEADER}\n"));
@@ -528,40 +610,23 @@ fn train_with_data(
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
             lr = sched.lr(state.step);
             let seed = cfg.seed ^ ((epoch as u64) << 40) ^ ((b as u64) << 20);
-            let floats = data::batch_floats(
-                &data.train,
-                chunk,
-                &meta.normalization,
-                Some((&cfg.augment, seed)),
-            );
-            let x = Tensor::<4>::from_data(
-                TensorData::new(floats, [chunk.len(), 3, size, size]),
-                &device,
-            );
-            let labels: Vec<i64> = chunk.iter().map(|&i| data.train.labels[i] as i64).collect();
-            let y = Tensor::<1, Int>::from_data(
-                TensorData::new(labels.clone(), [chunk.len()]),
-                &device,
-            );
-            let logits = model.forward(x);
-            let loss = loss_fn.forward(logits.clone(), y);
-            let pred: Vec<i64> = logits
-                .argmax(1)
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec()
-                .unwrap_or_default();
-            correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
-            let loss_value: f32 = loss.clone().into_scalar();
-            if !loss_value.is_finite() {
+            let batch = BatchSpec {
+                set: &data.train,
+                indices: chunk,
+                normalization: &meta.normalization,
+                augment: Some((&cfg.augment, seed)),
+            };
+            let step = train_step(model, &mut optim, &loss_fn, &batch, lr, &device);
+            model = step.model;
+            if !step.loss.is_finite() {
                 return Err(Error::Model(format!(
-                    "training diverged at epoch {epoch} step {b} (loss {loss_value}); lower optimizer.lr (now {lr})"
+                    "training diverged at epoch {epoch} step {b} (loss {}); lower optimizer.lr (now {lr})",
+                    step.loss
                 )));
             }
-            loss_sum += loss_value as f64 * chunk.len() as f64;
+            correct += step.correct;
+            loss_sum += step.loss * chunk.len() as f64;
             seen += chunk.len();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
             state.step += 1;
             if let Some((e, every)) = ema.as_mut()
                 && state.step.is_multiple_of(*every)

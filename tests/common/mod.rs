@@ -43,7 +43,7 @@ pub fn make_image(fake: bool, size: u32, rng: &mut StdRng) -> RgbImage {
             b + y * 40 / size,
             c + (x + y) * 20 / size,
         ];
-        let n = if fake { rng.random_range(0..60u32) } else { 0 };
+        let n = if fake { rng.random_range(0..90u32) } else { 0 };
         Rgb(base.map(|v| (v + n).min(255) as u8))
     })
 }
