@@ -55,6 +55,17 @@ pub fn default_device() -> Device {
     Device::default()
 }
 
+/// How many passes to run side by side on `device`: one per core on the CPU backends (each of
+/// their passes uses one core), one on a GPU (which parallelises inside the pass).
+pub fn parallel_passes(device: &Device) -> usize {
+    let name = format!("{device:?}");
+    if name.contains("Flex") || name.contains("NdArray") {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
 pub struct Detector {
     pub meta: ModelMeta,
     pub network: Network,
@@ -175,6 +186,12 @@ impl Detector {
         // The CPU backend runs one forward pass on one core, so batches go through the network
         // side by side, one per core; order is kept by collecting in chunk order.
         let indices: Vec<usize> = (0..set.len()).collect();
+        if parallel_passes(&self.device) == 1 {
+            return indices
+                .chunks(INFER_BATCH)
+                .flat_map(|chunk| self.score_tensor(self.input_tensor(set, chunk)))
+                .collect();
+        }
         indices
             .par_chunks(INFER_BATCH)
             .map(|chunk| self.score_tensor(self.input_tensor(set, chunk)))

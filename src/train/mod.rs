@@ -407,7 +407,7 @@ pub struct StepOutcome {
 /// One optimisation step, data-parallel over the CPU's cores: the batch is cut into one part per
 /// core, each part runs forward and backward on its own thread (the CPU backend runs one pass on
 /// one core), and the gradients — each part's loss weighted by its share of the batch — are
-/// summed before a single optimiser step. Batch-norm statistics are per part, as in
+/// summed before a single optimiser step. On a GPU the batch stays whole. Batch-norm statistics are per part, as in
 /// data-parallel training on several GPUs.
 pub fn train_step(
     model: Network,
@@ -421,7 +421,9 @@ pub fn train_step(
     let size = batch.set.size as usize;
     let total = batch.indices.len();
     // Parts below ~16 images cost more in overhead than they gain.
-    let workers = rayon::current_num_threads().min(total / 16).max(1);
+    let workers = crate::detector::parallel_passes(device)
+        .min(total / 16)
+        .max(1);
     let parts: Vec<&[usize]> = batch.indices.chunks(total.div_ceil(workers)).collect();
     let outcomes: Vec<(GradientsParams, f64, usize)> = parts
         .par_iter()
