@@ -369,13 +369,7 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
     }
 
     md.push_str("\n## Metrics\n\n");
-    let sets: Vec<(&str, &Metrics)> = [
-        ("validation", extra.val.as_ref()),
-        ("test", extra.test.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(n, m)| m.map(|m| (n, m)))
-    .collect();
+    let sets = super::metric_sets(extra.val.as_ref(), extra.test.as_ref());
     if sets.is_empty() {
         md.push_str("No measurements were supplied.\n");
     } else {

@@ -204,13 +204,7 @@ pub fn write_run_report(run_dir: &Path) -> Result<()> {
     }
     out.push_str("</table>\n");
 
-    let sets: Vec<(&str, &Metrics)> = [
-        ("validation", info.val.as_ref()),
-        ("test", info.test.as_ref()),
-    ]
-    .into_iter()
-    .filter_map(|(n, m)| m.map(|m| (n, m)))
-    .collect();
+    let sets = super::metric_sets(info.val.as_ref(), info.test.as_ref());
     out.push_str("<h2>Final metrics</h2>\n");
     if sets.is_empty() {
         out.push_str("<p class=muted>The run has not finished: no final metrics yet.</p>\n");

@@ -25,6 +25,17 @@ use crate::eval::Confusion;
 use crate::train::{RunData, read_metrics};
 use std::path::Path;
 
+/// The (name, metrics) pairs present, validation first.
+pub(crate) fn metric_sets<'a>(
+    val: Option<&'a crate::eval::Metrics>,
+    test: Option<&'a crate::eval::Metrics>,
+) -> Vec<(&'static str, &'a crate::eval::Metrics)> {
+    [("validation", val), ("test", test)]
+        .into_iter()
+        .filter_map(|(n, m)| m.map(|m| (n, m)))
+        .collect()
+}
+
 fn warn_on(run_dir: &Path, file: &str, result: Result<()>) {
     if let Err(e) = result {
         tracing::warn!(file = %run_dir.join(file).display(), "report: cannot write {file}: {e}");

@@ -199,45 +199,44 @@ pub(crate) fn epoch_chart(
 
 /// `loss.png`, `accuracy.png` and `lr.png` from a run's metrics.
 pub(crate) fn curve_plots(dir: &Path, rows: &[EpochRow]) -> Vec<(String, Result<()>)> {
-    let pick = |f: fn(&EpochRow) -> f64| rows.iter().map(|r| (r.epoch, f(r))).collect::<Vec<_>>();
-    vec![
+    type Series = (&'static str, fn(&EpochRow) -> f64);
+    let charts: [(&str, &str, &str, &[Series], bool); 3] = [
         (
-            "loss.png".into(),
-            epoch_chart(
-                &dir.join("loss.png"),
-                "Loss",
-                "cross-entropy",
-                &[
-                    ("train", pick(|r| r.train_loss)),
-                    ("validation", pick(|r| r.val_loss)),
-                ],
-                false,
-            ),
+            "loss.png",
+            "Loss",
+            "cross-entropy",
+            &[("train", |r| r.train_loss), ("validation", |r| r.val_loss)],
+            false,
         ),
         (
-            "accuracy.png".into(),
-            epoch_chart(
-                &dir.join("accuracy.png"),
-                "Accuracy",
-                "accuracy",
-                &[
-                    ("train", pick(|r| r.train_accuracy)),
-                    ("validation (threshold 0.5)", pick(|r| r.val_accuracy)),
-                ],
-                false,
-            ),
+            "accuracy.png",
+            "Accuracy",
+            "accuracy",
+            &[
+                ("train", |r| r.train_accuracy),
+                ("validation (threshold 0.5)", |r| r.val_accuracy),
+            ],
+            false,
         ),
         (
-            "lr.png".into(),
-            epoch_chart(
-                &dir.join("lr.png"),
-                "Learning rate (last step of each epoch)",
-                "learning rate",
-                &[("lr", pick(|r| r.lr))],
-                true,
-            ),
+            "lr.png",
+            "Learning rate (last step of each epoch)",
+            "learning rate",
+            &[("lr", |r| r.lr)],
+            true,
         ),
-    ]
+    ];
+    charts
+        .iter()
+        .map(|(file, title, y_desc, series, log_like)| {
+            let data: Vec<(&str, Vec<(usize, f64)>)> = series
+                .iter()
+                .map(|(name, pick)| (*name, rows.iter().map(|r| (r.epoch, pick(r))).collect()))
+                .collect();
+            let result = epoch_chart(&dir.join(file), title, y_desc, &data, *log_like);
+            (file.to_string(), result)
+        })
+        .collect()
 }
 
 /// ROC curves, one per named score set, with the AUC in the legend.
