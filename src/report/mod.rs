@@ -58,17 +58,23 @@ pub fn after_epoch(run_dir: &Path) {
     }
 }
 
-/// Called when a run finishes: final plots, report and model card.
-pub fn after_run(run_dir: &Path, detector: &Detector, data: &RunData) {
+/// Called when a run finishes: final plots, report and model card. `val_scores` and
+/// `test_scores` are the final detector's scores of `data.val` and `data.test`, which training
+/// has already computed.
+pub fn after_run(
+    run_dir: &Path,
+    detector: &Detector,
+    data: &RunData,
+    val_scores: &[f32],
+    test_scores: Option<&[f32]>,
+) {
     after_epoch(run_dir);
     let threshold = detector.meta.threshold;
-    let val_scores = detector.score_set(&data.val);
-    let test_scores = data.test.as_ref().map(|t| detector.score_set(t));
     let mut sets: Vec<(&str, &[f32], &[u8])> = Vec::new();
     if !data.val.is_empty() {
-        sets.push(("validation", &val_scores, &data.val.labels));
+        sets.push(("validation", val_scores, &data.val.labels));
     }
-    if let (Some(t), Some(s)) = (&data.test, &test_scores)
+    if let (Some(t), Some(s)) = (&data.test, test_scores)
         && !t.is_empty()
     {
         sets.push(("test", s, &t.labels));
@@ -297,7 +303,8 @@ mod tests {
             test_dir: None,
             skipped: 0,
         };
-        after_run(&run, &det, &data);
+        let val_scores = det.score_set(&data.val);
+        after_run(&run, &det, &data, &val_scores, None);
         assert_png(&run.join("roc.png"), (640, 600));
         assert_png(&run.join("confusion.png"), (560, 520));
 

@@ -200,10 +200,23 @@ fn fresh_run_dir(out: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
+/// `whole` for every parameter, plus `bare` (the same optimiser without weight decay) for the
+/// rank-1 parameters when `no_decay` names them.
+fn with_no_decay_group<O: burn::optim::DynOptimizer + 'static>(
+    whole: ModuleOptimizer,
+    bare: O,
+    no_decay: Option<ParamGroup>,
+) -> ModuleOptimizer {
+    match no_decay {
+        Some(group) => whole.with_group(group, bare, None),
+        None => whole,
+    }
+}
+
 fn build_optimizer(cfg: &TrainConfig, model: &Network) -> ModuleOptimizer {
     let o = &cfg.optimizer;
     let split = o.weight_decay > 0.0 && !o.decay_norms_and_biases;
-    let no_decay = || ParamGroup::from_ids(ema::rank1_param_ids(model));
+    let no_decay = split.then(|| ParamGroup::from_ids(ema::rank1_param_ids(model)));
     let decay = |wd: f64| (wd > 0.0).then_some(WeightDecayConfig::new(wd as f32));
     match o.kind {
         OptimizerKind::Adam => {
@@ -214,12 +227,7 @@ fn build_optimizer(cfg: &TrainConfig, model: &Network) -> ModuleOptimizer {
                     .with_epsilon(1e-8)
                     .with_weight_decay(decay(wd))
             };
-            let optim = make(o.weight_decay).init();
-            if split {
-                optim.with_group(no_decay(), make(0.0).build(), None)
-            } else {
-                optim
-            }
+            with_no_decay_group(make(o.weight_decay).init(), make(0.0).build(), no_decay)
         }
         OptimizerKind::Adamw => {
             let make = |wd: f64| {
@@ -229,12 +237,7 @@ fn build_optimizer(cfg: &TrainConfig, model: &Network) -> ModuleOptimizer {
                     .with_epsilon(1e-8)
                     .with_weight_decay(wd as f32)
             };
-            let optim = make(o.weight_decay).init();
-            if split {
-                optim.with_group(no_decay(), make(0.0).build(), None)
-            } else {
-                optim
-            }
+            with_no_decay_group(make(o.weight_decay).init(), make(0.0).build(), no_decay)
         }
         OptimizerKind::Sgd => {
             let momentum = (o.momentum > 0.0).then_some(MomentumConfig {
@@ -247,12 +250,7 @@ fn build_optimizer(cfg: &TrainConfig, model: &Network) -> ModuleOptimizer {
                     .with_momentum(momentum.clone())
                     .with_weight_decay(decay(wd))
             };
-            let optim = make(o.weight_decay).init();
-            if split {
-                optim.with_group(no_decay(), make(0.0).build(), None)
-            } else {
-                optim
-            }
+            with_no_decay_group(make(o.weight_decay).init(), make(0.0).build(), no_decay)
         }
     }
 }
@@ -492,7 +490,7 @@ fn train_with_data(
     device.seed(cfg.seed);
 
     let normalization: Normalization = cfg.normalization.resolve(&data.train);
-    let mut meta = ModelMeta {
+    let meta = ModelMeta {
         tta: cfg.tta,
         ..ModelMeta::untrained(cfg.model.0.clone(), cfg.input_size, normalization)
     };
@@ -768,27 +766,17 @@ fn train_with_data(
     }
 
     // Final model: best checkpoint, threshold chosen on validation, TTA as configured.
-    let best = Detector::load(&weights.join("best.synthscan"))?;
-    let best_net = best.network;
-    meta.tta = false;
-    let det = Detector::new(
-        ModelMeta {
-            tta: cfg.tta,
-            ..meta.clone()
-        },
-        best_net.clone(),
-        default_device(),
-    );
-    let val_scores = det.score_set(&data.val);
+    let best_net = Detector::load(&weights.join("best.synthscan"))?.network;
+    let mut final_det = Detector::new(meta, best_net, default_device());
+    let val_scores = final_det.score_set(&data.val);
     let threshold = if data.val.is_empty() {
         0.5
     } else {
         eval::choose_threshold(&val_scores, &data.val.labels, cfg.threshold)
     };
     let val_metrics = Metrics::compute(&val_scores, &data.val.labels, threshold);
-    meta.tta = cfg.tta;
-    meta.threshold = threshold;
-    meta.provenance = serde_json::json!({
+    final_det.meta.threshold = threshold;
+    final_det.meta.provenance = serde_json::json!({
         "run": cfg.name,
         "seed": cfg.seed,
         "git_revision": info.git_revision,
@@ -797,14 +785,14 @@ fn train_with_data(
         "best_epoch": state.stop.best_epoch,
         "val": val_metrics,
     });
-    let mut final_det = Detector::new(meta, best_net, default_device());
-    let test_metrics = data.test.as_ref().map(|t| {
+    let test_scored = data.test.as_ref().map(|t| {
         let t0 = Instant::now();
-        let s = final_det.score_set(t);
-        let mut m = Metrics::compute(&s, &t.labels, threshold);
+        let scores = final_det.score_set(t);
+        let mut m = Metrics::compute(&scores, &t.labels, threshold);
         m.images_per_second = t.len() as f64 / t0.elapsed().as_secs_f64();
-        m
+        (scores, m)
     });
+    let test_metrics = test_scored.as_ref().map(|(_, m)| m.clone());
     if let Some(tm) = &test_metrics {
         final_det.meta.provenance["test"] = serde_json::to_value(tm).unwrap_or_default();
     }
@@ -814,7 +802,13 @@ fn train_with_data(
     info.test = test_metrics.clone();
     info.finished = true;
     info.save(&run_dir)?;
-    crate::report::after_run(&run_dir, &final_det, data);
+    crate::report::after_run(
+        &run_dir,
+        &final_det,
+        data,
+        &val_scores,
+        test_scored.as_ref().map(|(s, _)| s.as_slice()),
+    );
     say(
         opts.quiet,
         format!(
