@@ -577,6 +577,25 @@ mod tests {
     }
 
     #[test]
+    fn grid_errors_are_named() {
+        let p = write(
+            "h.yaml",
+            "base: {model: {preset: fast}}\nvariants:\n  - {epochs: 3}\n",
+        );
+        let e = load_experiments(&p).unwrap_err().to_string();
+        assert!(e.contains("variants[0]") && e.contains("name"), "{e}");
+        let p = write(
+            "i.yaml",
+            "base: {model: {preset: fast}}\ngird: {epochs: [1]}\n",
+        );
+        let e = load_experiments(&p).unwrap_err().to_string();
+        assert!(e.contains("gird"), "{e}");
+        let p = write("j.yaml", "base: {model: {preset: fast}}\nseeds: [one]\n");
+        let e = load_experiments(&p).unwrap_err().to_string();
+        assert!(e.contains("seeds"), "{e}");
+    }
+
+    #[test]
     fn grid_expands_variants_grid_and_seeds() {
         let p = write(
             "g.yaml",

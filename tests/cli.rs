@@ -109,6 +109,19 @@ fn resume_continues_a_killed_run() {
 }
 
 #[test]
+fn resuming_a_folder_that_is_not_a_run_names_it() {
+    let dir = temp_dir("notarun");
+    let out = run(&["train", "--resume", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(dir.join("config.yaml").to_str().unwrap()),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
 fn config_errors_name_the_key_and_exit_nonzero() {
     let dir = temp_dir("cfgerr");
     let bad = dir.join("bad.yaml");
