@@ -4,7 +4,7 @@
 use crate::data::{self, AugmentConfig, ImageSet, Normalization};
 use crate::detector::{Detector, ModelMeta, default_device};
 use crate::error::Result;
-use crate::model::preset;
+use crate::model::ArchConfig;
 use crate::train::{BatchSpec, train_step};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -14,7 +14,9 @@ use std::time::Instant;
 
 pub struct BenchOptions {
     pub data: Option<PathBuf>,
-    pub preset: String,
+    /// What the model is called in the output (a preset or experiment name).
+    pub name: String,
+    pub arch: ArchConfig,
     pub batch_size: usize,
     pub steps: usize,
 }
@@ -45,8 +47,8 @@ fn rate(n: usize, secs: f64) -> f64 {
 pub fn run(opts: &BenchOptions) -> Result<()> {
     let threads = rayon::current_num_threads();
     println!(
-        "synthscan bench: preset {}, batch {}, {threads} threads, device {:?}",
-        opts.preset,
+        "synthscan bench: model {}, batch {}, {threads} threads, device {:?}",
+        opts.name,
         opts.batch_size,
         default_device()
     );
@@ -102,7 +104,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     println!("augment + batch           {batch_rate:>10.0} img/s");
 
     // 3. Training steps (forward, loss, backward, Adam).
-    let arch = preset(&opts.preset)?;
+    let arch = opts.arch.clone();
     let device = default_device().autodiff();
     device.seed(0);
     let mut model = arch.init(32, &device);
@@ -131,7 +133,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let train_rate = rate(opts.steps * b, t0.elapsed().as_secs_f64());
     println!(
         "train step ({})      {train_rate:>10.0} img/s  ({} params)",
-        opts.preset,
+        opts.name,
         model.num_params()
     );
 

@@ -248,3 +248,32 @@ fn strict_mode_fails_on_a_corrupt_training_file() {
         "the corrupt file is skipped, the rest scored"
     );
 }
+
+#[test]
+fn bench_times_every_stage_on_generated_images_and_on_a_config() {
+    let dir = temp_dir("bench");
+    let cfg = tiny_config(&dir, "tiny", 1);
+    for model in [
+        vec!["--preset", "fast"],
+        vec!["--config", cfg.to_str().unwrap()],
+    ] {
+        let mut args = vec!["bench", "--batch-size", "16", "--steps", "1"];
+        args.extend(model);
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        for (stage, unit) in [
+            ("decode", "img/s"),
+            ("augment", "img/s"),
+            ("train step", "img/s"),
+            ("inference", "img/s"),
+            ("ratio loader / train step", "x"),
+        ] {
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with(stage) && l.contains(unit)),
+                "{args:?}: no '{stage}' line in\n{text}"
+            );
+        }
+    }
+}

@@ -64,6 +64,7 @@ fn dataset(rng: &mut StdRng, n: usize) -> (ImageSet, Vec<Option<(u32, u32)>>) {
 fn arch() -> ArchConfig {
     ArchConfig::Cnn(CnnConfig {
         stem: 0,
+        stem_stride: 1,
         stages: vec![
             StageConfig {
                 channels: 8,

@@ -52,6 +52,10 @@ pub enum Command {
         /// Also write roc.png, confusion.png and histogram.png into this folder.
         #[arg(long, value_name = "DIR")]
         plots: Option<PathBuf>,
+        /// Override the model's stored flip test-time augmentation (`true`: score each image and
+        /// its mirror, about half the speed; `false`: one pass).
+        #[arg(long)]
+        tta: Option<bool>,
     },
     /// Score image files or folders.
     Predict {
@@ -60,6 +64,10 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Override the model's stored flip test-time augmentation (`true`: score each image and
+        /// its mirror, about half the speed; `false`: one pass).
+        #[arg(long)]
+        tta: Option<bool>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -71,6 +79,9 @@ pub enum Command {
         /// Model preset to time.
         #[arg(long, default_value = "default")]
         preset: String,
+        /// Time the model of this experiment file instead of a preset.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, default_value_t = 128)]
         batch_size: usize,
         /// Timed training steps.
@@ -155,8 +166,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             json,
             strict,
             plots,
+            tta,
         } => {
-            let det = Detector::load_or_default(model.as_deref())?;
+            let det = load_detector(model.as_deref(), tta)?;
             let ev = predict::evaluate_folder(&det, &data, strict)?;
             if let Some(dir) = &plots {
                 crate::report::write_evaluation_plots(
@@ -188,8 +200,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Predict { model, json, paths } => {
-            let det = Detector::load_or_default(model.as_deref())?;
+        Command::Predict {
+            model,
+            json,
+            tta,
+            paths,
+        } => {
+            let det = load_detector(model.as_deref(), tta)?;
             let preds = predict::predict_paths(&det, &paths);
             let mut failed = false;
             for p in &preds {
@@ -216,12 +233,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench {
             data,
             preset,
+            config,
             batch_size,
             steps,
         } => {
+            let (name, arch) = match config {
+                Some(path) => {
+                    let c = crate::config::load(&path)?;
+                    (c.name, c.model.into())
+                }
+                None => (preset.clone(), crate::model::preset(&preset)?),
+            };
             bench::run(&bench::BenchOptions {
                 data,
-                preset,
+                name,
+                arch,
                 batch_size,
                 steps,
             })?;
@@ -306,4 +332,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The model file (or the embedded one), with the TTA switch overridden when asked.
+fn load_detector(model: Option<&std::path::Path>, tta: Option<bool>) -> Result<Detector> {
+    let mut det = Detector::load_or_default(model)?;
+    if let Some(on) = tta {
+        det.meta.tta = on;
+    }
+    Ok(det)
 }

@@ -144,7 +144,11 @@ impl ImageSet {
             size: self.size,
             pixels,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
-            paths: indices.iter().map(|&i| self.paths[i].clone()).collect(),
+            // In-memory sets (generated, single uploads) carry no paths.
+            paths: indices
+                .iter()
+                .filter_map(|&i| self.paths.get(i).cloned())
+                .collect(),
         }
     }
     /// Per-channel mean and standard deviation of the pixels, in [0, 1] units.

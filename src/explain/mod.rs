@@ -436,6 +436,7 @@ mod tests {
     ) -> Detector {
         let arch = ArchConfig::Cnn(CnnConfig {
             stem: 4,
+            stem_stride: 1,
             stages: vec![
                 StageConfig {
                     channels: 6,

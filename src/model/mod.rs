@@ -6,6 +6,7 @@
 mod presets;
 
 use crate::error::{Error, Result};
+use burn::module::Param;
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
     conv::{Conv2d, Conv2dConfig},
@@ -61,6 +62,9 @@ pub struct StageConfig {
 fn one() -> usize {
     1
 }
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
 fn yes() -> bool {
     true
 }
@@ -72,6 +76,10 @@ pub struct CnnConfig {
     /// Channels of a stem convolution before the stages; 0 for none.
     #[serde(default)]
     pub stem: usize,
+    /// Stride of the stem: 2 halves the resolution at once (a patchifying stem), which makes
+    /// every later layer four times cheaper.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub stem_stride: usize,
     pub stages: Vec<StageConfig>,
     #[serde(default = "three")]
     pub kernel: usize,
@@ -130,8 +138,14 @@ impl ArchConfig {
                         c.kernel
                     )));
                 }
+                if !(1..=4).contains(&c.stem_stride) || (c.stem_stride > 1 && c.stem == 0) {
+                    return Err(Error::Invalid(format!(
+                        "model.stem_stride = {}: must be 1 to 4, and above 1 only with a stem",
+                        c.stem_stride
+                    )));
+                }
                 let pools = c.stages.iter().filter(|s| s.pool).count() as u32;
-                if input_size >> pools == 0 {
+                if (input_size / c.stem_stride) >> pools == 0 {
                     return Err(Error::Invalid(format!(
                         "input size {input_size} is too small for {pools} pooling stages"
                     )));
@@ -215,6 +229,41 @@ impl ConvUnit {
             x = norm.forward(x);
         }
         self.act.forward(x)
+    }
+}
+
+impl ConvUnit {
+    /// For inference: the unit with its batch-norm folded into the convolution's weights and
+    /// bias, which saves a pass over every activation. Exact for conv→BN; with the max-pool in
+    /// between only when every channel's scale is positive (a max commutes with a positive
+    /// affine map), so any other unit is kept as it is.
+    fn fold_batch_norm(self) -> Self {
+        let Some(norm) = &self.norm else {
+            return self;
+        };
+        let scale = norm.gamma.val() / (norm.running_var.value() + norm.epsilon).sqrt();
+        if self.pool {
+            let smallest: f32 = scale.clone().min().into_scalar();
+            if smallest.is_nan() || smallest <= 0.0 {
+                return self;
+            }
+        }
+        let weight = self.conv.weight.val();
+        let [c_out, _, _, _] = weight.dims();
+        let bias = match &self.conv.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([c_out], &weight.device()),
+        };
+        let bias = (bias - norm.running_mean.value()) * scale.clone() + norm.beta.val();
+        let mut conv = self.conv;
+        conv.weight = Param::from_tensor(weight * scale.reshape([c_out, 1, 1, 1]));
+        conv.bias = Some(Param::from_tensor(bias));
+        Self {
+            conv,
+            norm: None,
+            pool: self.pool,
+            act: self.act,
+        }
     }
 }
 
@@ -331,6 +380,27 @@ impl Network {
         self.head.forward(x)
     }
 
+    /// The same function with batch-norm folded into the convolutions where that is exact
+    /// (plain conv units; residual blocks are left as they are). Inference only: the result no
+    /// longer matches this architecture's weight record.
+    pub fn fold_batch_norm(self) -> Self {
+        let blocks = self
+            .blocks
+            .into_iter()
+            .map(|block| match block {
+                Block::Plain(units) => {
+                    Block::Plain(units.into_iter().map(ConvUnit::fold_batch_norm).collect())
+                }
+                residual => residual,
+            })
+            .collect();
+        Self {
+            blocks,
+            head: self.head,
+            names: self.names,
+        }
+    }
+
     /// Names of the blocks, in order; any of them can be a Grad-CAM target layer.
     pub fn layer_names(&self) -> &[String] {
         &self.names
@@ -385,8 +455,8 @@ fn head(
 }
 
 fn init_cnn(c: &CnnConfig, input_size: usize, device: &Device) -> Network {
-    let unit = |c_in: usize, c_out: usize, pool: bool| ConvUnit {
-        conv: conv(c_in, c_out, c.kernel, 1, !c.batch_norm, device),
+    let unit = |c_in: usize, c_out: usize, pool: bool, stride: usize| ConvUnit {
+        conv: conv(c_in, c_out, c.kernel, stride, !c.batch_norm, device),
         norm: c
             .batch_norm
             .then(|| BatchNormConfig::new(c_out).init(device)),
@@ -397,11 +467,12 @@ fn init_cnn(c: &CnnConfig, input_size: usize, device: &Device) -> Network {
     let mut names = Vec::new();
     let mut channels = 3;
     if c.stem > 0 {
-        blocks.push(Block::Plain(vec![unit(3, c.stem, false)]));
+        blocks.push(Block::Plain(vec![unit(3, c.stem, false, c.stem_stride)]));
         names.push("stem".to_string());
         channels = c.stem;
     }
-    let mut spatial = input_size;
+    // The stem's padding is kernel/2, so a stride-s stem gives ceil(size / s).
+    let mut spatial = input_size.div_ceil(c.stem_stride);
     for (i, stage) in c.stages.iter().enumerate() {
         let units = (0..stage.convs)
             .map(|j| {
@@ -409,6 +480,7 @@ fn init_cnn(c: &CnnConfig, input_size: usize, device: &Device) -> Network {
                     if j == 0 { channels } else { stage.channels },
                     stage.channels,
                     j == 0 && stage.pool,
+                    1,
                 )
             })
             .collect();
@@ -471,6 +543,7 @@ fn init_resnet(r: &ResNetConfig, device: &Device) -> Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
 
     fn device() -> Device {
         Device::default()
@@ -510,6 +583,63 @@ mod tests {
             let diff: f32 = (full.clone() - split).abs().max().into_scalar();
             assert!(diff < 1e-4, "layer {k}: {diff}");
         }
+    }
+
+    #[test]
+    fn folded_batch_norm_computes_the_same_function() {
+        // A few training-mode passes give the norms non-trivial running statistics.
+        let train_device = device().autodiff();
+        let net = preset("default").unwrap().init(32, &train_device);
+        for _ in 0..3 {
+            let x = Tensor::<4>::random(
+                [8, 3, 32, 32],
+                Distribution::Normal(0.5, 1.0),
+                &train_device,
+            );
+            let _ = net.forward(x);
+        }
+        let mut net = net.valid();
+        // One pooled unit with a negative scale must be left unfolded, and still agree.
+        if let Block::Plain(units) = &mut net.blocks[1] {
+            let g = units[0].norm.as_ref().unwrap().gamma.val();
+            units[0].norm.as_mut().unwrap().gamma = Param::from_tensor(g.neg());
+        }
+        let folded = net.clone().fold_batch_norm();
+        let Block::Plain(units) = &folded.blocks[1] else {
+            panic!("stage1 is plain")
+        };
+        assert!(
+            units[0].norm.is_some(),
+            "negative scale before max-pool: not folded"
+        );
+        assert!(units[1].norm.is_none(), "conv→BN without pool: folded");
+        let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.5, 1.0), &device());
+        let diff: f32 = (net.forward(x.clone()) - folded.forward(x))
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(diff < 1e-3, "folded logits differ by {diff}");
+    }
+
+    #[test]
+    fn a_stride_two_stem_halves_the_resolution() {
+        let net = preset("fast").unwrap().init(32, &device());
+        let x = Tensor::<4>::zeros([1, 3, 32, 32], &device());
+        assert_eq!(net.features(x, 0).dims(), [1, 24, 16, 16]);
+        let bad = ArchConfig::Cnn(CnnConfig {
+            stem: 0,
+            stem_stride: 2,
+            ..match preset("fast").unwrap() {
+                ArchConfig::Cnn(c) => c,
+                ArchConfig::Resnet(_) => unreachable!(),
+            }
+        });
+        assert!(
+            bad.validate(32)
+                .unwrap_err()
+                .to_string()
+                .contains("stem_stride")
+        );
     }
 
     #[test]

@@ -407,6 +407,24 @@ pub struct StepOutcome {
 /// one core), and the gradients — each part's loss weighted by its share of the batch — are
 /// summed before a single optimiser step. On a GPU the batch stays whole. Batch-norm statistics are per part, as in
 /// data-parallel training on several GPUs.
+/// Re-roots every trainable parameter as a new autodiff leaf: same id, same values.
+struct FreshLeaves;
+
+impl burn::module::ModuleMapper for FreshLeaves {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        param.map(|t| {
+            if t.is_require_grad() {
+                t.detach().require_grad()
+            } else {
+                t
+            }
+        })
+    }
+}
+
 pub fn train_step(
     model: Network,
     optim: &mut ModuleOptimizer,
@@ -427,6 +445,13 @@ pub fn train_step(
         .par_iter()
         .enumerate()
         .map(|(k, part)| {
+            // Each pass gets its own autodiff leaves, hence its own graph: burn locks a graph
+            // for a whole backward pass, and passes sharing leaves would share one graph.
+            let model = if workers > 1 {
+                model.clone().map(&mut FreshLeaves)
+            } else {
+                model.clone()
+            };
             let augment = batch
                 .augment
                 .map(|(a, seed)| (a, seed.wrapping_add(k as u64)));
