@@ -69,8 +69,6 @@ pub fn parallel_passes(device: &Device) -> usize {
 pub struct Detector {
     pub meta: ModelMeta,
     pub network: Network,
-    /// `network` with batch-norm folded in: what scoring runs.
-    inference: Network,
     device: Device,
 }
 
@@ -78,7 +76,6 @@ impl Detector {
     pub fn new(meta: ModelMeta, network: Network, device: Device) -> Self {
         Self {
             meta,
-            inference: network.clone().valid().fold_batch_norm(),
             network: network.valid(),
             device,
         }
@@ -174,16 +171,11 @@ impl Detector {
 
     /// p_fake for a batch tensor (with flip averaging when the model asks for it).
     pub fn score_tensor(&self, x: Tensor<4>) -> Vec<f32> {
+        let p = fake_probability(self.network.forward(x.clone()));
         let p = if self.meta.tta {
-            // Image and mirror in one pass: one set of kernel launches instead of two.
-            let b = x.dims()[0];
-            let both = fake_probability(
-                self.inference
-                    .forward(Tensor::cat(vec![x.clone(), x.flip([3])], 0)),
-            );
-            (both.clone().slice(0..b) + both.slice(b..2 * b)) / 2.0
+            (p + fake_probability(self.network.forward(x.flip([3])))) / 2.0
         } else {
-            fake_probability(self.inference.forward(x))
+            p
         };
         p.into_data().try_to_vec::<f32>().unwrap_or_default()
     }

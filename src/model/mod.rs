@@ -6,7 +6,6 @@
 mod presets;
 
 use crate::error::{Error, Result};
-use burn::module::Param;
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
     conv::{Conv2d, Conv2dConfig},
@@ -232,41 +231,6 @@ impl ConvUnit {
     }
 }
 
-impl ConvUnit {
-    /// For inference: the unit with its batch-norm folded into the convolution's weights and
-    /// bias, which saves a pass over every activation. Exact for conv→BN; with the max-pool in
-    /// between only when every channel's scale is positive (a max commutes with a positive
-    /// affine map), so any other unit is kept as it is.
-    fn fold_batch_norm(self) -> Self {
-        let Some(norm) = &self.norm else {
-            return self;
-        };
-        let scale = norm.gamma.val() / (norm.running_var.value() + norm.epsilon).sqrt();
-        if self.pool {
-            let smallest: f32 = scale.clone().min().into_scalar();
-            if smallest.is_nan() || smallest <= 0.0 {
-                return self;
-            }
-        }
-        let weight = self.conv.weight.val();
-        let [c_out, _, _, _] = weight.dims();
-        let bias = match &self.conv.bias {
-            Some(b) => b.val(),
-            None => Tensor::zeros([c_out], &weight.device()),
-        };
-        let bias = (bias - norm.running_mean.value()) * scale.clone() + norm.beta.val();
-        let mut conv = self.conv;
-        conv.weight = Param::from_tensor(weight * scale.reshape([c_out, 1, 1, 1]));
-        conv.bias = Some(Param::from_tensor(bias));
-        Self {
-            conv,
-            norm: None,
-            pool: self.pool,
-            act: self.act,
-        }
-    }
-}
-
 fn max_pool2(x: Tensor<4>) -> Tensor<4> {
     burn::tensor::module::max_pool2d(x, burn::tensor::ops::MaxPoolOptions::new([2, 2]))
 }
@@ -378,27 +342,6 @@ impl Network {
             x = block.forward(x);
         }
         self.head.forward(x)
-    }
-
-    /// The same function with batch-norm folded into the convolutions where that is exact
-    /// (plain conv units; residual blocks are left as they are). Inference only: the result no
-    /// longer matches this architecture's weight record.
-    pub fn fold_batch_norm(self) -> Self {
-        let blocks = self
-            .blocks
-            .into_iter()
-            .map(|block| match block {
-                Block::Plain(units) => {
-                    Block::Plain(units.into_iter().map(ConvUnit::fold_batch_norm).collect())
-                }
-                residual => residual,
-            })
-            .collect();
-        Self {
-            blocks,
-            head: self.head,
-            names: self.names,
-        }
     }
 
     /// Names of the blocks, in order; any of them can be a Grad-CAM target layer.
@@ -583,42 +526,6 @@ mod tests {
             let diff: f32 = (full.clone() - split).abs().max().into_scalar();
             assert!(diff < 1e-4, "layer {k}: {diff}");
         }
-    }
-
-    #[test]
-    fn folded_batch_norm_computes_the_same_function() {
-        // A few training-mode passes give the norms non-trivial running statistics.
-        let train_device = device().autodiff();
-        let net = preset("default").unwrap().init(32, &train_device);
-        for _ in 0..3 {
-            let x = Tensor::<4>::random(
-                [8, 3, 32, 32],
-                Distribution::Normal(0.5, 1.0),
-                &train_device,
-            );
-            let _ = net.forward(x);
-        }
-        let mut net = net.valid();
-        // One pooled unit with a negative scale must be left unfolded, and still agree.
-        if let Block::Plain(units) = &mut net.blocks[1] {
-            let g = units[0].norm.as_ref().unwrap().gamma.val();
-            units[0].norm.as_mut().unwrap().gamma = Param::from_tensor(g.neg());
-        }
-        let folded = net.clone().fold_batch_norm();
-        let Block::Plain(units) = &folded.blocks[1] else {
-            panic!("stage1 is plain")
-        };
-        assert!(
-            units[0].norm.is_some(),
-            "negative scale before max-pool: not folded"
-        );
-        assert!(units[1].norm.is_none(), "conv→BN without pool: folded");
-        let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Normal(0.5, 1.0), &device());
-        let diff: f32 = (net.forward(x.clone()) - folded.forward(x))
-            .abs()
-            .max()
-            .into_scalar();
-        assert!(diff < 1e-3, "folded logits differ by {diff}");
     }
 
     #[test]
