@@ -221,7 +221,7 @@ impl Detector {
         self.network.num_params()
     }
 
-    /// Grad-CAM / Grad-CAM++ map of one decoded image at block `layer` (default: the last);
+    /// Grad-CAM / Grad-CAM++ map of one decoded image at block `layer` (default: the last with a map of at least 4×4);
     /// see [`crate::explain`].
     pub fn explain(
         &self,

@@ -98,7 +98,7 @@ pub enum Command {
         /// Class whose evidence is mapped.
         #[arg(long, value_enum, default_value_t = explain::CamTarget::Fake)]
         target: explain::CamTarget,
-        /// Block to take the map at (default: the last; see --list-layers).
+        /// Block to take the map at (default: the last with a map of at least 4×4; see --list-layers).
         #[arg(long)]
         layer: Option<String>,
         /// Print the layer names with their output shapes (channels x height x width) and exit.

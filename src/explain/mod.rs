@@ -146,7 +146,11 @@ pub fn layers(detector: &Detector) -> Vec<LayerInfo> {
         .collect()
 }
 
-/// Block index for a layer name; `None` picks the last block.
+/// Smallest map side the default layer may have: a 2×2 map says little about where.
+const MIN_DEFAULT_SIDE: usize = 4;
+
+/// Block index for a layer name; `None` picks the last block whose map is at least 4×4 (the
+/// last block when none is).
 pub fn resolve_layer(detector: &Detector, layer: Option<&str>) -> Result<usize> {
     let names = detector.network.layer_names();
     match layer {
@@ -154,7 +158,10 @@ pub fn resolve_layer(detector: &Detector, layer: Option<&str>) -> Result<usize> 
         None if names.is_empty() => {
             Err(Error::Model("the network has no blocks to explain".into()))
         }
-        None => Ok(names.len() - 1),
+        None => Ok(layers(detector)
+            .iter()
+            .rposition(|l| l.height.min(l.width) >= MIN_DEFAULT_SIDE)
+            .unwrap_or(names.len() - 1)),
     }
 }
 
@@ -519,6 +526,19 @@ mod tests {
         // p_fake agrees with plain scoring.
         let p = det.score_set(&det.single(picture(40, 24)))[0];
         assert!((map.p_fake - p).abs() < 1e-6);
+    }
+
+    #[test]
+    fn default_layer_skips_maps_smaller_than_four_pixels() {
+        // The embedded default ends in a 2×2 block (stage3); its default map is stage2's 4×4.
+        let det = Detector::embedded().unwrap();
+        let all = layers(&det);
+        let k = resolve_layer(&det, None).unwrap();
+        assert!(all[k].height >= 4 && all[k].width >= 4, "{:?}", all[k]);
+        assert!(
+            all[k + 1..].iter().all(|l| l.height.min(l.width) < 4),
+            "a later block has a map of 4×4 or more: {all:?}"
+        );
     }
 
     #[test]

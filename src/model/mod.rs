@@ -486,7 +486,6 @@ fn init_resnet(r: &ResNetConfig, device: &Device) -> Network {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Distribution;
 
     fn device() -> Device {
         Device::default()

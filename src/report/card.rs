@@ -227,7 +227,10 @@ pub fn describe_arch(arch: &ArchConfig) -> String {
                 })
                 .collect();
             let stem = if c.stem > 0 {
-                format!("stem {}ch, ", c.stem)
+                match c.stem_stride {
+                    1 => format!("stem {}ch, ", c.stem),
+                    s => format!("stem {}ch stride {s}, ", c.stem),
+                }
             } else {
                 String::new()
             };
