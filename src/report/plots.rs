@@ -8,6 +8,7 @@ use crate::error::{Error, Result, write_file};
 use crate::eval::{Confusion, roc_auc, roc_curve};
 use crate::train::EpochRow;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
@@ -116,6 +117,54 @@ fn legend_box(color: RGBColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
     move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
 }
 
+/// The last epoch of any series, at least 2 so the x axis has a span.
+fn last_epoch<S>(series: &[(S, Vec<(usize, f64)>)]) -> usize {
+    series
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.0))
+        .max()
+        .unwrap_or(1)
+        .max(2)
+}
+
+/// x-axis labels on whole epochs only.
+fn whole_epoch_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
+}
+
+type EpochChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Each series as a line with a marker per epoch (so one epoch still shows), legend entries
+/// included; non-finite values are left out.
+fn draw_epoch_series<S: AsRef<str>>(
+    chart: &mut EpochChart<'_, '_>,
+    series: &[(S, Vec<(usize, f64)>)],
+    marker_radius: u32,
+) -> DrawResult {
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pts: Vec<(f64, f64)> = points
+            .iter()
+            .filter(|p| p.1.is_finite())
+            .map(|&(e, v)| (e as f64, v))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(name.as_ref())
+            .legend(legend_line(color));
+        chart.draw_series(
+            pts.into_iter()
+                .map(|p| Circle::new(p, marker_radius, color.filled())),
+        )?;
+    }
+    Ok(())
+}
+
 /// One or more named series over epochs, with markers (so one epoch still shows).
 pub(crate) fn epoch_chart(
     path: &Path,
@@ -124,12 +173,7 @@ pub(crate) fn epoch_chart(
     series: &[(&str, Vec<(usize, f64)>)],
     log_like: bool,
 ) -> Result<()> {
-    let max_epoch = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.0))
-        .max()
-        .unwrap_or(1)
-        .max(2);
+    let max_epoch = last_epoch(series);
     let min_epoch = series
         .iter()
         .flat_map(|(_, s)| s.iter().map(|p| p.0))
@@ -155,13 +199,7 @@ pub(crate) fn epoch_chart(
             .x_desc("epoch")
             .y_desc(y_desc)
             .x_labels((max_epoch - min_epoch + 1).min(12))
-            .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-9 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&whole_epoch_label)
             .y_label_formatter(&|y| {
                 if log_like {
                     format!("{y:.1e}")
@@ -171,19 +209,7 @@ pub(crate) fn epoch_chart(
             })
             .label_style(font(14))
             .draw()?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let pts: Vec<(f64, f64)> = points
-                .iter()
-                .filter(|p| p.1.is_finite())
-                .map(|&(e, v)| (e as f64, v))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-                .label(*name)
-                .legend(legend_line(color));
-            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
-        }
+        draw_epoch_series(&mut chart, series, 3)?;
         if series.len() > 1 {
             chart
                 .configure_series_labels()
@@ -560,16 +586,9 @@ pub(crate) fn grouped_bars(
 
 /// Validation accuracy per epoch, one line per run.
 pub(crate) fn run_curves(path: &Path, runs: &[(String, Vec<(usize, f64)>)]) -> Result<()> {
-    let series: Vec<(&str, Vec<(usize, f64)>)> =
-        runs.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
-    let max_epoch = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.0))
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let (lo, hi) = padded_range(series.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)), 0.08);
-    let height = (520 + 18 * series.len().saturating_sub(8) as u32).min(2000);
+    let max_epoch = last_epoch(runs);
+    let (lo, hi) = padded_range(runs.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)), 0.08);
+    let height = (520 + 18 * runs.len().saturating_sub(8) as u32).min(2000);
     render(path, (900, height), |root| {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(root)
@@ -583,29 +602,11 @@ pub(crate) fn run_curves(path: &Path, runs: &[(String, Vec<(usize, f64)>)]) -> R
             .x_desc("epoch")
             .y_desc("validation accuracy (threshold 0.5)")
             .x_labels(max_epoch.min(12))
-            .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-9 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&whole_epoch_label)
             .y_label_formatter(&|y| format!("{y:.3}"))
             .label_style(font(14))
             .draw()?;
-        for (i, (name, points)) in series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let pts: Vec<(f64, f64)> = points
-                .iter()
-                .filter(|p| p.1.is_finite())
-                .map(|&(e, v)| (e as f64, v))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
-                .label(*name)
-                .legend(legend_line(color));
-            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 2, color.filled())))?;
-        }
+        draw_epoch_series(&mut chart, runs, 2)?;
         chart
             .configure_series_labels()
             .label_font(font(13))
