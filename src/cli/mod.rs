@@ -242,7 +242,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     let c = crate::config::load(&path)?;
                     (c.name, c.model.into())
                 }
-                None => (preset.clone(), crate::model::preset(&preset)?),
+                None => {
+                    let arch = crate::model::preset(&preset)?;
+                    (preset, arch)
+                }
             };
             bench::run(&bench::BenchOptions {
                 data,

@@ -373,14 +373,14 @@ pub fn explain_paths(
     inputs: &[PathBuf],
     opts: &ExplainOptions,
 ) -> Result<Vec<(PathBuf, Result<Explanation>)>> {
-    let layer = opts.layer.as_deref();
-    resolve_layer(detector, layer)?;
+    // Resolved once: the default layer is found by running the network on a blank image.
+    let layer = &detector.network.layer_names()[resolve_layer(detector, opts.layer.as_deref())?];
     let mut stems = HashSet::new();
     let mut out = Vec::new();
     for item in crate::predict::expand_inputs(inputs) {
         let (path, result) = match item {
             Ok(path) => {
-                let r = explain_file(detector, &path, opts, &mut stems);
+                let r = explain_file(detector, &path, layer, opts, &mut stems);
                 (path, r)
             }
             Err((path, msg)) => {
@@ -396,17 +396,12 @@ pub fn explain_paths(
 fn explain_file(
     detector: &Detector,
     path: &Path,
+    layer: &str,
     opts: &ExplainOptions,
     stems: &mut HashSet<String>,
 ) -> Result<Explanation> {
     let image = data::decode::decode_rgb(&crate::error::read_file(path)?, path)?;
-    let map = cam(
-        detector,
-        &image,
-        opts.layer.as_deref(),
-        opts.method,
-        opts.target,
-    )?;
+    let map = cam(detector, &image, Some(layer), opts.method, opts.target)?;
     let stem = unique_stem(path, stems);
     let files = write_outputs(&map, &image, &opts.out_dir, &stem, opts.alpha)?;
     Ok(Explanation { map, files })

@@ -402,11 +402,6 @@ pub struct StepOutcome {
     pub correct: usize,
 }
 
-/// One optimisation step, data-parallel over the CPU's cores: the batch is cut into one part per
-/// core, each part runs forward and backward on its own thread (the CPU backend runs one pass on
-/// one core), and the gradients — each part's loss weighted by its share of the batch — are
-/// summed before a single optimiser step. On a GPU the batch stays whole. Batch-norm statistics are per part, as in
-/// data-parallel training on several GPUs.
 /// Re-roots every trainable parameter as a new autodiff leaf: same id, same values.
 struct FreshLeaves;
 
@@ -425,6 +420,11 @@ impl burn::module::ModuleMapper for FreshLeaves {
     }
 }
 
+/// One optimisation step, data-parallel over the CPU's cores: the batch is cut into one part per
+/// core, each part runs forward and backward on its own thread (the CPU backend runs one pass on
+/// one core), and the gradients — each part's loss weighted by its share of the batch — are
+/// summed before a single optimiser step. On a GPU the batch stays whole. Batch-norm statistics are per part, as in
+/// data-parallel training on several GPUs.
 pub fn train_step(
     model: Network,
     optim: &mut ModuleOptimizer,
@@ -447,10 +447,12 @@ pub fn train_step(
         .map(|(k, part)| {
             // Each pass gets its own autodiff leaves, hence its own graph: burn locks a graph
             // for a whole backward pass, and passes sharing leaves would share one graph.
+            let fresh;
             let model = if workers > 1 {
-                model.clone().map(&mut FreshLeaves)
+                fresh = model.clone().map(&mut FreshLeaves);
+                &fresh
             } else {
-                model.clone()
+                &model
             };
             let augment = batch
                 .augment
@@ -474,7 +476,7 @@ pub fn train_step(
             let correct = pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
             let weight = part.len() as f64 / total as f64;
             let loss_value: f32 = loss.clone().into_scalar();
-            let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), &model);
+            let grads = GradientsParams::from_grads(loss.mul_scalar(weight).backward(), model);
             (grads, loss_value as f64 * weight, correct)
         })
         .collect();
