@@ -44,81 +44,124 @@ fn rate(n: usize, secs: f64) -> f64 {
     n as f64 / secs.max(1e-9)
 }
 
-pub fn run(opts: &BenchOptions) -> Result<()> {
-    let threads = rayon::current_num_threads();
-    println!(
-        "synthscan bench: model {}, batch {}, {threads} threads, device {:?}",
-        opts.name,
-        opts.batch_size,
-        default_device()
-    );
+/// What `synthscan bench` measured, in images per second.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub model: String,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub device: String,
+    pub params: usize,
+    pub decode: f64,
+    pub augment_batch: f64,
+    pub train_step: f64,
+    pub inference: f64,
+}
 
-    // 1. Decoding.
-    let (set, decode_rate) = match &opts.data {
-        Some(dir) => {
-            let root = data::resolve_class_root(dir, data::Part::Train)?;
-            let items = data::discover(&root)?;
-            let items: Vec<_> = items.into_iter().step_by(8).take(8000).collect();
-            let t0 = Instant::now();
-            let (set, _) = data::load_labelled(&items, 32, false)?;
-            let r = rate(set.len(), t0.elapsed().as_secs_f64());
-            (set, r)
-        }
-        None => {
-            use rayon::prelude::*;
-            let jpegs = synthetic_jpegs(4000);
-            let t0 = Instant::now();
-            let pixels: Vec<Vec<u8>> = jpegs
-                .par_iter()
-                .map(|b| {
-                    data::decode::decode_rgb(b, std::path::Path::new("synthetic"))
-                        .map(|i| i.into_raw())
-                        .unwrap_or_default()
-                })
-                .collect();
-            let r = rate(pixels.len(), t0.elapsed().as_secs_f64());
-            let set = ImageSet {
-                size: 32,
-                pixels: pixels.concat(),
-                labels: (0..4000).map(|i| (i % 2) as u8).collect(),
-                paths: vec![],
-            };
-            (set, r)
-        }
+impl BenchReport {
+    /// Above 1: the model, not the loader, is the bottleneck of training.
+    pub fn loader_over_train(&self) -> f64 {
+        self.augment_batch / self.train_step
+    }
+
+    pub fn decode_over_inference(&self) -> f64 {
+        self.decode / self.inference
+    }
+}
+
+/// Time each stage once, in order: decoding, augmentation + batching, training steps, inference.
+pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
+    let (set, decode) = decode_stage(opts.data.as_deref())?;
+    let norm = Normalization::unit();
+    let augment_batch = batch_stage(&set, &norm, opts.batch_size);
+    let (model, train_step) = train_stage(opts, &set, &norm);
+    let params = model.num_params();
+    let meta = ModelMeta::untrained(opts.arch.clone(), 32, norm);
+    let det = Detector::new(meta, model.valid(), default_device());
+    let _ = det.score_set(&set.subset(&(0..256.min(set.len())).collect::<Vec<_>>()));
+    let t0 = Instant::now();
+    let scores = det.score_set(&set);
+    let inference = rate(scores.len(), t0.elapsed().as_secs_f64());
+    Ok(BenchReport {
+        model: opts.name.clone(),
+        batch_size: opts.batch_size,
+        threads: rayon::current_num_threads(),
+        device: format!("{:?}", default_device()),
+        params,
+        decode,
+        augment_batch,
+        train_step,
+        inference,
+    })
+}
+
+/// Decode a sample of `data` (or generated JPEGs) at 32×32: the set and images/second.
+fn decode_stage(data: Option<&std::path::Path>) -> Result<(ImageSet, f64)> {
+    if let Some(dir) = data {
+        let root = data::resolve_class_root(dir, data::Part::Train)?;
+        let items = data::discover(&root)?;
+        let items: Vec<_> = items.into_iter().step_by(8).take(8000).collect();
+        let t0 = Instant::now();
+        let (set, _) = data::load_labelled(&items, 32, false)?;
+        let r = rate(set.len(), t0.elapsed().as_secs_f64());
+        return Ok((set, r));
+    }
+    use rayon::prelude::*;
+    let jpegs = synthetic_jpegs(4000);
+    let t0 = Instant::now();
+    let pixels: Vec<Vec<u8>> = jpegs
+        .par_iter()
+        .map(|b| {
+            data::decode::decode_rgb(b, std::path::Path::new("synthetic"))
+                .map(|i| i.into_raw())
+                .unwrap_or_default()
+        })
+        .collect();
+    let r = rate(pixels.len(), t0.elapsed().as_secs_f64());
+    let set = ImageSet {
+        size: 32,
+        pixels: pixels.concat(),
+        labels: (0..4000).map(|i| (i % 2) as u8).collect(),
+        paths: vec![],
     };
-    println!("decode + resize           {decode_rate:>10.0} img/s");
+    Ok((set, r))
+}
 
-    // 2. Batching with augmentation (flip, crop, cutout).
+/// Batching with augmentation (flip, crop, cutout): images/second.
+fn batch_stage(set: &ImageSet, norm: &Normalization, batch_size: usize) -> f64 {
     let aug = AugmentConfig {
         cutout: 8,
         ..Default::default()
     };
-    let norm = Normalization::unit();
     let idx: Vec<usize> = (0..set.len()).collect();
     let t0 = Instant::now();
     let mut n = 0;
-    for (k, chunk) in idx.chunks(opts.batch_size).enumerate() {
-        n += data::batch_floats(&set, chunk, &norm, Some((&aug, k as u64))).len() / set.image_len();
+    for (k, chunk) in idx.chunks(batch_size).enumerate() {
+        n += data::batch_floats(set, chunk, norm, Some((&aug, k as u64))).len() / set.image_len();
     }
-    let batch_rate = rate(n, t0.elapsed().as_secs_f64());
-    println!("augment + batch           {batch_rate:>10.0} img/s");
+    rate(n, t0.elapsed().as_secs_f64())
+}
 
-    // 3. Training steps (forward, loss, backward, Adam).
-    let arch = opts.arch.clone();
+/// Training steps (forward, loss, backward, Adam) with the training loop's own step: the
+/// trained model and images/second.
+fn train_stage(
+    opts: &BenchOptions,
+    set: &ImageSet,
+    norm: &Normalization,
+) -> (crate::model::Network, f64) {
     let device = default_device().autodiff();
     device.seed(0);
-    let mut model = arch.init(32, &device);
+    let mut model = opts.arch.init(32, &device);
     let mut optim = AdamConfig::new().init();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let b = opts.batch_size.min(set.len());
-    // The same data-parallel step the training loop uses.
     let step =
         |model: crate::model::Network, optim: &mut burn::optim::ModuleOptimizer, k: usize| {
             let chunk: Vec<usize> = (0..b).map(|i| (i + k * b) % set.len()).collect();
             let batch = BatchSpec {
-                set: &set,
+                set,
                 indices: &chunk,
-                normalization: &norm,
+                normalization: norm,
                 augment: None,
             };
             train_step(model, optim, &loss_fn, &batch, 1e-3, &device).model
@@ -130,29 +173,5 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     for k in 0..opts.steps {
         model = step(model, &mut optim, k);
     }
-    let train_rate = rate(opts.steps * b, t0.elapsed().as_secs_f64());
-    println!(
-        "train step ({})      {train_rate:>10.0} img/s  ({} params)",
-        opts.name,
-        model.num_params()
-    );
-
-    // 4. Inference.
-    let meta = ModelMeta::untrained(arch, 32, norm);
-    let det = Detector::new(meta, model.valid(), default_device());
-    let _ = det.score_set(&set.subset(&(0..256.min(set.len())).collect::<Vec<_>>()));
-    let t0 = Instant::now();
-    let scores = det.score_set(&set);
-    let infer_rate = rate(scores.len(), t0.elapsed().as_secs_f64());
-    println!("inference                 {infer_rate:>10.0} img/s");
-
-    println!(
-        "ratio loader / train step {:>10.1}x  (above 1: the model, not the loader, is the bottleneck)",
-        batch_rate / train_rate
-    );
-    println!(
-        "ratio decode / inference  {:>10.1}x",
-        decode_rate / infer_rate
-    );
-    Ok(())
+    (model, rate(opts.steps * b, t0.elapsed().as_secs_f64()))
 }

@@ -6,6 +6,7 @@
 
 use crate::data::{AugmentConfig, Normalization};
 use crate::error::{Error, Result};
+use crate::eval::ThresholdRule;
 use crate::model::{ArchConfig, preset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -272,17 +273,6 @@ impl Default for EarlyStopping {
     }
 }
 
-/// How the decision threshold on p_fake is chosen, always on the validation split.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ThresholdRule {
-    /// Keep 0.5.
-    Half,
-    #[default]
-    Accuracy,
-    BalancedAccuracy,
-}
-
 impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(m));
@@ -334,8 +324,14 @@ impl TrainConfig {
         Ok(())
     }
 
-    pub fn to_yaml(&self) -> String {
-        yaml_serde::to_string(self).unwrap_or_default()
+    /// The resolved experiment as YAML (what a run folder's `config.yaml` holds).
+    pub fn to_yaml(&self) -> Result<String> {
+        yaml_serde::to_string(self).map_err(|e| {
+            Error::Invalid(format!(
+                "experiment '{}' cannot be written as YAML: {e}",
+                self.name
+            ))
+        })
     }
 }
 
@@ -546,7 +542,7 @@ mod tests {
         assert_eq!(cnn.stages.len(), 2);
         assert_eq!(c.epochs, 3);
         // The resolved config round-trips without the preset.
-        let again: TrainConfig = yaml_serde::from_str(&c.to_yaml()).unwrap();
+        let again: TrainConfig = yaml_serde::from_str(&c.to_yaml().unwrap()).unwrap();
         assert_eq!(again, c);
     }
 

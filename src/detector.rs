@@ -58,12 +58,34 @@ pub fn default_device() -> Device {
 /// How many passes to run side by side on `device`: one per core on the CPU backends (each of
 /// their passes uses one core), one on a GPU (which parallelises inside the pass).
 pub fn parallel_passes(device: &Device) -> usize {
-    let name = format!("{device:?}");
-    if name.contains("Flex") || name.contains("NdArray") {
+    if is_cpu(device) {
         rayon::current_num_threads()
     } else {
         1
     }
+}
+
+/// Whether `device` (with or without autodiff) is one of the CPU backends.
+fn is_cpu(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    if *device == Device::ndarray() {
+        return true;
+    }
+    let _ = device;
+    false
+}
+
+/// A detector's verdict on one score: the one place a score becomes a label.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    pub p_fake: f32,
+    pub label: String,
+    pub threshold: f32,
 }
 
 pub struct Detector {
@@ -149,14 +171,32 @@ impl Detector {
         crate::error::write_file(path, self.to_bytes()?)
     }
 
-    /// The verdict for a score.
-    pub fn label(&self, p_fake: f32) -> &str {
-        let i = (p_fake >= self.meta.threshold) as usize;
+    /// The class a score falls in: FAKE at or above the threshold, else REAL.
+    pub fn class_of(&self, p_fake: f32) -> u8 {
+        if p_fake >= self.meta.threshold {
+            data::FAKE
+        } else {
+            data::REAL
+        }
+    }
+
+    /// The model's name for class 0 (REAL) or 1 (FAKE).
+    pub fn class_name(&self, class: u8) -> &str {
+        let i = (class as usize).min(1);
         self.meta
             .class_names
             .get(i)
             .map(String::as_str)
             .unwrap_or(data::CLASS_NAMES[i])
+    }
+
+    /// The verdict for a score.
+    pub fn decide(&self, p_fake: f32) -> Decision {
+        Decision {
+            p_fake,
+            label: self.class_name(self.class_of(p_fake)).to_string(),
+            threshold: self.meta.threshold,
+        }
     }
 
     /// Normalised input tensor for already-resized images.
@@ -203,7 +243,10 @@ impl Detector {
     pub fn score_bytes(&self, bytes: &[u8], name: &Path) -> Result<f32> {
         let img = data::decode::decode_rgb(bytes, name)?;
         let set = self.single(img);
-        Ok(self.score_set(&set)[0])
+        self.score_set(&set)
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Model(format!("{}: no score was produced", name.display())))
     }
 
     /// Wrap one decoded image as a one-image set at the model's input size.
@@ -219,18 +262,6 @@ impl Detector {
 
     pub fn num_params(&self) -> usize {
         self.network.num_params()
-    }
-
-    /// Grad-CAM / Grad-CAM++ map of one decoded image at block `layer` (default: the last with a map of at least 4×4);
-    /// see [`crate::explain`].
-    pub fn explain(
-        &self,
-        image: &image::RgbImage,
-        layer: Option<&str>,
-        method: crate::explain::CamMethod,
-        target: crate::explain::CamTarget,
-    ) -> Result<crate::explain::CamMap> {
-        crate::explain::cam(self, image, layer, method, target)
     }
 }
 
@@ -295,8 +326,9 @@ mod tests {
             assert!((x - y).abs() < 1e-6);
             assert!((0.0..=1.0).contains(x));
         }
-        assert_eq!(det.label(0.39), "REAL");
-        assert_eq!(det.label(0.4), "FAKE");
+        assert_eq!(det.decide(0.39).label, "REAL");
+        assert_eq!(det.decide(0.4).label, "FAKE");
+        assert_eq!(det.decide(0.4).threshold, 0.4);
     }
 
     #[test]
@@ -308,6 +340,14 @@ mod tests {
                 .unwrap();
             assert!(err.to_string().contains("bad.synthscan"), "{err}");
         }
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn cpu_devices_run_one_pass_per_core() {
+        let threads = rayon::current_num_threads();
+        assert_eq!(parallel_passes(&Device::flex()), threads);
+        assert_eq!(parallel_passes(&Device::flex().autodiff()), threads);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Error {
     Model(String),
     #[error("{path}: {message}")]
     Output { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    RunFolder { path: PathBuf, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -52,6 +54,13 @@ impl Error {
 
     pub fn dataset(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         Error::Dataset {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub fn run_folder(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        Error::RunFolder {
             path: path.as_ref().to_path_buf(),
             message: message.into(),
         }

@@ -1,10 +1,9 @@
 //! synthscan: tell real photographs from AI-generated images.
 //!
-//! The CLI, the tests (and later the server) all go through these modules; see
-//! `ARCHITECTURE.md` for the data flow.
+//! The CLI (in the binary), the tests and the server all go through these modules; see
+//! `ARCHITECTURE.md` for the data flow. Nothing here parses arguments or prints results.
 
 pub mod bench;
-pub mod cli;
 pub mod config;
 pub mod data;
 pub mod detector;
@@ -14,6 +13,7 @@ pub mod explain;
 pub mod model;
 pub mod predict;
 pub mod report;
+pub mod run;
 pub mod train;
 
 pub use config::TrainConfig;

@@ -1,3 +1,5 @@
+mod cli;
+
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -17,8 +19,8 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let cli = synthscan::cli::Cli::parse();
-    match synthscan::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");

@@ -1,13 +1,11 @@
-//! Scoring files and folders with a [`Detector`]: `predict` and `evaluate` both go through here.
+//! Scoring files and folders with a [`Detector`]: what `predict` does.
 
-use crate::data::{self, Part};
+use crate::data;
 use crate::detector::Detector;
 use crate::error::{Error, Result};
-use crate::eval::Metrics;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 /// One line of `predict --json`.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -21,31 +19,10 @@ pub struct Prediction {
     pub error: Option<String>,
 }
 
-/// Files named directly are always tried; folders are searched recursively for image files.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<std::result::Result<PathBuf, (PathBuf, String)>> {
-    let mut out = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            match data::list_images(input) {
-                Ok(files) if files.is_empty() => {
-                    out.push(Err((input.clone(), "folder holds no image files".into())))
-                }
-                Ok(files) => out.extend(files.into_iter().map(Ok)),
-                Err(e) => out.push(Err((input.clone(), e.to_string()))),
-            }
-        } else if input.exists() {
-            out.push(Ok(input.clone()));
-        } else {
-            out.push(Err((input.clone(), "no such file or folder".into())));
-        }
-    }
-    out
-}
-
 /// Score every input; bad files get an error entry and do not stop the others.
 pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction> {
     let size = detector.meta.input_size;
-    let decoded: Vec<(PathBuf, Result<Vec<u8>>)> = expand_inputs(inputs)
+    let decoded: Vec<(PathBuf, Result<Vec<u8>>)> = data::expand_inputs(inputs)
         .into_par_iter()
         .map(|item| match item {
             Ok(path) => {
@@ -74,7 +51,7 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
                 Prediction {
                     path,
                     p_fake: Some(p),
-                    label: Some(detector.label(p).to_string()),
+                    label: Some(detector.decide(p).label),
                     error: None,
                 }
             }
@@ -86,30 +63,4 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
             },
         })
         .collect()
-}
-
-/// Result of evaluating a labelled folder.
-pub struct Evaluation {
-    pub metrics: Metrics,
-    pub scores: Vec<f32>,
-    pub labels: Vec<u8>,
-    pub skipped: Vec<(PathBuf, String)>,
-}
-
-/// Evaluate on a labelled folder (`REAL/` + `FAKE/`, or the `test/` part of a parent).
-/// `images_per_second` covers decoding, resizing and inference.
-pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<Evaluation> {
-    let root = data::resolve_class_root(dir, Part::Test)?;
-    let t0 = Instant::now();
-    let (set, report) = data::load_folder(&root, detector.meta.input_size, strict)?;
-    let scores = detector.score_set(&set);
-    let secs = t0.elapsed().as_secs_f64();
-    let mut metrics = Metrics::compute(&scores, &set.labels, detector.meta.threshold);
-    metrics.images_per_second = set.len() as f64 / secs.max(1e-9);
-    Ok(Evaluation {
-        metrics,
-        scores,
-        labels: set.labels,
-        skipped: report.skipped,
-    })
 }

@@ -115,7 +115,7 @@ fn resuming_a_folder_that_is_not_a_run_names_it() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.contains(dir.join("config.yaml").to_str().unwrap()),
+        err.contains(dir.to_str().unwrap()) && err.contains("not a run folder"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -181,8 +181,9 @@ fn gradcam_peaks_fall_on_the_planted_square() {
     assert_eq!(corners.len(), 100);
     for layer in ["stage1", "stage2"] {
         for method in [CamMethod::GradCam, CamMethod::GradCamPlusPlus] {
-            let maps =
-                explain::cam_set(&det, &fake_set, Some(layer), method, CamTarget::Fake).unwrap();
+            let cam = explain::Cam::new(&det, Some(layer), method).unwrap();
+            assert_eq!(cam.layer_name(), layer);
+            let maps = cam.maps(&fake_set, CamTarget::Fake).unwrap();
             assert_eq!(maps.len(), 100);
             let side = if layer == "stage1" { 16 } else { 8 };
             assert!(

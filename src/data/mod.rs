@@ -294,6 +294,27 @@ pub fn batch_floats(
     out
 }
 
+/// Files named directly are always tried; folders are searched recursively for image files.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<std::result::Result<PathBuf, (PathBuf, String)>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            match list_images(input) {
+                Ok(files) if files.is_empty() => {
+                    out.push(Err((input.clone(), "folder holds no image files".into())))
+                }
+                Ok(files) => out.extend(files.into_iter().map(Ok)),
+                Err(e) => out.push(Err((input.clone(), e.to_string()))),
+            }
+        } else if input.exists() {
+            out.push(Ok(input.clone()));
+        } else {
+            out.push(Err((input.clone(), "no such file or folder".into())));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

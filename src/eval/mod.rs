@@ -1,7 +1,11 @@
 //! Metrics with FAKE as the positive class, ROC, and the validation-chosen decision threshold.
 
-use crate::config::ThresholdRule;
+use crate::data::{self, Part};
+use crate::detector::Detector;
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Confusion {
@@ -181,6 +185,43 @@ pub fn choose_threshold(scores: &[f32], labels: &[u8], rule: ThresholdRule) -> f
         }
     }
     best_t
+}
+
+/// How the decision threshold on p_fake is chosen, always on the validation split.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdRule {
+    /// Keep 0.5.
+    Half,
+    #[default]
+    Accuracy,
+    BalancedAccuracy,
+}
+
+/// Result of evaluating a labelled folder.
+pub struct Evaluation {
+    pub metrics: Metrics,
+    pub scores: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Evaluate on a labelled folder (`REAL/` + `FAKE/`, or the `test/` part of a parent).
+/// `images_per_second` covers decoding, resizing and inference.
+pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<Evaluation> {
+    let root = data::resolve_class_root(dir, Part::Test)?;
+    let t0 = Instant::now();
+    let (set, report) = data::load_folder(&root, detector.meta.input_size, strict)?;
+    let scores = detector.score_set(&set);
+    let secs = t0.elapsed().as_secs_f64();
+    let mut metrics = Metrics::compute(&scores, &set.labels, detector.meta.threshold);
+    metrics.images_per_second = set.len() as f64 / secs.max(1e-9);
+    Ok(Evaluation {
+        metrics,
+        scores,
+        labels: set.labels,
+        skipped: report.skipped,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Class-activation maps: where in an image a detector looks when it calls it FAKE (or REAL).
 //!
-//! [`cam`] cuts the network at a named block (`features(x, k)`), makes those activations an
+//! A [`Cam`] is built once from (detector, layer, method); [`Cam::maps`] then cuts the network at that block (`features(x, k)`), makes those activations an
 //! autodiff leaf, runs the rest of the network (`classify_from(A, k)`) and back-propagates the
 //! target class's logit to get dY/dA. The network's weights stay plain (no autodiff) and in
 //! inference mode: the detector's network is a `valid()` snapshot, so batch-norm uses its
@@ -31,28 +31,57 @@ pub use render::{CamFiles, jet, overlay, upsample, write_outputs};
 const CAM_BATCH: usize = 64;
 
 /// How channel weights are derived from the gradients.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
 pub enum CamMethod {
     #[default]
     #[serde(rename = "gradcam")]
-    #[value(name = "gradcam")]
     GradCam,
     #[serde(rename = "gradcam++")]
-    #[value(name = "gradcam++")]
     GradCamPlusPlus,
 }
 
 impl CamMethod {
+    pub const ALL: [CamMethod; 2] = [CamMethod::GradCam, CamMethod::GradCamPlusPlus];
+
     pub fn name(self) -> &'static str {
         match self {
             CamMethod::GradCam => "gradcam",
             CamMethod::GradCamPlusPlus => "gradcam++",
         }
     }
+
+    /// The weight of one channel from its activations `a` and gradients `g` (one plane each):
+    /// the only thing that differs between methods.
+    fn channel_weight(self, a: &[f32], g: &[f32]) -> f32 {
+        match self {
+            CamMethod::GradCam => g.iter().sum::<f32>() / g.len().max(1) as f32,
+            CamMethod::GradCamPlusPlus => {
+                let sum_a: f32 = a.iter().sum();
+                g.iter()
+                    .map(|&gi| {
+                        let g2 = gi * gi;
+                        let denom = 2.0 * g2 + sum_a * g2 * gi;
+                        let alpha = if gi != 0.0 { g2 / (denom + 1e-7) } else { 0.0 };
+                        alpha * gi.max(0.0)
+                    })
+                    .sum()
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for CamMethod {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::Invalid(format!("method '{s}': expected gradcam or gradcam++")))
+    }
 }
 
 /// Which class's evidence to map.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CamTarget {
     #[default]
@@ -60,6 +89,20 @@ pub enum CamTarget {
     Real,
     /// The class the detector decides on (p_fake against its threshold).
     Predicted,
+}
+
+impl std::str::FromStr for CamTarget {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fake" => Ok(CamTarget::Fake),
+            "real" => Ok(CamTarget::Real),
+            "predicted" => Ok(CamTarget::Predicted),
+            _ => Err(Error::Invalid(format!(
+                "target '{s}': expected fake, real or predicted"
+            ))),
+        }
+    }
 }
 
 /// One image's class-activation map at the resolution of the layer it was taken at.
@@ -165,79 +208,79 @@ pub fn resolve_layer(detector: &Detector, layer: Option<&str>) -> Result<usize> 
     }
 }
 
-/// The map for one decoded image (any size; it is resized to the model's input like `predict`).
-pub fn cam(
-    detector: &Detector,
-    image: &RgbImage,
-    layer: Option<&str>,
+/// Class-activation maps of one detector at one layer with one method: built once (the layer
+/// is resolved here), then asked for maps of any number of images.
+pub struct Cam<'a> {
+    detector: &'a Detector,
+    layer: usize,
     method: CamMethod,
-    target: CamTarget,
-) -> Result<CamMap> {
-    let set = detector.single(image.clone());
-    cam_set(detector, &set, layer, method, target)?
-        .pop()
-        .ok_or_else(|| Error::Model("no map was produced".into()))
 }
 
-/// Maps for every image of a set at the model's input size, one backward pass per batch.
-pub fn cam_set(
-    detector: &Detector,
-    set: &ImageSet,
-    layer: Option<&str>,
-    method: CamMethod,
-    target: CamTarget,
-) -> Result<Vec<CamMap>> {
-    if set.size != detector.meta.input_size {
-        return Err(Error::Invalid(format!(
-            "images are {0}x{0}, the model takes {1}x{1}",
-            set.size, detector.meta.input_size
-        )));
+impl<'a> Cam<'a> {
+    /// `layer`: a block name, or `None` for the last block with a map of at least 4×4.
+    pub fn new(detector: &'a Detector, layer: Option<&str>, method: CamMethod) -> Result<Self> {
+        Ok(Self {
+            detector,
+            layer: resolve_layer(detector, layer)?,
+            method,
+        })
     }
-    let k = resolve_layer(detector, layer)?;
-    let layer_name = detector.network.layer_names()[k].clone();
-    let indices: Vec<usize> = (0..set.len()).collect();
-    let mut maps = Vec::with_capacity(set.len());
-    for chunk in indices.chunks(CAM_BATCH) {
-        let x = detector.input_tensor(set, chunk);
-        let scores = detector.score_tensor(x.clone());
-        let targets: Vec<u8> = scores
-            .iter()
-            .map(|&p| match target {
-                CamTarget::Fake => data::FAKE,
-                CamTarget::Real => data::REAL,
-                CamTarget::Predicted => (p >= detector.meta.threshold) as u8,
-            })
-            .collect();
-        let (acts, grads, [_, c, h, w]) = layer_gradients(detector, x, k, &targets)?;
-        let per = c * h * w;
-        for (i, (&p, &t)) in scores.iter().zip(&targets).enumerate() {
-            let a = &acts[i * per..(i + 1) * per];
-            let g = &grads[i * per..(i + 1) * per];
-            maps.push(CamMap {
-                width: w,
-                height: h,
-                values: combine(a, g, c, h * w, method),
-                target: t,
-                target_name: class_name(detector, t),
-                p_fake: p,
-                label: detector.label(p).to_string(),
-                layer: layer_name.clone(),
-                method,
-            });
+
+    /// The name of the block the maps are taken at.
+    pub fn layer_name(&self) -> &str {
+        &self.detector.network.layer_names()[self.layer]
+    }
+
+    /// The map for one decoded image (any size; it is resized to the model's input like `predict`).
+    pub fn map(&self, image: &RgbImage, target: CamTarget) -> Result<CamMap> {
+        let set = self.detector.single(image.clone());
+        self.maps(&set, target)?
+            .pop()
+            .ok_or_else(|| Error::Model("no map was produced".into()))
+    }
+
+    /// Maps for every image of a set at the model's input size, one backward pass per batch.
+    pub fn maps(&self, set: &ImageSet, target: CamTarget) -> Result<Vec<CamMap>> {
+        let det = self.detector;
+        if set.size != det.meta.input_size {
+            return Err(Error::Invalid(format!(
+                "images are {0}x{0}, the model takes {1}x{1}",
+                set.size, det.meta.input_size
+            )));
         }
+        let indices: Vec<usize> = (0..set.len()).collect();
+        let mut maps = Vec::with_capacity(set.len());
+        for chunk in indices.chunks(CAM_BATCH) {
+            let x = det.input_tensor(set, chunk);
+            let scores = det.score_tensor(x.clone());
+            let targets: Vec<u8> = scores
+                .iter()
+                .map(|&p| match target {
+                    CamTarget::Fake => data::FAKE,
+                    CamTarget::Real => data::REAL,
+                    CamTarget::Predicted => det.class_of(p),
+                })
+                .collect();
+            let (acts, grads, [_, c, h, w]) = layer_gradients(det, x, self.layer, &targets)?;
+            let per = c * h * w;
+            for (i, (&p, &t)) in scores.iter().zip(&targets).enumerate() {
+                let a = &acts[i * per..(i + 1) * per];
+                let g = &grads[i * per..(i + 1) * per];
+                maps.push(CamMap {
+                    width: w,
+                    height: h,
+                    values: combine(a, g, c, h * w, self.method),
+                    target: t,
+                    target_name: det.class_name(t).to_string(),
+                    p_fake: p,
+                    label: det.decide(p).label,
+                    layer: self.layer_name().to_string(),
+                    method: self.method,
+                });
+            }
+        }
+        Ok(maps)
     }
-    Ok(maps)
-}
-
-fn class_name(detector: &Detector, class: u8) -> String {
-    let i = class as usize;
-    detector
-        .meta
-        .class_names
-        .get(i)
-        .map(String::as_str)
-        .unwrap_or(data::CLASS_NAMES[i.min(1)])
-        .to_string()
 }
 
 fn to_vec(t: Tensor<4>) -> Result<Vec<f32>> {
@@ -296,20 +339,7 @@ fn combine(
     for c in 0..channels {
         let a = &acts[c * plane..(c + 1) * plane];
         let g = &grads[c * plane..(c + 1) * plane];
-        let weight = match method {
-            CamMethod::GradCam => g.iter().sum::<f32>() / plane.max(1) as f32,
-            CamMethod::GradCamPlusPlus => {
-                let sum_a: f32 = a.iter().sum();
-                g.iter()
-                    .map(|&gi| {
-                        let g2 = gi * gi;
-                        let denom = 2.0 * g2 + sum_a * g2 * gi;
-                        let alpha = if gi != 0.0 { g2 / (denom + 1e-7) } else { 0.0 };
-                        alpha * gi.max(0.0)
-                    })
-                    .sum()
-            }
-        };
+        let weight = method.channel_weight(a, g);
         for (m, &av) in map.iter_mut().zip(a) {
             *m += weight * av;
         }
@@ -373,14 +403,14 @@ pub fn explain_paths(
     inputs: &[PathBuf],
     opts: &ExplainOptions,
 ) -> Result<Vec<(PathBuf, Result<Explanation>)>> {
-    // Resolved once: the default layer is found by running the network on a blank image.
-    let layer = &detector.network.layer_names()[resolve_layer(detector, opts.layer.as_deref())?];
+    // Built once: the default layer is found by running the network on a blank image.
+    let cam = Cam::new(detector, opts.layer.as_deref(), opts.method)?;
     let mut stems = HashSet::new();
     let mut out = Vec::new();
-    for item in crate::predict::expand_inputs(inputs) {
+    for item in data::expand_inputs(inputs) {
         let (path, result) = match item {
             Ok(path) => {
-                let r = explain_file(detector, &path, layer, opts, &mut stems);
+                let r = explain_file(&cam, &path, opts, &mut stems);
                 (path, r)
             }
             Err((path, msg)) => {
@@ -394,14 +424,13 @@ pub fn explain_paths(
 }
 
 fn explain_file(
-    detector: &Detector,
+    cam: &Cam,
     path: &Path,
-    layer: &str,
     opts: &ExplainOptions,
     stems: &mut HashSet<String>,
 ) -> Result<Explanation> {
     let image = data::decode::decode_rgb(&crate::error::read_file(path)?, path)?;
-    let map = cam(detector, &image, Some(layer), opts.method, opts.target)?;
+    let map = cam.map(&image, opts.target)?;
     let stem = unique_stem(path, stems);
     let files = write_outputs(&map, &image, &opts.out_dir, &stem, opts.alpha)?;
     Ok(Explanation { map, files })
@@ -489,7 +518,8 @@ mod tests {
         for (img, label) in [(picture(32, 32), "square"), (picture(40, 24), "40x24")] {
             for l in &info {
                 for method in [CamMethod::GradCam, CamMethod::GradCamPlusPlus] {
-                    let map = cam(&det, &img, Some(&l.name), method, CamTarget::Predicted).unwrap();
+                    let cam = Cam::new(&det, Some(&l.name), method).unwrap();
+                    let map = cam.map(&img, CamTarget::Predicted).unwrap();
                     assert_eq!(
                         (map.width, map.height),
                         (l.width, l.height),
@@ -500,19 +530,15 @@ mod tests {
                     assert!(map.values.iter().all(|v| (0.0..=1.0).contains(v)));
                     assert_eq!(map.layer, l.name);
                     assert_eq!(map.target, (map.p_fake >= 0.5) as u8);
-                    assert_eq!(map.label, det.label(map.p_fake));
+                    assert_eq!(map.label, det.decide(map.p_fake).label);
                 }
             }
         }
         // The default layer is the last block.
-        let map = cam(
-            &det,
-            &picture(40, 24),
-            None,
-            CamMethod::GradCam,
-            CamTarget::Real,
-        )
-        .unwrap();
+        let map = Cam::new(&det, None, CamMethod::GradCam)
+            .unwrap()
+            .map(&picture(40, 24), CamTarget::Real)
+            .unwrap();
         assert_eq!(
             (map.layer.as_str(), map.width, map.height, map.target),
             ("stage2", 8, 8, 0)
@@ -539,14 +565,9 @@ mod tests {
     #[test]
     fn unknown_layer_and_wrong_size_are_errors() {
         let det = detector(GlobalPool::Max, vec![], Activation::Relu, 16);
-        let err = cam(
-            &det,
-            &picture(16, 16),
-            Some("conv9"),
-            CamMethod::GradCam,
-            CamTarget::Fake,
-        )
-        .unwrap_err();
+        let err = Cam::new(&det, Some("conv9"), CamMethod::GradCam)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("conv9"), "{err}");
         let set = ImageSet {
             size: 8,
@@ -554,7 +575,16 @@ mod tests {
             labels: vec![0],
             paths: vec![],
         };
-        assert!(cam_set(&det, &set, None, CamMethod::GradCam, CamTarget::Fake).is_err());
+        let cam = Cam::new(&det, None, CamMethod::GradCam).unwrap();
+        assert!(cam.maps(&set, CamTarget::Fake).is_err());
+        assert!("gradcam".parse::<CamMethod>().is_ok());
+        let bad = "gradcam3".parse::<CamMethod>().unwrap_err();
+        assert!(bad.to_string().contains("gradcam3"), "{bad}");
+        assert_eq!(
+            "predicted".parse::<CamTarget>().unwrap(),
+            CamTarget::Predicted
+        );
+        assert!("both".parse::<CamTarget>().is_err());
     }
 
     /// dY/dA from autodiff must match finite differences through `classify_from`.

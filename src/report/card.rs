@@ -5,7 +5,7 @@ use crate::detector::Detector;
 use crate::error::{Result, write_file};
 use crate::eval::Metrics;
 use crate::model::ArchConfig;
-use crate::train::{RunInfo, read_metrics};
+use crate::run::{RunInfo, read_metrics};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

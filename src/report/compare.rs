@@ -1,7 +1,7 @@
 //! Comparing run folders: one table row per variant, seed repeats folded into mean ± std.
 
 use crate::error::{Error, Result};
-use crate::train::{EpochRow, RunInfo, read_metrics};
+use crate::run::{EpochRow, RunDir, RunInfo, read_metrics};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -117,20 +117,20 @@ pub fn variant_name(name: &str) -> &str {
 pub fn expand_run_dirs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
-        if p.join("run.json").is_file() {
+        if RunDir::is_run(p) {
             out.push(p.clone());
             continue;
         }
         if !p.is_dir() {
-            return Err(Error::dataset(p, "no such run folder"));
+            return Err(Error::run_folder(p, "no such run folder"));
         }
         let mut subs: Vec<PathBuf> = std::fs::read_dir(p)
             .map_err(|e| Error::io(p, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|d| d.join("run.json").is_file())
+            .filter(|d| RunDir::is_run(d))
             .collect();
         if subs.is_empty() {
-            return Err(Error::dataset(
+            return Err(Error::run_folder(
                 p,
                 "not a run folder (no run.json) and holds no run folders",
             ));

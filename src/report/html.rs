@@ -2,7 +2,7 @@
 
 use crate::error::{Result, read_file, write_file};
 use crate::eval::Metrics;
-use crate::train::{EpochRow, RunInfo, read_metrics};
+use crate::run::{EpochRow, RunInfo, read_metrics};
 use std::fmt::Write as _;
 use std::path::Path;
 

@@ -1,8 +1,9 @@
 //! Pictures and documents from runs: per-run plots and report, comparison, model cards.
 //!
-//! - [`after_epoch`] / [`after_run`]: called by training; they write `loss.png`, `accuracy.png`,
-//!   `lr.png`, then `roc.png`, `confusion.png`, `report.html` and `MODEL_CARD.md` into the run
-//!   folder, and only log (never fail) when something cannot be written.
+//! - [`RunReporter`]: a [`RunObserver`] that training is handed by its caller; after each epoch
+//!   it writes `loss.png`, `accuracy.png`, `lr.png`, and at the end of the run `roc.png`,
+//!   `confusion.png`, `report.html` and `MODEL_CARD.md` into the run folder, and only logs
+//!   (never fails) when something cannot be written.
 //! - [`write_evaluation_plots`]: `roc.png`, `confusion.png`, `histogram.png` for any scores.
 //! - [`compare`]: a table (and `compare.png`, `curves.png`) over run folders.
 //! - [`write_model_card`]: `MODEL_CARD.md` for any detector.
@@ -19,10 +20,9 @@ pub use compare::{
 pub use html::{base64, write_run_report};
 pub use plots::{confusion_plot, histogram_plot, roc_plot, write_evaluation_plots};
 
-use crate::detector::Detector;
 use crate::error::Result;
 use crate::eval::Confusion;
-use crate::train::{RunData, read_metrics};
+use crate::run::{FinishedRun, RunDir, RunObserver, read_metrics};
 use std::path::Path;
 
 /// The (name, metrics) pairs present, validation first.
@@ -58,23 +58,17 @@ pub fn after_epoch(run_dir: &Path) {
     }
 }
 
-/// Called when a run finishes: final plots, report and model card. `val_scores` and
-/// `test_scores` are the final detector's scores of `data.val` and `data.test`, which training
-/// has already computed.
-pub fn after_run(
-    run_dir: &Path,
-    detector: &Detector,
-    data: &RunData,
-    val_scores: &[f32],
-    test_scores: Option<&[f32]>,
-) {
+/// Called when a run finishes: final plots, report and model card, from the final detector's
+/// scores of the validation and test sets (which training has already computed).
+pub fn after_run(run: &FinishedRun) {
+    let run_dir = run.dir.path();
     after_epoch(run_dir);
-    let threshold = detector.meta.threshold;
+    let threshold = run.detector.meta.threshold;
     let mut sets: Vec<(&str, &[f32], &[u8])> = Vec::new();
-    if !data.val.is_empty() {
-        sets.push(("validation", val_scores, &data.val.labels));
+    if !run.val.is_empty() {
+        sets.push(("validation", run.val_scores, &run.val.labels));
     }
-    if let (Some(t), Some(s)) = (&data.test, test_scores)
+    if let Some((t, s)) = run.test
         && !t.is_empty()
     {
         sets.push(("test", s, &t.labels));
@@ -100,17 +94,30 @@ pub fn after_run(
     warn_on(
         run_dir,
         "MODEL_CARD.md",
-        write_model_card(detector, &run_dir.join("MODEL_CARD.md"), &facts),
+        write_model_card(run.detector, &run_dir.join("MODEL_CARD.md"), &facts),
     );
+}
+
+/// The observer that keeps a run folder's plots, report and model card up to date.
+pub struct RunReporter;
+
+impl RunObserver for RunReporter {
+    fn epoch_finished(&mut self, dir: &RunDir) {
+        after_epoch(dir.path());
+    }
+
+    fn run_finished(&mut self, run: &FinishedRun) {
+        after_run(run);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::{ImageSet, Normalization};
-    use crate::detector::{ModelMeta, default_device};
+    use crate::detector::{Detector, ModelMeta, default_device};
     use crate::eval::Metrics;
-    use crate::train::{EpochRow, METRICS_HEADER, RunInfo};
+    use crate::run::{CsvRow, EpochRow, RunInfo};
     use std::path::PathBuf;
 
     /// A fresh, empty temporary folder removed on drop.
@@ -223,8 +230,8 @@ mod tests {
             "name: {name}\nmodel:\n  preset: cifake-paper\nepochs: {epochs}\n"
         ))
         .unwrap();
-        std::fs::write(dir.join("config.yaml"), cfg.to_yaml()).unwrap();
-        let mut csv = format!("{METRICS_HEADER}\n");
+        std::fs::write(dir.join("config.yaml"), cfg.to_yaml().unwrap()).unwrap();
+        let mut csv = format!("{}\n", EpochRow::header());
         for e in 1..=epochs {
             let f = e as f64 / epochs as f64;
             let r = EpochRow {
@@ -241,7 +248,7 @@ mod tests {
                 seconds: 10.0,
                 images_per_second: 100.0 * e as f64,
             };
-            csv.push_str(&r.csv());
+            csv.push_str(&r.to_line());
             csv.push('\n');
         }
         std::fs::write(dir.join("metrics.csv"), csv).unwrap();
@@ -295,16 +302,16 @@ mod tests {
             labels: (0..n).map(|i| (i % 2) as u8).collect(),
             paths: vec![],
         };
-        let data = RunData {
-            train: set(4, 0),
-            val: set(10, 1),
-            test: Some(set(12, 2)),
-            data_dir: "data/cifake".into(),
-            test_dir: None,
-            skipped: 0,
-        };
-        let val_scores = det.score_set(&data.val);
-        after_run(&run, &det, &data, &val_scores, None);
+        let val = set(10, 1);
+        let val_scores = det.score_set(&val);
+        let dir = RunDir::open(&run).unwrap();
+        RunReporter.run_finished(&FinishedRun {
+            dir: &dir,
+            detector: &det,
+            val: &val,
+            val_scores: &val_scores,
+            test: None,
+        });
         assert_png(&run.join("roc.png"), (640, 600));
         assert_png(&run.join("confusion.png"), (560, 520));
 

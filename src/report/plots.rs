@@ -6,7 +6,7 @@
 use crate::data::FAKE;
 use crate::error::{Error, Result, write_file};
 use crate::eval::{Confusion, roc_auc, roc_curve};
-use crate::train::EpochRow;
+use crate::run::EpochRow;
 use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;

@@ -58,18 +58,3 @@ impl Ema {
         self.model = self.model.clone().map(&mut blend);
     }
 }
-
-/// Ids of rank-1 parameters (biases, batch-norm scales and shifts): kept out of weight decay.
-pub fn rank1_param_ids(model: &Network) -> Vec<ParamId> {
-    struct Rank1(Vec<ParamId>);
-    impl ModuleVisitor for Rank1 {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if D == 1 {
-                self.0.push(param.id);
-            }
-        }
-    }
-    let mut v = Rank1(Vec::new());
-    model.visit(&mut v);
-    v.0
-}

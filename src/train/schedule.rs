@@ -59,7 +59,7 @@ impl Schedule {
 }
 
 /// Tracks epochs without improvement of a minimised quantity.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Patience {
     pub best: Option<f64>,
     pub best_epoch: usize,

@@ -1,0 +1,43 @@
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use synthscan::Result;
+use synthscan::predict::predict_paths;
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model file (default: the model built into this binary).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Override the model's stored flip test-time augmentation (`true`: score each image and
+    /// its mirror, about half the speed; `false`: one pass).
+    #[arg(long)]
+    tta: Option<bool>,
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+pub fn run(a: PredictArgs) -> Result<ExitCode> {
+    let det = super::load_detector(a.model.as_deref(), a.tta)?;
+    let preds = predict_paths(&det, &a.paths);
+    let mut failed = false;
+    for p in &preds {
+        failed |= p.error.is_some();
+        if a.json {
+            println!("{}", super::json_line(p)?);
+        } else if let Some(e) = &p.error {
+            eprintln!("error: {e}");
+        } else {
+            println!(
+                "{:<5} p_fake={:.4}  {}",
+                p.label.as_deref().unwrap_or("?"),
+                p.p_fake.unwrap_or(f32::NAN),
+                p.path.display()
+            );
+        }
+    }
+    Ok(super::status(failed))
+}

@@ -1,0 +1,343 @@
+//! The run folder: every file a training run writes, with its one writer and one reader.
+//!
+//! ```text
+//! RUN/config.yaml          the resolved experiment
+//! RUN/run.json             [`RunInfo`]: seed, git revision, versions, data counts, final metrics
+//! RUN/metrics.csv          one [`EpochRow`] per epoch (header derived from the row type)
+//! RUN/model.synthscan      the final detector
+//! RUN/weights/             best.synthscan, last.synthscan, resume state and training records
+//! ```
+//!
+//! Training writes through [`RunDir`]; reports and comparisons read through it. The two never
+//! call each other: training tells a [`RunObserver`] when an epoch or the run has finished, and
+//! the caller (the CLI) decides what that observer does.
+
+mod table;
+
+pub use table::{Column, CsvRow, parse_rows};
+
+use crate::data::ImageSet;
+use crate::detector::Detector;
+use crate::error::{Error, Result, read_file, write_file};
+use crate::eval::Metrics;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "config.yaml";
+pub const INFO_FILE: &str = "run.json";
+pub const METRICS_FILE: &str = "metrics.csv";
+pub const MODEL_FILE: &str = "model.synthscan";
+const STATE_FILE: &str = "resume.json";
+
+/// One run folder on disk.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Create `out/name`, or `out/name-2`, `-3`, … when it exists, with its `weights/` folder.
+    pub fn create_fresh(out: &Path, name: &str) -> Result<Self> {
+        let run = Self {
+            root: fresh_path(out, name),
+        };
+        let weights = run.weights_dir();
+        std::fs::create_dir_all(&weights).map_err(|e| Error::io(&weights, e))?;
+        Ok(run)
+    }
+
+    /// An existing run folder (one with `run.json`).
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.join(INFO_FILE).is_file() {
+            return Err(Error::run_folder(path, "not a run folder (no run.json)"));
+        }
+        Ok(Self {
+            root: path.to_path_buf(),
+        })
+    }
+
+    /// Whether `path` is a run folder.
+    pub fn is_run(path: &Path) -> bool {
+        path.join(INFO_FILE).is_file()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file directly in the run folder.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn weights_dir(&self) -> PathBuf {
+        self.root.join("weights")
+    }
+
+    /// A checkpoint file in `weights/`.
+    pub fn checkpoint(&self, name: &str) -> PathBuf {
+        self.weights_dir().join(name)
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.file(MODEL_FILE)
+    }
+
+    pub fn write_config(&self, yaml: &str) -> Result<()> {
+        write_file(&self.file(CONFIG_FILE), yaml)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.file(CONFIG_FILE)
+    }
+
+    /// Write any serialisable value as pretty JSON into `name`.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<()> {
+        write_json(&self.file(name), value)
+    }
+
+    /// Read `name` as JSON.
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        read_json(&self.file(name))
+    }
+
+    pub fn save_info(&self, info: &RunInfo) -> Result<()> {
+        self.write_json(INFO_FILE, info)
+    }
+
+    pub fn load_info(&self) -> Result<RunInfo> {
+        self.read_json(INFO_FILE)
+    }
+
+    /// Start a table with its header line (replacing any earlier file).
+    pub fn start_table<R: CsvRow>(&self, name: &str) -> Result<()> {
+        write_file(&self.file(name), format!("{}\n", R::header()))
+    }
+
+    /// Append one row to a table started with [`RunDir::start_table`].
+    pub fn append_row<R: CsvRow>(&self, name: &str, row: &R) -> Result<()> {
+        use std::io::Write;
+        let path = self.file(name);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        writeln!(file, "{}", row.to_line()).map_err(|e| Error::io(&path, e))
+    }
+
+    pub fn read_table<R: CsvRow>(&self, name: &str) -> Result<Vec<R>> {
+        let path = self.file(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        parse_rows(&path, &text)
+    }
+
+    /// The state `--resume` continues from, in `weights/resume.json`.
+    pub fn save_state<S: Serialize>(&self, state: &S) -> Result<()> {
+        write_json(&self.checkpoint(STATE_FILE), state)
+    }
+
+    pub fn load_state<S: DeserializeOwned>(&self) -> Result<S> {
+        read_json(&self.checkpoint(STATE_FILE))
+    }
+}
+
+/// `out/name`, or `out/name-2`, `-3`, … when it exists (e.g. the parent folder of a grid).
+pub fn fresh_path(out: &Path, name: &str) -> PathBuf {
+    let first = out.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| out.join(format!("{name}-{i}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| Error::output(path, e))?;
+    write_file(path, json)
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    serde_json::from_slice(&read_file(path)?).map_err(|e| Error::run_folder(path, e.to_string()))
+}
+
+/// Everything `run.json` records.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct RunInfo {
+    pub name: String,
+    pub seed: u64,
+    pub git_revision: String,
+    pub synthscan_version: String,
+    pub burn_version: String,
+    pub backend: String,
+    pub threads: usize,
+    pub data_dir: PathBuf,
+    pub test_dir: Option<PathBuf>,
+    pub train_count: [usize; 2],
+    pub val_count: [usize; 2],
+    pub test_count: Option<[usize; 2]>,
+    pub skipped_files: usize,
+    pub params: usize,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub train_seconds: f64,
+    pub val: Option<Metrics>,
+    pub test: Option<Metrics>,
+    pub finished: bool,
+}
+
+impl RunInfo {
+    /// `run.json` of the run folder at `run_dir`.
+    pub fn load(run_dir: &Path) -> Result<Self> {
+        read_json(&run_dir.join(INFO_FILE))
+    }
+}
+
+/// One epoch's row of `metrics.csv`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub val_precision: f64,
+    pub val_recall: f64,
+    pub val_f1: f64,
+    pub val_auc: f64,
+    pub lr: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+macro_rules! f64_column {
+    ($name:ident, $decimals:expr) => {
+        Column {
+            name: stringify!($name),
+            decimals: $decimals,
+            get: |r: &EpochRow| r.$name,
+            set: |r: &mut EpochRow, v| r.$name = v,
+        }
+    };
+}
+
+impl CsvRow for EpochRow {
+    const COLUMNS: &'static [Column<Self>] = &[
+        Column {
+            name: "epoch",
+            decimals: 0,
+            get: |r| r.epoch as f64,
+            set: |r, v| r.epoch = v as usize,
+        },
+        f64_column!(train_loss, 6),
+        f64_column!(train_accuracy, 6),
+        f64_column!(val_loss, 6),
+        f64_column!(val_accuracy, 6),
+        f64_column!(val_precision, 6),
+        f64_column!(val_recall, 6),
+        f64_column!(val_f1, 6),
+        f64_column!(val_auc, 6),
+        f64_column!(lr, 8),
+        f64_column!(seconds, 2),
+        f64_column!(images_per_second, 1),
+    ];
+}
+
+/// A run's `metrics.csv`.
+pub fn read_metrics(run_dir: &Path) -> Result<Vec<EpochRow>> {
+    RunDir {
+        root: run_dir.to_path_buf(),
+    }
+    .read_table(METRICS_FILE)
+}
+
+/// What a finished run hands to its observer: the final detector and its scores of the
+/// validation and (when there is one) test sets.
+pub struct FinishedRun<'a> {
+    pub dir: &'a RunDir,
+    pub detector: &'a Detector,
+    pub val: &'a ImageSet,
+    pub val_scores: &'a [f32],
+    pub test: Option<(&'a ImageSet, &'a [f32])>,
+}
+
+/// Told by training when an epoch or the whole run has finished (e.g. to draw plots).
+pub trait RunObserver {
+    fn epoch_finished(&mut self, _dir: &RunDir) {}
+    fn run_finished(&mut self, _run: &FinishedRun) {}
+}
+
+/// An observer that does nothing.
+pub struct Silent;
+
+impl RunObserver for Silent {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("synthscan-run-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        p
+    }
+
+    #[test]
+    fn metrics_rows_round_trip_with_the_old_line_format() {
+        let out = temp("metrics");
+        let run = RunDir::create_fresh(&out, "r").unwrap();
+        run.start_table::<EpochRow>(METRICS_FILE).unwrap();
+        let row = EpochRow {
+            epoch: 3,
+            train_loss: 0.5,
+            lr: 0.001,
+            seconds: 1.234,
+            images_per_second: 99.96,
+            ..Default::default()
+        };
+        run.append_row(METRICS_FILE, &row).unwrap();
+        let text = std::fs::read_to_string(run.file(METRICS_FILE)).unwrap();
+        assert_eq!(
+            text,
+            "epoch,train_loss,train_accuracy,val_loss,val_accuracy,val_precision,val_recall,val_f1,val_auc,lr,seconds,images_per_second\n\
+             3,0.500000,0.000000,0.000000,0.000000,0.000000,0.000000,0.000000,0.000000,0.00100000,1.23,100.0\n"
+        );
+        let back = read_metrics(run.path()).unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].epoch, 3);
+        assert_eq!(back[0].lr, 0.001);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn fresh_folders_never_reuse_a_name_and_open_needs_run_json() {
+        let out = temp("fresh");
+        let a = RunDir::create_fresh(&out, "x").unwrap();
+        let b = RunDir::create_fresh(&out, "x").unwrap();
+        assert_eq!(b.path(), out.join("x-2"));
+        let err = RunDir::open(a.path()).unwrap_err();
+        assert!(err.to_string().contains("no run.json"), "{err}");
+        a.save_info(&RunInfo {
+            name: "x".into(),
+            seed: 7,
+            ..Default::default()
+        })
+        .unwrap();
+        let info = RunDir::open(a.path()).unwrap().load_info().unwrap();
+        assert_eq!((info.name.as_str(), info.seed), ("x", 7));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn resume_state_round_trips_and_a_broken_one_is_named() {
+        let out = temp("state");
+        let run = RunDir::create_fresh(&out, "s").unwrap();
+        run.save_state(&(4usize, 0.5f64)).unwrap();
+        assert_eq!(run.load_state::<(usize, f64)>().unwrap(), (4, 0.5));
+        std::fs::write(run.checkpoint(STATE_FILE), "").unwrap();
+        let err = run.load_state::<(usize, f64)>().unwrap_err();
+        assert!(err.to_string().contains("resume.json"), "{err}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
