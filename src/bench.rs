@@ -163,6 +163,7 @@ fn train_stage(
                 indices: &chunk,
                 normalization: norm,
                 augment: None,
+                parts: crate::train::step::step_parts(&device, chunk.len()),
             };
             train_step(model, optim, &loss_fn, &batch, 1e-3, &device).model
         };

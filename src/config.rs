@@ -409,13 +409,34 @@ pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
             format!("unknown grid key {k:?}; expected base, variants, grid, seeds"),
         ));
     }
+    let mut runs = variant_runs(path, &base, variants)?;
+    if let Some(grid) = grid {
+        runs = grid_runs(path, runs, grid)?;
+    }
+    if let Some(seeds) = seeds {
+        runs = seed_runs(path, runs, seeds)?;
+    }
+    runs.into_iter()
+        .map(|(name, mut cfg)| {
+            set_dotted(
+                &mut cfg,
+                "name",
+                Value::String(name.replace(['/', ' '], "_")),
+            );
+            parse_config(cfg, path)
+        })
+        .collect()
+}
+
+type NamedRuns = Vec<(String, Value)>;
+
+/// Named variants (overrides merged into base); `base` itself runs when none are given.
+fn variant_runs(path: &Path, base: &Value, variants: Option<Value>) -> Result<NamedRuns> {
     let base_name = base
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or("run")
         .to_string();
-
-    // Named variants (overrides merged into base); `base` itself runs when none are given.
     let mut runs: Vec<(String, Value)> = Vec::new();
     match variants {
         Some(Value::Sequence(list)) => {
@@ -451,71 +472,63 @@ pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
             }
         }
         Some(_) => return Err(Error::config(path, "variants: expected a list")),
-        None => runs.push((base_name.clone(), base.clone())),
+        None => runs.push((base_name, base.clone())),
     }
 
-    // Cartesian grid over dotted keys, applied to every variant.
-    if let Some(grid) = grid {
-        let Value::Mapping(grid) = grid else {
-            return Err(Error::config(
-                path,
-                "grid: expected a mapping of key: [values]",
-            ));
-        };
-        for (key, values) in grid {
-            let key = key
-                .as_str()
-                .map(str::to_string)
-                .ok_or_else(|| Error::config(path, "grid keys must be strings"))?;
-            let Value::Sequence(values) = values else {
-                return Err(Error::config(path, format!("grid.{key}: expected a list")));
-            };
-            let mut next = Vec::new();
-            for (name, cfg) in &runs {
-                for v in &values {
-                    let mut c = cfg.clone();
-                    set_dotted(&mut c, &key, v.clone());
-                    let label = yaml_serde::to_string(v)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string();
-                    let short = key.rsplit('.').next().unwrap_or(&key);
-                    next.push((format!("{name}-{short}={label}"), c));
-                }
-            }
-            runs = next;
-        }
-    }
+    Ok(runs)
+}
 
-    // Seed repeats.
-    if let Some(seeds) = seeds {
-        let Value::Sequence(seeds) = seeds else {
-            return Err(Error::config(path, "seeds: expected a list of integers"));
+/// Cartesian grid over dotted keys, applied to every run.
+fn grid_runs(path: &Path, mut runs: NamedRuns, grid: Value) -> Result<NamedRuns> {
+    let Value::Mapping(grid) = grid else {
+        return Err(Error::config(
+            path,
+            "grid: expected a mapping of key: [values]",
+        ));
+    };
+    for (key, values) in grid {
+        let key = key
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| Error::config(path, "grid keys must be strings"))?;
+        let Value::Sequence(values) = values else {
+            return Err(Error::config(path, format!("grid.{key}: expected a list")));
         };
         let mut next = Vec::new();
         for (name, cfg) in &runs {
-            for s in &seeds {
+            for v in &values {
                 let mut c = cfg.clone();
-                set_dotted(&mut c, "seed", s.clone());
-                let label = s
-                    .as_u64()
-                    .ok_or_else(|| Error::config(path, "seeds: expected integers"))?;
-                next.push((format!("{name}-seed{label}"), c));
+                set_dotted(&mut c, &key, v.clone());
+                let label = yaml_serde::to_string(v)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                let short = key.rsplit('.').next().unwrap_or(&key);
+                next.push((format!("{name}-{short}={label}"), c));
             }
         }
         runs = next;
     }
+    Ok(runs)
+}
 
-    runs.into_iter()
-        .map(|(name, mut cfg)| {
-            set_dotted(
-                &mut cfg,
-                "name",
-                Value::String(name.replace(['/', ' '], "_")),
-            );
-            parse_config(cfg, path)
-        })
-        .collect()
+/// Every run repeated once per seed.
+fn seed_runs(path: &Path, runs: NamedRuns, seeds: Value) -> Result<NamedRuns> {
+    let Value::Sequence(seeds) = seeds else {
+        return Err(Error::config(path, "seeds: expected a list of integers"));
+    };
+    let mut next = Vec::new();
+    for (name, cfg) in &runs {
+        for s in &seeds {
+            let mut c = cfg.clone();
+            set_dotted(&mut c, "seed", s.clone());
+            let label = s
+                .as_u64()
+                .ok_or_else(|| Error::config(path, "seeds: expected integers"))?;
+            next.push((format!("{name}-seed{label}"), c));
+        }
+    }
+    Ok(next)
 }
 
 #[cfg(test)]

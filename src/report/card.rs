@@ -290,6 +290,17 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
         meta.threshold
     );
 
+    model_section(&mut md, detector, extra);
+    data_section(&mut md, extra);
+    training_section(&mut md, extra);
+    metrics_section(&mut md, extra);
+    speed_section(&mut md, meta, extra);
+    use_and_limits(&mut md, extra);
+    write_file(path, md)
+}
+
+fn model_section(md: &mut String, detector: &Detector, extra: &ModelCardFacts) {
+    let meta = &detector.meta;
     md.push_str("## Model\n\n");
     let _ = writeln!(md, "- Architecture: {}", describe_arch(&meta.arch));
     let _ = writeln!(md, "- Parameters: {}", detector.num_params());
@@ -325,7 +336,9 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
     if let Some(rev) = &extra.git_revision {
         let _ = writeln!(md, "- Source revision: {rev}");
     }
+}
 
+fn data_section(md: &mut String, extra: &ModelCardFacts) {
     md.push_str("\n## Data\n\n");
     if !extra.data_source.is_empty() {
         let _ = writeln!(md, "- Source: {}", extra.data_source);
@@ -353,7 +366,9 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
     if let Some(seed) = extra.seed {
         let _ = writeln!(md, "- Seed: {seed}");
     }
+}
 
+fn training_section(md: &mut String, extra: &ModelCardFacts) {
     if !extra.training.is_empty() || extra.epochs_run.is_some() || extra.train_minutes.is_some() {
         md.push_str("\n## Training\n\n| setting | value |\n|---|---|\n");
         for (k, v) in &extra.training {
@@ -370,7 +385,9 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
             let _ = writeln!(md, "| training time | {m:.1} min |");
         }
     }
+}
 
+fn metrics_section(md: &mut String, extra: &ModelCardFacts) {
     md.push_str("\n## Metrics\n\n");
     let sets = super::metric_sets(extra.val.as_ref(), extra.test.as_ref());
     if sets.is_empty() {
@@ -401,7 +418,9 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
         }
         md.push_str("\nThe threshold was chosen on the validation split, so validation figures are slightly optimistic; the test figures are not.\n");
     }
+}
 
+fn speed_section(md: &mut String, meta: &crate::detector::ModelMeta, extra: &ModelCardFacts) {
     md.push_str("\n## Speed\n\n");
     let hardware = if extra.hardware.is_empty() {
         String::new()
@@ -438,7 +457,9 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
     if !any_speed {
         md.push_str("Not measured.\n");
     }
+}
 
+fn use_and_limits(md: &mut String, extra: &ModelCardFacts) {
     md.push_str(
         "\n## Intended use\n\n\
          - Research, teaching and triage: ranking or flagging images that deserve a closer look, and comparing \
@@ -466,5 +487,4 @@ pub fn write_model_card(detector: &Detector, path: &Path, extra: &ModelCardFacts
     for l in limits {
         let _ = writeln!(md, "- {l}");
     }
-    write_file(path, md)
 }

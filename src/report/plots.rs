@@ -466,6 +466,33 @@ pub fn histogram_plot(path: &Path, scores: &[f32], labels: &[u8], threshold: f32
     })
 }
 
+/// The y range of a bar chart of (mean, std) values: bars start below the lowest value (so
+/// differences show) and leave room on top for value labels and the legend.
+fn bar_range(values: &[Vec<(f64, f64)>]) -> (f64, f64) {
+    let finite = values.iter().flatten().filter(|v| v.0.is_finite());
+    let lowest = finite
+        .clone()
+        .map(|v| v.0 - v.1.max(0.0))
+        .fold(f64::INFINITY, f64::min);
+    let highest = finite
+        .map(|v| v.0 + v.1.max(0.0))
+        .fold(f64::NEG_INFINITY, f64::max);
+    if !lowest.is_finite() {
+        return (0.0, 1.0);
+    }
+    let lo = ((lowest - 0.02) * 20.0).floor().max(0.0) / 20.0;
+    (lo, highest + ((highest - lo) * 0.35).max(0.02))
+}
+
+/// `name` cut to `max` characters, the last one an ellipsis when cut.
+fn shorten(name: &str, max: usize) -> String {
+    if name.chars().count() > max {
+        name.chars().take(max - 1).chain(['…']).collect()
+    } else {
+        name.to_string()
+    }
+}
+
 /// One bar group per variant with a bar per metric; `values[v][m]` is (mean, std), NaN for none.
 pub(crate) fn grouped_bars(
     path: &Path,
@@ -476,22 +503,7 @@ pub(crate) fn grouped_bars(
 ) -> Result<()> {
     let n = variants.len().max(1);
     let width = (220 + 150 * n as u32).clamp(700, 4000);
-    let finite = values.iter().flatten().filter(|v| v.0.is_finite());
-    let lowest = finite
-        .clone()
-        .map(|v| v.0 - v.1.max(0.0))
-        .fold(f64::INFINITY, f64::min);
-    let highest = finite
-        .map(|v| v.0 + v.1.max(0.0))
-        .fold(f64::NEG_INFINITY, f64::max);
-    let (lo, hi) = if lowest.is_finite() {
-        // Bars start below the lowest value (so differences show) and leave room on top for
-        // value labels and the legend.
-        let lo = ((lowest - 0.02) * 20.0).floor().max(0.0) / 20.0;
-        (lo, highest + ((highest - lo) * 0.35).max(0.02))
-    } else {
-        (0.0, 1.0)
-    };
+    let (lo, hi) = bar_range(values);
     render(path, (width, 560), |root| {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(root)
@@ -560,13 +572,8 @@ pub(crate) fn grouped_bars(
         }
         for (v, name) in variants.iter().enumerate() {
             let (px, py) = chart.backend_coord(&(v as f64 + 0.5, lo));
-            let short: String = if name.chars().count() > 24 {
-                name.chars().take(23).chain(['…']).collect()
-            } else {
-                name.clone()
-            };
             root.draw(&Text::new(
-                short,
+                shorten(name, 24),
                 (px, py + 10),
                 font(14)
                     .color(&BLACK)

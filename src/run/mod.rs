@@ -213,23 +213,18 @@ pub struct EpochRow {
 
 macro_rules! f64_column {
     ($name:ident, $decimals:expr) => {
-        Column {
-            name: stringify!($name),
-            decimals: $decimals,
-            get: |r: &EpochRow| r.$name,
-            set: |r: &mut EpochRow, v| r.$name = v,
-        }
+        Column::new(
+            stringify!($name),
+            $decimals,
+            |r: &EpochRow| r.$name,
+            |r: &mut EpochRow, v| r.$name = v,
+        )
     };
 }
 
 impl CsvRow for EpochRow {
     const COLUMNS: &'static [Column<Self>] = &[
-        Column {
-            name: "epoch",
-            decimals: 0,
-            get: |r| r.epoch as f64,
-            set: |r, v| r.epoch = v as usize,
-        },
+        Column::new("epoch", 0, |r| r.epoch as f64, |r, v| r.epoch = v as usize),
         f64_column!(train_loss, 6),
         f64_column!(train_accuracy, 6),
         f64_column!(val_loss, 6),

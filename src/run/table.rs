@@ -13,6 +13,22 @@ pub struct Column<R> {
     pub set: fn(&mut R, f64),
 }
 
+impl<R> Column<R> {
+    pub const fn new(
+        name: &'static str,
+        decimals: usize,
+        get: fn(&R) -> f64,
+        set: fn(&mut R, f64),
+    ) -> Self {
+        Self {
+            name,
+            decimals,
+            get,
+            set,
+        }
+    }
+}
+
 /// A row of a run-folder table (`metrics.csv`, the GAN's `losses.csv`, …).
 pub trait CsvRow: Default + Sized + 'static {
     const COLUMNS: &'static [Column<Self>];
@@ -92,18 +108,8 @@ mod tests {
 
     impl CsvRow for Pair {
         const COLUMNS: &'static [Column<Self>] = &[
-            Column {
-                name: "step",
-                decimals: 0,
-                get: |r| r.step as f64,
-                set: |r, v| r.step = v as usize,
-            },
-            Column {
-                name: "loss",
-                decimals: 3,
-                get: |r| r.loss,
-                set: |r, v| r.loss = v,
-            },
+            Column::new("step", 0, |r| r.step as f64, |r, v| r.step = v as usize),
+            Column::new("loss", 3, |r| r.loss, |r, v| r.loss = v),
         ];
     }
 

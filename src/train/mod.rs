@@ -303,6 +303,7 @@ impl<'a> Trainer<'a> {
                 indices: chunk,
                 normalization: &self.meta.normalization,
                 augment: Some((&cfg.augment, seed)),
+                parts: step::step_parts(&self.device, chunk.len()),
             };
             let model = self.model.clone();
             let step = train_step(

@@ -13,6 +13,8 @@ pub struct BatchSpec<'a> {
     pub indices: &'a [usize],
     pub normalization: &'a Normalization,
     pub augment: Option<(&'a data::AugmentConfig, u64)>,
+    /// How many parts the batch is cut into, each run on its own thread ([`step_parts`]).
+    pub parts: usize,
 }
 
 /// What one optimisation step returns.
@@ -47,7 +49,10 @@ pub fn step_parts(device: &Device, total: usize) -> usize {
         .max(1)
 }
 
-/// One optimisation step with the batch cut into [`step_parts`] parts.
+/// One optimisation step in `batch.parts` parts: each part runs forward and backward on its own
+/// thread (the CPU backend runs one pass on one core), and the gradients — each part's loss
+/// weighted by its share of the batch — are summed before a single optimiser step. Batch-norm
+/// statistics are per part, as in data-parallel training on several GPUs.
 pub fn train_step(
     model: Network,
     optim: &mut ModuleOptimizer,
@@ -56,26 +61,9 @@ pub fn train_step(
     lr: f64,
     device: &Device,
 ) -> StepOutcome {
-    let parts = step_parts(device, batch.indices.len());
-    train_step_in_parts(model, optim, loss_fn, batch, lr, device, parts)
-}
-
-/// One optimisation step in `workers` parts: each part runs forward and backward on its own
-/// thread (the CPU backend runs one pass on one core), and the gradients — each part's loss
-/// weighted by its share of the batch — are summed before a single optimiser step. Batch-norm
-/// statistics are per part, as in data-parallel training on several GPUs.
-pub fn train_step_in_parts(
-    model: Network,
-    optim: &mut ModuleOptimizer,
-    loss_fn: &CrossEntropyLoss,
-    batch: &BatchSpec,
-    lr: f64,
-    device: &Device,
-    workers: usize,
-) -> StepOutcome {
     use rayon::prelude::*;
     let total = batch.indices.len();
-    let workers = workers.clamp(1, total.max(1));
+    let workers = batch.parts.clamp(1, total.max(1));
     let parts: Vec<&[usize]> = batch.indices.chunks(total.div_ceil(workers)).collect();
     let outcomes: Vec<(GradientsParams, f64, usize)> = parts
         .par_iter()
@@ -193,24 +181,17 @@ mod tests {
         };
         let indices: Vec<usize> = (0..32).collect();
         let norm = Normalization::unit();
-        let batch = BatchSpec {
-            set: &set,
-            indices: &indices,
-            normalization: &norm,
-            augment: None,
-        };
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
         let run = |parts| {
-            let mut optim = SgdConfig::new().init();
-            train_step_in_parts(
-                model.clone(),
-                &mut optim,
-                &loss_fn,
-                &batch,
-                0.5,
-                &device,
+            let batch = BatchSpec {
+                set: &set,
+                indices: &indices,
+                normalization: &norm,
+                augment: None,
                 parts,
-            )
+            };
+            let mut optim = SgdConfig::new().init();
+            train_step(model.clone(), &mut optim, &loss_fn, &batch, 0.5, &device)
         };
         let (one, two) = (run(1), run(2));
         assert!(
