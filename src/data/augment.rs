@@ -1,5 +1,7 @@
 //! Training-time augmentation on u8 HWC images. Every operation draws from the caller's seeded RNG.
 
+use super::perturb;
+use image::RgbImage;
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,15 @@ pub struct AugmentConfig {
     pub jpeg_quality: [u8; 2],
     /// Probability of a 3×3 box blur.
     pub blur_probability: f64,
+    /// Probability of a thumbnail round trip: down by a factor drawn from `resize_scale`, back up.
+    pub resize_probability: f64,
+    pub resize_scale: [f32; 2],
+    /// Probability of a Gaussian blur with σ (pixels) drawn from `blur_sigma`.
+    pub gaussian_blur_probability: f64,
+    pub blur_sigma: [f32; 2],
+    /// Probability of Gaussian noise with σ (pixel values in [0, 1]) drawn from `noise_sigma`.
+    pub noise_probability: f64,
+    pub noise_sigma: [f32; 2],
 }
 
 impl Default for AugmentConfig {
@@ -28,6 +39,12 @@ impl Default for AugmentConfig {
             jpeg_probability: 0.0,
             jpeg_quality: [60, 95],
             blur_probability: 0.0,
+            resize_probability: 0.0,
+            resize_scale: [0.25, 0.9],
+            gaussian_blur_probability: 0.0,
+            blur_sigma: [0.3, 2.0],
+            noise_probability: 0.0,
+            noise_sigma: [0.0, 0.05],
         }
     }
 }
@@ -54,22 +71,66 @@ impl AugmentConfig {
         if self.hflip && rng.random_bool(0.5) {
             hflip(&mut img, s);
         }
-        if self.blur_probability > 0.0 && rng.random_bool(self.blur_probability.min(1.0)) {
-            img = box_blur3(&img, s);
-        }
-        if self.jpeg_probability > 0.0 && rng.random_bool(self.jpeg_probability.min(1.0)) {
-            let [lo, hi] = self.jpeg_quality;
-            let q = rng.random_range(lo.min(hi)..=hi.max(lo));
-            if let Some(j) = jpeg_roundtrip(&img, size, q) {
-                img = j;
-            }
-        }
+        img = self.degrade(img, size, rng);
         if self.cutout > 0 {
             let c = (self.cutout as usize).min(s);
             let x0 = rng.random_range(0..=s - c);
             let y0 = rng.random_range(0..=s - c);
             for y in y0..y0 + c {
                 img[(y * s + x0) * 3..(y * s + x0 + c) * 3].fill(0);
+            }
+        }
+        img
+    }
+}
+
+/// Whether an operation with probability `p` happens (no draw at all when `p` is 0, so that
+/// configurations without it keep their random sequence).
+fn happens<R: Rng>(p: f64, rng: &mut R) -> bool {
+    p > 0.0 && rng.random_bool(p.min(1.0))
+}
+
+/// A value drawn uniformly from `[lo, hi]` (in either order).
+fn draw<R: Rng>([a, b]: [f32; 2], rng: &mut R) -> f32 {
+    let (lo, hi) = (a.min(b), a.max(b));
+    if hi > lo {
+        rng.random_range(lo..=hi)
+    } else {
+        lo
+    }
+}
+
+impl AugmentConfig {
+    /// The degradations of real uploads, each with its probability: thumbnail round trip,
+    /// Gaussian blur, box blur, JPEG re-encoding, noise (see [`super::perturb`]).
+    fn degrade<R: Rng>(&self, mut img: Vec<u8>, size: u32, rng: &mut R) -> Vec<u8> {
+        let as_image = |v: Vec<u8>| RgbImage::from_raw(size, size, v);
+        if happens(self.resize_probability, rng) {
+            let f = draw(self.resize_scale, rng).clamp(0.05, 1.0);
+            if let Some(im) = as_image(img.clone()) {
+                img = perturb::down_up(&im, f).into_raw();
+            }
+        }
+        if happens(self.gaussian_blur_probability, rng) {
+            let sigma = draw(self.blur_sigma, rng).max(0.05);
+            if let Some(im) = as_image(img.clone()) {
+                img = image::imageops::blur(&im, sigma).into_raw();
+            }
+        }
+        if happens(self.blur_probability, rng) {
+            img = box_blur3(&img, size as usize);
+        }
+        if happens(self.jpeg_probability, rng) {
+            let [lo, hi] = self.jpeg_quality;
+            let q = rng.random_range(lo.min(hi)..=hi.max(lo));
+            if let Some(im) = as_image(img.clone()) {
+                img = perturb::jpeg(&im, q).into_raw();
+            }
+        }
+        if happens(self.noise_probability, rng) {
+            let sigma = draw(self.noise_sigma, rng);
+            if let Some(im) = as_image(img.clone()) {
+                img = perturb::noise(&im, sigma, rng).into_raw();
             }
         }
         img
@@ -132,15 +193,6 @@ fn box_blur3(img: &[u8], s: usize) -> Vec<u8> {
     out
 }
 
-fn jpeg_roundtrip(img: &[u8], size: u32, quality: u8) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality);
-    enc.encode(img, size, size, image::ExtendedColorType::Rgb8)
-        .ok()?;
-    let decoded = image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg).ok()?;
-    Some(decoded.to_rgb8().into_raw())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +225,9 @@ mod tests {
             cutout: 4,
             jpeg_probability: 1.0,
             blur_probability: 0.5,
+            resize_probability: 0.5,
+            gaussian_blur_probability: 0.5,
+            noise_probability: 0.5,
             ..Default::default()
         };
         let img = gradient(16);
@@ -180,6 +235,41 @@ mod tests {
         let b = cfg.apply(&img, 16, &mut StdRng::seed_from_u64(3));
         assert_eq!(a, b);
         assert_eq!(a.len(), img.len());
+    }
+
+    #[test]
+    fn degradations_happen_at_their_rate_and_change_the_image() {
+        let img = gradient(16);
+        let only = |cfg: AugmentConfig| {
+            (0..200)
+                .filter(|&k| cfg.apply(&img, 16, &mut StdRng::seed_from_u64(k)) != img)
+                .count()
+        };
+        let none = AugmentConfig::none();
+        assert_eq!(only(none.clone()), 0);
+        for cfg in [
+            AugmentConfig {
+                resize_probability: 0.5,
+                resize_scale: [0.5, 0.5],
+                ..none.clone()
+            },
+            AugmentConfig {
+                gaussian_blur_probability: 0.5,
+                blur_sigma: [1.0, 1.0],
+                ..none.clone()
+            },
+            AugmentConfig {
+                noise_probability: 0.5,
+                noise_sigma: [0.05, 0.05],
+                ..none.clone()
+            },
+        ] {
+            let changed = only(cfg.clone());
+            assert!(
+                (70..=130).contains(&changed),
+                "{cfg:?}: {changed} of 200 changed"
+            );
+        }
     }
 
     #[test]
