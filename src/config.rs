@@ -47,9 +47,17 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     #[serde(default)]
     pub threshold: ThresholdRule,
+    /// The uncertain band stored in the model is chosen on validation so that answers outside
+    /// it are at least this accurate.
+    #[serde(default = "default_confident_accuracy")]
+    pub confident_accuracy: f64,
     /// Average the score of the image and its mirror at prediction time (stored in the model).
     #[serde(default)]
     pub tta: bool,
+    /// Start from the weights of this synthscan model file (same architecture and input size)
+    /// instead of fresh ones; its normalisation is kept. For fine-tuning a trained detector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -63,6 +71,9 @@ fn default_input_size() -> u32 {
 }
 fn default_epochs() -> usize {
     10
+}
+fn default_confident_accuracy() -> f64 {
+    0.99
 }
 fn default_batch() -> usize {
     128
@@ -285,6 +296,17 @@ impl TrainConfig {
         }
         if self.epochs == 0 {
             return bad("epochs = 0: must be at least 1".into());
+        }
+        if !(0.5..1.0).contains(&self.confident_accuracy) {
+            return bad(format!(
+                "confident_accuracy = {}: must be in [0.5, 1)",
+                self.confident_accuracy
+            ));
+        }
+        if let ThresholdRule::MaxFpr(f) = self.threshold
+            && !(0.0..1.0).contains(&f)
+        {
+            return bad(format!("threshold.max_fpr = {f}: must be in [0, 1)"));
         }
         if self.batch_size == 0 || self.batch_size > 8192 {
             return bad(format!(

@@ -5,6 +5,7 @@
 
 use crate::data::{self, ImageSet, Normalization};
 use crate::error::{Error, Result};
+use crate::eval::calibration::{self, CalibrationFacts};
 use crate::model::{ArchConfig, Network};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
@@ -33,6 +34,26 @@ pub struct ModelMeta {
     /// Free-form provenance: run name, seed, data counts, validation metrics.
     #[serde(default)]
     pub provenance: serde_json::Value,
+    /// Temperature T of the calibrated p_fake = softmax(logits / T)[FAKE] (1: uncalibrated).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub temperature: f32,
+    /// p_fake in `[lo, hi)` is answered UNCERTAIN: outside it the validation answers were at
+    /// least `calibration.target_accuracy` right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertain: Option<[f32; 2]>,
+    /// Quantiles of the REAL validation scores, so that `--max-fpr` can pick a threshold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub real_quantiles: Vec<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationFacts>,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(v: &f32) -> bool {
+    *v == 1.0
 }
 
 impl ModelMeta {
@@ -46,6 +67,10 @@ impl ModelMeta {
             threshold: 0.5,
             tta: false,
             provenance: serde_json::Value::Null,
+            temperature: 1.0,
+            uncertain: None,
+            real_quantiles: Vec::new(),
+            calibration: None,
         }
     }
 }
@@ -84,13 +109,28 @@ fn is_cpu(device: &Device) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Decision {
     pub p_fake: f32,
+    /// REAL, FAKE (as the model names them) or UNCERTAIN.
     pub label: String,
     pub threshold: f32,
+    /// Why the answer is UNCERTAIN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
+
+/// The label of an answer the detector will not commit to.
+pub const UNCERTAIN: &str = "UNCERTAIN";
+
+/// Images whose shorter side is below this, or whose sides differ more than
+/// [`MAX_ASPECT`]-fold, are too far from anything a detector was trained on to be scored with
+/// confidence.
+pub const MIN_SIDE: u32 = 8;
+pub const MAX_ASPECT: f32 = 4.0;
 
 pub struct Detector {
     pub meta: ModelMeta,
     pub network: Network,
+    /// What the model is called in answers: its file stem, or `default` when embedded.
+    pub name: String,
     device: Device,
 }
 
@@ -99,6 +139,7 @@ impl Detector {
         Self {
             meta,
             network: network.valid(),
+            name: "model".into(),
             device,
         }
     }
@@ -109,7 +150,9 @@ impl Detector {
 
     /// The model compiled into the binary.
     pub fn embedded() -> Result<Self> {
-        Self::from_bytes(EMBEDDED, Path::new("<embedded default model>"))
+        let mut det = Self::from_bytes(EMBEDDED, Path::new("<embedded default model>"))?;
+        det.name = "default".into();
+        Ok(det)
     }
 
     /// Load `path`, or the embedded default model when `None`.
@@ -121,7 +164,11 @@ impl Detector {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        Self::from_bytes(&crate::error::read_file(path)?, path)
+        let mut det = Self::from_bytes(&crate::error::read_file(path)?, path)?;
+        if let Some(stem) = path.file_stem() {
+            det.name = stem.to_string_lossy().into_owned();
+        }
+        Ok(det)
     }
 
     /// Parse a model file's bytes; `path` names the source in errors.
@@ -190,13 +237,116 @@ impl Detector {
             .unwrap_or(data::CLASS_NAMES[i])
     }
 
-    /// The verdict for a score.
+    /// The verdict for a score: UNCERTAIN inside the model's uncertain band, else the class
+    /// the threshold gives.
     pub fn decide(&self, p_fake: f32) -> Decision {
+        if let Some([lo, hi]) = self.meta.uncertain
+            && p_fake >= lo
+            && p_fake < hi
+        {
+            return self.uncertain(
+                p_fake,
+                format!("p_fake is in the uncertain band [{lo:.3}, {hi:.3}) of this model"),
+            );
+        }
         Decision {
             p_fake,
             label: self.class_name(self.class_of(p_fake)).to_string(),
             threshold: self.meta.threshold,
+            reason: None,
         }
+    }
+
+    /// The verdict for a score of a `width`×`height` image: UNCERTAIN for shapes no detector was
+    /// trained on (a shorter side under [`MIN_SIDE`] or sides more than [`MAX_ASPECT`]-fold apart).
+    pub fn decide_image(&self, p_fake: f32, width: u32, height: u32) -> Decision {
+        let (short, long) = (width.min(height), width.max(height));
+        if short < MIN_SIDE || long as f32 > MAX_ASPECT * short as f32 {
+            return self.uncertain(
+                p_fake,
+                format!(
+                    "the image is {width}x{height}: too small or too elongated to judge \
+                     (a shorter side of at least {MIN_SIDE} px and sides at most {MAX_ASPECT}:1 are needed)"
+                ),
+            );
+        }
+        self.decide(p_fake)
+    }
+
+    fn uncertain(&self, p_fake: f32, reason: String) -> Decision {
+        Decision {
+            p_fake,
+            label: UNCERTAIN.into(),
+            threshold: self.meta.threshold,
+            reason: Some(reason),
+        }
+    }
+
+    /// Set the threshold that keeps false alarms on REAL validation images within `budget`
+    /// (from the quantiles stored at calibration); the uncertain band is widened to include it.
+    pub fn set_max_fpr(&mut self, budget: f64) -> Result<()> {
+        let t = calibration::threshold_from_quantiles(&self.meta.real_quantiles, budget)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--max-fpr {budget}: {} has no stored validation quantiles (calibrate it first: \
+                     synthscan calibrate) or the budget is outside [0, 1]",
+                    self.name
+                ))
+            })?;
+        self.meta.threshold = t;
+        if let Some([lo, hi]) = self.meta.uncertain {
+            self.meta.uncertain = Some([lo.min(t), hi.max(t)]);
+        }
+        Ok(())
+    }
+
+    /// Fit the temperature on a labelled validation set; then either choose the threshold by
+    /// `rule` on the calibrated scores or (`None`) map the current one through the temperature so
+    /// decisions stay the same; store the REAL score quantiles and choose the uncertain band for
+    /// `target_accuracy`. Returns the calibrated validation scores with the facts.
+    pub fn calibrate(
+        &mut self,
+        val: &ImageSet,
+        target_accuracy: f64,
+        rule: Option<crate::eval::ThresholdRule>,
+    ) -> (Vec<f32>, CalibrationFacts) {
+        let old = self.meta.temperature;
+        self.meta.temperature = 1.0;
+        let before = self.score_set(val);
+        let margins: Vec<f32> = before.iter().map(|&p| calibration::margin(p)).collect();
+        let t = calibration::fit_temperature(&margins, &val.labels);
+        self.meta.temperature = t;
+        let after = self.score_set(val);
+        self.meta.threshold = match rule {
+            Some(rule) => crate::eval::choose_threshold(&after, &val.labels, rule),
+            None => {
+                let raw = calibration::margin(self.meta.threshold) * old;
+                calibration::sigmoid(raw / t)
+            }
+        };
+        let real: Vec<f32> = after
+            .iter()
+            .zip(&val.labels)
+            .filter(|(_, l)| **l == data::REAL)
+            .map(|(s, _)| *s)
+            .collect();
+        self.meta.real_quantiles = calibration::quantiles(&real);
+        let band =
+            calibration::uncertain_band(&after, &val.labels, self.meta.threshold, target_accuracy);
+        self.meta.uncertain = band;
+        let (coverage, confident_accuracy) = band
+            .map(|b| calibration::band_coverage(&after, &val.labels, self.meta.threshold, b))
+            .unwrap_or((1.0, 0.0));
+        let facts = CalibrationFacts {
+            images: val.len(),
+            ece_before: calibration::ece(&before, &val.labels, calibration::ECE_BINS),
+            ece_after: calibration::ece(&after, &val.labels, calibration::ECE_BINS),
+            target_accuracy,
+            coverage,
+            confident_accuracy,
+        };
+        self.meta.calibration = Some(facts.clone());
+        (after, facts)
     }
 
     /// Normalised input tensor for already-resized images.
@@ -211,9 +361,17 @@ impl Detector {
 
     /// p_fake for a batch tensor (with flip averaging when the model asks for it).
     pub fn score_tensor(&self, x: Tensor<4>) -> Vec<f32> {
-        let p = fake_probability(self.network.forward(x.clone()));
+        let t = self.meta.temperature;
+        let prob = |logits: Tensor<2>| {
+            if t == 1.0 {
+                fake_probability(logits)
+            } else {
+                fake_probability(logits.div_scalar(t))
+            }
+        };
+        let p = prob(self.network.forward(x.clone()));
         let p = if self.meta.tta {
-            (p + fake_probability(self.network.forward(x.flip([3])))) / 2.0
+            (p + prob(self.network.forward(x.flip([3])))) / 2.0
         } else {
             p
         };
@@ -251,11 +409,23 @@ impl Detector {
 
     /// Wrap one decoded image as a one-image set at the model's input size.
     pub fn single(&self, img: image::RgbImage) -> ImageSet {
-        let size = self.meta.input_size;
+        self.image_set(std::slice::from_ref(&img))
+    }
+
+    /// The model's input pixels for one decoded image of any size: the one place where an
+    /// image is brought to the model's input.
+    pub fn prepare(&self, img: &image::RgbImage) -> Vec<u8> {
+        data::decode::resize_square(img, self.meta.input_size).into_raw()
+    }
+
+    /// Decoded images of any size as a set at the model's input size (labels REAL).
+    pub fn image_set(&self, images: &[image::RgbImage]) -> ImageSet {
+        use rayon::prelude::*;
+        let pixels: Vec<Vec<u8>> = images.par_iter().map(|i| self.prepare(i)).collect();
         ImageSet {
-            size,
-            pixels: data::decode::resize_square(&img, size).into_raw(),
-            labels: vec![0],
+            size: self.meta.input_size,
+            pixels: pixels.concat(),
+            labels: vec![0; images.len()],
             paths: vec![],
         }
     }
@@ -329,6 +499,54 @@ mod tests {
         assert_eq!(det.decide(0.39).label, "REAL");
         assert_eq!(det.decide(0.4).label, "FAKE");
         assert_eq!(det.decide(0.4).threshold, 0.4);
+        assert_eq!(det.decide_image(0.9, 1, 1).label, UNCERTAIN);
+        assert_eq!(det.decide_image(0.9, 5000, 1).label, UNCERTAIN);
+        assert!(
+            det.decide_image(0.9, 5000, 1)
+                .reason
+                .unwrap()
+                .contains("5000x1")
+        );
+        assert_eq!(det.decide_image(0.9, 64, 32).label, "FAKE");
+    }
+
+    #[test]
+    fn calibration_keeps_decisions_and_stores_band_and_quantiles() {
+        let mut det = tiny();
+        det.meta.tta = false;
+        let mut set = noise_set(64);
+        set.labels = (0..64).map(|i| (i % 2) as u8).collect();
+        let before: Vec<u8> = det
+            .score_set(&set)
+            .iter()
+            .map(|&p| det.class_of(p))
+            .collect();
+        let (_, facts) = det.calibrate(&set, 0.99, None);
+        let after: Vec<u8> = det
+            .score_set(&set)
+            .iter()
+            .map(|&p| det.class_of(p))
+            .collect();
+        assert_eq!(
+            before, after,
+            "temperature scaling must not change decisions"
+        );
+        assert!(det.meta.temperature > 0.0);
+        assert_eq!(det.meta.real_quantiles.len(), calibration::QUANTILES);
+        let [lo, hi] = det.meta.uncertain.unwrap();
+        assert!(lo <= det.meta.threshold && det.meta.threshold <= hi);
+        assert_eq!(facts.images, 64);
+        let back =
+            Detector::from_bytes(&det.to_bytes().unwrap(), Path::new("c.synthscan")).unwrap();
+        assert_eq!(back.meta, det.meta);
+        det.set_max_fpr(0.05).unwrap();
+        assert!(
+            tiny()
+                .set_max_fpr(0.05)
+                .unwrap_err()
+                .to_string()
+                .contains("calibrate")
+        );
     }
 
     #[test]

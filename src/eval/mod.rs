@@ -1,5 +1,7 @@
 //! Metrics with FAKE as the positive class, ROC, and the validation-chosen decision threshold.
 
+pub mod calibration;
+
 use crate::data::{self, Part};
 use crate::detector::Detector;
 use crate::error::Result;
@@ -73,6 +75,25 @@ pub struct Metrics {
     pub count: usize,
     pub images_per_second: f64,
     pub confusion: Confusion,
+    /// Share of REAL images called FAKE at the threshold (false alarms).
+    #[serde(default)]
+    pub false_alarm_rate: f64,
+    /// Share of FAKE images caught when the threshold lets through at most 1 % / 5 % false alarms.
+    #[serde(default)]
+    pub tpr_at_1pct_fpr: f64,
+    #[serde(default)]
+    pub tpr_at_5pct_fpr: f64,
+    #[serde(default)]
+    pub average_precision: f64,
+    /// Expected calibration error of p_fake, 15 equal-width bins of confidence.
+    #[serde(default)]
+    pub ece: f64,
+    /// With an uncertain band: the share of images answered REAL or FAKE, and the accuracy of
+    /// those answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confident_accuracy: Option<f64>,
 }
 
 impl Metrics {
@@ -87,9 +108,83 @@ impl Metrics {
             threshold,
             count: scores.len(),
             images_per_second: 0.0,
+            false_alarm_rate: 1.0 - confusion.specificity(),
+            tpr_at_1pct_fpr: fpr_budget(scores, labels, 0.01).tpr,
+            tpr_at_5pct_fpr: fpr_budget(scores, labels, 0.05).tpr,
+            average_precision: average_precision(scores, labels),
+            ece: calibration::ece(scores, labels, calibration::ECE_BINS),
+            coverage: None,
+            confident_accuracy: None,
             confusion,
         }
     }
+
+    /// Fill `coverage` and `confident_accuracy` for answers outside the band `[lo, hi)`.
+    pub fn with_band(mut self, scores: &[f32], labels: &[u8], band: [f32; 2]) -> Self {
+        let (c, a) = calibration::band_coverage(scores, labels, self.threshold, band);
+        self.coverage = Some(c);
+        self.confident_accuracy = Some(a);
+        self
+    }
+}
+
+/// The threshold that keeps false alarms within a budget, and what it catches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetThreshold {
+    pub threshold: f32,
+    /// Share of FAKE images at or above the threshold.
+    pub tpr: f64,
+    /// Share of REAL images at or above it (≤ the budget).
+    pub fpr: f64,
+}
+
+/// The lowest threshold at which at most `budget` of the REAL images score at or above it.
+pub fn fpr_budget(scores: &[f32], labels: &[u8], budget: f64) -> BudgetThreshold {
+    let mut real: Vec<f32> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l == crate::data::REAL)
+        .map(|(s, _)| *s)
+        .collect();
+    real.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (budget.clamp(0.0, 1.0) * real.len() as f64).floor() as usize;
+    let threshold = match real.get(allowed) {
+        // Just above the first REAL score that would be one false alarm too many.
+        Some(&s) => s.next_up(),
+        None => real.last().copied().unwrap_or(0.0).min(0.0),
+    };
+    let rate = |class: u8| {
+        let of: Vec<&f32> = scores
+            .iter()
+            .zip(labels)
+            .filter(|(_, l)| **l == class)
+            .map(|(s, _)| s)
+            .collect();
+        ratio(of.iter().filter(|&&&s| s >= threshold).count(), of.len())
+    };
+    BudgetThreshold {
+        threshold,
+        tpr: rate(crate::data::FAKE),
+        fpr: rate(crate::data::REAL),
+    }
+}
+
+/// Average precision of FAKE (area under the precision–recall curve, step-wise).
+pub fn average_precision(scores: &[f32], labels: &[u8]) -> f64 {
+    let pos = labels.iter().filter(|&&l| l == crate::data::FAKE).count();
+    if pos == 0 {
+        return 0.0;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut ap) = (0usize, 0f64);
+    for (n, &k) in order.iter().enumerate() {
+        if labels[k] == crate::data::FAKE {
+            tp += 1;
+            ap += tp as f64 / (n + 1) as f64;
+        }
+    }
+    ap / pos as f64
 }
 
 /// Area under the ROC curve by the rank statistic (ties count half). 0.5 when one class is absent.
@@ -151,6 +246,9 @@ pub fn choose_threshold(scores: &[f32], labels: &[u8], rule: ThresholdRule) -> f
     if rule == ThresholdRule::Half || scores.is_empty() {
         return 0.5;
     }
+    if let ThresholdRule::MaxFpr(budget) = rule {
+        return fpr_budget(scores, labels, budget).threshold;
+    }
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     let pos = labels.iter().filter(|&&l| l == crate::data::FAKE).count();
@@ -188,7 +286,7 @@ pub fn choose_threshold(scores: &[f32], labels: &[u8], rule: ThresholdRule) -> f
 }
 
 /// How the decision threshold on p_fake is chosen, always on the validation split.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdRule {
     /// Keep 0.5.
@@ -196,6 +294,9 @@ pub enum ThresholdRule {
     #[default]
     Accuracy,
     BalancedAccuracy,
+    /// `{max_fpr: 0.01}`: the lowest threshold that keeps false alarms on REAL validation
+    /// images within this share.
+    MaxFpr(f64),
 }
 
 /// Result of evaluating a labelled folder.
@@ -227,6 +328,30 @@ pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fpr_budget_threshold_keeps_the_budget() {
+        // 1000 REAL scores 0.000..0.999 and 1000 FAKE scores 0.5..1.0.
+        let mut scores: Vec<f32> = (0..1000).map(|i| i as f32 / 1000.0).collect();
+        scores.extend((0..1000).map(|i| 0.5 + i as f32 / 2000.0));
+        let labels: Vec<u8> = (0..2000).map(|i| (i >= 1000) as u8).collect();
+        for budget in [0.0, 0.01, 0.05, 0.3] {
+            let b = fpr_budget(&scores, &labels, budget);
+            assert!(b.fpr <= budget, "{budget}: {b:?}");
+            assert!(
+                b.fpr > budget - 0.002,
+                "{budget}: {b:?} is stricter than needed"
+            );
+            let m = Metrics::compute(&scores, &labels, b.threshold);
+            assert!((m.false_alarm_rate - b.fpr).abs() < 1e-9);
+            assert!((m.recall - b.tpr).abs() < 1e-9);
+        }
+        let t = choose_threshold(&scores, &labels, ThresholdRule::MaxFpr(0.01));
+        assert_eq!(t, fpr_budget(&scores, &labels, 0.01).threshold);
+        let m = Metrics::compute(&scores, &labels, 0.5);
+        assert!(m.tpr_at_1pct_fpr < m.tpr_at_5pct_fpr);
+        assert!(m.average_precision > 0.5 && m.average_precision <= 1.0);
+    }
 
     #[test]
     fn confusion_and_rates() {

@@ -6,7 +6,7 @@ use super::data::RunData;
 use crate::config::TrainConfig;
 use crate::detector::{Detector, ModelMeta, default_device};
 use crate::error::Result;
-use crate::eval::{self, Metrics};
+use crate::eval::Metrics;
 use crate::run::{RunDir, RunInfo};
 use std::time::Instant;
 
@@ -29,14 +29,19 @@ pub fn finish(
 ) -> Result<Final> {
     let best_net = Detector::load(&run.checkpoint(BEST))?.network;
     let mut detector = Detector::new(meta, best_net, default_device());
-    let val_scores = detector.score_set(&data.val);
-    let threshold = if data.val.is_empty() {
-        0.5
+    let val_scores = if data.val.is_empty() {
+        detector.meta.threshold = 0.5;
+        Vec::new()
     } else {
-        eval::choose_threshold(&val_scores, &data.val.labels, cfg.threshold)
+        // Temperature, threshold (on the calibrated scores), quantiles and uncertain band.
+        let target = cfg.confident_accuracy;
+        detector.calibrate(&data.val, target, Some(cfg.threshold)).0
     };
-    let val = Metrics::compute(&val_scores, &data.val.labels, threshold);
-    detector.meta.threshold = threshold;
+    let threshold = detector.meta.threshold;
+    let mut val = Metrics::compute(&val_scores, &data.val.labels, threshold);
+    if let Some(band) = detector.meta.uncertain {
+        val = val.with_band(&val_scores, &data.val.labels, band);
+    }
     detector.meta.provenance = serde_json::json!({
         "run": cfg.name,
         "seed": cfg.seed,
@@ -50,6 +55,9 @@ pub fn finish(
         let t0 = Instant::now();
         let scores = detector.score_set(t);
         let mut m = Metrics::compute(&scores, &t.labels, threshold);
+        if let Some(band) = detector.meta.uncertain {
+            m = m.with_band(&scores, &t.labels, band);
+        }
         m.images_per_second = t.len() as f64 / t0.elapsed().as_secs_f64();
         (scores, m)
     });

@@ -192,12 +192,17 @@ impl<'a> Trainer<'a> {
         };
         let device = default_device().autodiff();
         device.seed(cfg.seed);
-        let normalization = cfg.normalization.resolve(&data.train);
+        let (model, normalization) = match &cfg.init {
+            Some(path) => init_from(cfg, path, &device)?,
+            None => (
+                cfg.model.0.init(cfg.input_size as usize, &device),
+                cfg.normalization.resolve(&data.train),
+            ),
+        };
         let meta = ModelMeta {
             tta: cfg.tta,
             ..ModelMeta::untrained(cfg.model.0.clone(), cfg.input_size, normalization)
         };
-        let model = cfg.model.0.init(cfg.input_size as usize, &device);
         let optim = optim::build_optimizer(cfg, &model);
         let ema = cfg
             .ema
@@ -492,6 +497,30 @@ impl<'a> Trainer<'a> {
             info: self.info,
         })
     }
+}
+
+/// The network and normalisation of the model file `init` names, checked against the experiment.
+fn init_from(
+    cfg: &TrainConfig,
+    path: &Path,
+    device: &Device,
+) -> Result<(Network, crate::data::Normalization)> {
+    let det = crate::detector::Detector::load(path)?;
+    if det.meta.arch != cfg.model.0 || det.meta.input_size != cfg.input_size {
+        return Err(Error::config(
+            path,
+            format!(
+                "init: this model is a {}-pixel {:?}, the experiment trains a {}-pixel {:?}",
+                det.meta.input_size, det.meta.arch, cfg.input_size, cfg.model.0
+            ),
+        ));
+    }
+    let model = cfg
+        .model
+        .0
+        .init(cfg.input_size as usize, device)
+        .load_record(det.network.into_record());
+    Ok((model, det.meta.normalization))
 }
 
 /// Score a set with a network (no TTA) and return (scores, mean cross-entropy).

@@ -1,0 +1,262 @@
+//! Calibration and honest decisions, all fitted on validation data:
+//!
+//! - temperature scaling (Guo et al. 2017): p_fake = σ(m / T) for the logit margin
+//!   m = z_FAKE − z_REAL, with T minimising the negative log-likelihood;
+//! - the expected calibration error (ECE) over 15 bins of confidence;
+//! - the uncertain band `[lo, hi)` around the threshold outside which answers are at least as
+//!   accurate as asked (99 % by default);
+//! - quantiles of the REAL validation scores, so that a false-alarm budget can be turned into a
+//!   threshold at run time (`--max-fpr`).
+
+use crate::data::{FAKE, REAL};
+use serde::{Deserialize, Serialize};
+
+pub const ECE_BINS: usize = 15;
+/// Quantiles of REAL validation scores stored in a model: 0, 0.1 %, …, 100 %.
+pub const QUANTILES: usize = 1001;
+
+/// Expected calibration error: the confidence-weighted gap between how sure the answers are
+/// (max(p, 1 − p)) and how often they are right, over `bins` equal-width bins.
+pub fn ece(scores: &[f32], labels: &[u8], bins: usize) -> f64 {
+    if scores.is_empty() || bins == 0 {
+        return 0.0;
+    }
+    let mut conf = vec![0f64; bins];
+    let mut right = vec![0f64; bins];
+    let mut count = vec![0usize; bins];
+    for (&p, &l) in scores.iter().zip(labels) {
+        let c = p.max(1.0 - p) as f64;
+        // Confidence lies in [0.5, 1]: bins split that range.
+        let b = (((c - 0.5) * 2.0 * bins as f64) as usize).min(bins - 1);
+        conf[b] += c;
+        right[b] += (((p >= 0.5) as u8) == l) as u8 as f64;
+        count[b] += 1;
+    }
+    (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| (conf[b] - right[b]).abs())
+        .sum::<f64>()
+        / scores.len() as f64
+}
+
+/// Logit margin of a probability (clamped so that 0 and 1 stay finite).
+pub fn margin(p: f32) -> f32 {
+    let p = p.clamp(1e-7, 1.0 - 1e-7) as f64;
+    (p / (1.0 - p)).ln() as f32
+}
+
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Mean negative log-likelihood of the labels under σ(m / t).
+fn nll(margins: &[f32], labels: &[u8], t: f64) -> f64 {
+    margins
+        .iter()
+        .zip(labels)
+        .map(|(&m, &l)| {
+            let z = m as f64 / t;
+            // log(1 + e^-z) for FAKE, log(1 + e^z) for REAL, computed stably.
+            let s = if l == FAKE { -z } else { z };
+            s.max(0.0) + (-s.abs()).exp().ln_1p()
+        })
+        .sum::<f64>()
+        / margins.len().max(1) as f64
+}
+
+/// The temperature minimising the NLL of the labels, by golden-section search over log T in
+/// [ln 0.05, ln 20] (the NLL is unimodal in T).
+pub fn fit_temperature(margins: &[f32], labels: &[u8]) -> f32 {
+    if margins.is_empty() {
+        return 1.0;
+    }
+    let f = |log_t: f64| nll(margins, labels, log_t.exp());
+    let (mut a, mut b) = (0.05f64.ln(), 20f64.ln());
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let (mut fc, mut fd) = (f(c), f(d));
+    for _ in 0..80 {
+        if fc < fd {
+            (b, d, fd) = (d, c, fc);
+            c = b - g * (b - a);
+            fc = f(c);
+        } else {
+            (a, c, fc) = (c, d, fd);
+            d = a + g * (b - a);
+            fd = f(d);
+        }
+    }
+    ((a + b) / 2.0).exp() as f32
+}
+
+/// The narrowest band `[lo, hi)` around `threshold` outside which the answers (REAL below `lo`,
+/// FAKE from `hi`) are each at least `accuracy` right on these scores. `None` without scores.
+pub fn uncertain_band(
+    scores: &[f32],
+    labels: &[u8],
+    threshold: f32,
+    accuracy: f64,
+) -> Option<[f32; 2]> {
+    if scores.is_empty() {
+        return None;
+    }
+    let mut pairs: Vec<(f32, u8)> = scores.iter().copied().zip(labels.iter().copied()).collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let allowed = 1.0 - accuracy;
+    // REAL answers: the largest prefix (cut between distinct scores) with few enough fakes.
+    let mut lo = pairs[0].0.min(threshold);
+    let mut fakes = 0usize;
+    for (n, &(s, l)) in pairs.iter().enumerate() {
+        if s >= threshold {
+            break;
+        }
+        fakes += (l == FAKE) as usize;
+        let next = pairs.get(n + 1).map(|p| p.0).unwrap_or(f32::INFINITY);
+        if next > s && fakes as f64 <= allowed * (n + 1) as f64 {
+            lo = next.min(threshold);
+        }
+    }
+    // FAKE answers: the largest suffix with few enough real images.
+    let mut hi = pairs[pairs.len() - 1].0.next_up().max(threshold);
+    let mut reals = 0usize;
+    for (n, &(s, l)) in pairs.iter().rev().enumerate() {
+        if s < threshold {
+            break;
+        }
+        reals += (l == REAL) as usize;
+        let k = pairs.len() - 1 - n;
+        let prev = if k > 0 {
+            pairs[k - 1].0
+        } else {
+            f32::NEG_INFINITY
+        };
+        if prev < s && reals as f64 <= allowed * (n + 1) as f64 {
+            hi = s.max(threshold);
+        }
+    }
+    Some([lo, hi])
+}
+
+/// (coverage, accuracy of the confident answers) for the band `[lo, hi)`.
+pub fn band_coverage(
+    scores: &[f32],
+    labels: &[u8],
+    threshold: f32,
+    [lo, hi]: [f32; 2],
+) -> (f64, f64) {
+    let (mut answered, mut right) = (0usize, 0usize);
+    for (&s, &l) in scores.iter().zip(labels) {
+        if s >= lo && s < hi {
+            continue;
+        }
+        answered += 1;
+        right += (((s >= threshold) as u8) == l) as usize;
+    }
+    let share = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    (share(answered, scores.len()), share(right, answered))
+}
+
+/// `QUANTILES` evenly spaced quantiles of `scores` (empty for no scores).
+pub fn quantiles(scores: &[f32]) -> Vec<f32> {
+    let mut s = scores.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return Vec::new();
+    }
+    (0..QUANTILES)
+        .map(|i| s[(i * (s.len() - 1) + (QUANTILES - 1) / 2) / (QUANTILES - 1)])
+        .collect()
+}
+
+/// The threshold that keeps false alarms within `budget`, from stored REAL quantiles.
+pub fn threshold_from_quantiles(quantiles: &[f32], budget: f64) -> Option<f32> {
+    if quantiles.is_empty() || !(0.0..=1.0).contains(&budget) {
+        return None;
+    }
+    let i = ((1.0 - budget) * (quantiles.len() - 1) as f64).ceil() as usize;
+    quantiles
+        .get(i.min(quantiles.len() - 1))
+        .map(|q| q.next_up())
+}
+
+/// What calibration found on the validation set, stored in the model file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationFacts {
+    pub images: usize,
+    pub ece_before: f64,
+    pub ece_after: f64,
+    /// The accuracy the uncertain band was chosen for.
+    pub target_accuracy: f64,
+    pub coverage: f64,
+    pub confident_accuracy: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+    /// Labels drawn from σ(m) for margins m: perfectly calibrated at T = 1.
+    fn synthetic(n: usize, seed: u64) -> (Vec<f32>, Vec<u8>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let m: f32 = rng.random_range(-6.0..6.0);
+                let l = (rng.random_range(0.0..1.0) < sigmoid(m)) as u8;
+                (m, l)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn temperature_fitting_recovers_a_known_temperature() {
+        let (m, l) = synthetic(20_000, 1);
+        for t in [0.5f32, 1.0, 3.0] {
+            // Margins t times too confident should be divided by t again.
+            let scaled: Vec<f32> = m.iter().map(|x| x * t).collect();
+            let fitted = fit_temperature(&scaled, &l);
+            assert!((fitted - t).abs() < 0.08 * t, "true {t}, fitted {fitted}");
+        }
+    }
+
+    #[test]
+    fn ece_is_small_when_calibrated_and_large_when_overconfident() {
+        let (m, l) = synthetic(20_000, 2);
+        let calibrated: Vec<f32> = m.iter().map(|&x| sigmoid(x)).collect();
+        let overconfident: Vec<f32> = m.iter().map(|&x| sigmoid(4.0 * x)).collect();
+        assert!(ece(&calibrated, &l, ECE_BINS) < 0.02);
+        assert!(ece(&overconfident, &l, ECE_BINS) > 0.05);
+    }
+
+    #[test]
+    fn the_band_makes_confident_answers_accurate_enough() {
+        let (m, l) = synthetic(5_000, 3);
+        let p: Vec<f32> = m.iter().map(|&x| sigmoid(x)).collect();
+        let band = uncertain_band(&p, &l, 0.5, 0.99).unwrap();
+        assert!(band[0] <= 0.5 && band[1] >= 0.5, "{band:?}");
+        let (coverage, accuracy) = band_coverage(&p, &l, 0.5, band);
+        assert!(accuracy >= 0.99, "{accuracy}");
+        assert!(coverage > 0.3 && coverage < 1.0, "{coverage}");
+    }
+
+    #[test]
+    fn stored_quantiles_keep_a_false_alarm_budget() {
+        let (m, l) = synthetic(10_000, 4);
+        let p: Vec<f32> = m.iter().map(|&x| sigmoid(x)).collect();
+        let real: Vec<f32> = p
+            .iter()
+            .zip(&l)
+            .filter(|(_, l)| **l == REAL)
+            .map(|(s, _)| *s)
+            .collect();
+        let q = quantiles(&real);
+        assert_eq!(q.len(), QUANTILES);
+        for budget in [0.01, 0.05, 0.2] {
+            let t = threshold_from_quantiles(&q, budget).unwrap();
+            let fpr = real.iter().filter(|&&s| s >= t).count() as f64 / real.len() as f64;
+            assert!(fpr <= budget + 0.002, "budget {budget}: {fpr}");
+            assert!(fpr >= budget - 0.01, "budget {budget}: {fpr} (too strict)");
+        }
+        assert_eq!(threshold_from_quantiles(&q, 1.5), None);
+    }
+}
