@@ -13,6 +13,7 @@ pub mod explain;
 pub mod model;
 pub mod predict;
 pub mod report;
+pub mod robust;
 pub mod run;
 pub mod train;
 

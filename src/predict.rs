@@ -1,43 +1,61 @@
 //! Scoring files and folders with a [`Detector`]: what `predict` does.
 
-use crate::data;
-use crate::detector::Detector;
+use crate::data::{self, decode};
+use crate::detector::{Decision, Detector};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::PathBuf;
 
-/// One line of `predict --json`.
+/// One line of `predict --json`: the decision (`p_fake` calibrated, `label` REAL, FAKE or
+/// UNCERTAIN, `threshold`, `reason` when uncertain), the model and the image's size; or the
+/// error that kept the file from being scored.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Prediction {
     pub path: PathBuf,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub p_fake: Option<f32>,
+    pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
+impl Prediction {
+    pub fn p_fake(&self) -> Option<f32> {
+        self.decision.as_ref().map(|d| d.p_fake)
+    }
+
+    pub fn label(&self) -> Option<&str> {
+        self.decision.as_ref().map(|d| d.label.as_str())
+    }
+}
+
+/// A file's model input with the decoded image's width and height, or why it has none.
+type Prepared = Result<(Vec<u8>, u32, u32)>;
+
 /// Score every input; bad files get an error entry and do not stop the others.
 pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction> {
-    let size = detector.meta.input_size;
-    let decoded: Vec<(PathBuf, Result<Vec<u8>>)> = data::expand_inputs(inputs)
+    // Decoded at full size only long enough to note the size and prepare the model's input.
+    let decoded: Vec<(PathBuf, Prepared)> = data::expand_inputs(inputs)
         .into_par_iter()
         .map(|item| match item {
             Ok(path) => {
-                let r = data::decode::load_rgb(&path, size);
+                let r = crate::error::read_file(&path)
+                    .and_then(|b| decode::decode_rgb(&b, &path))
+                    .map(|img| (detector.prepare(&img), img.width(), img.height()));
                 (path, r)
             }
             Err((path, msg)) => (path.clone(), Err(Error::dataset(&path, msg))),
         })
         .collect();
-    let mut set = data::ImageSet {
-        size,
-        ..Default::default()
-    };
+    let mut set = detector.image_set(&[]);
     for (_, r) in &decoded {
-        if let Ok(px) = r {
+        if let Ok((px, _, _)) = r {
             set.pixels.extend_from_slice(px);
             set.labels.push(0);
         }
@@ -46,19 +64,23 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
     decoded
         .into_iter()
         .map(|(path, r)| match r {
-            Ok(_) => {
+            Ok((_, w, h)) => {
                 let p = scores.next().unwrap_or(f32::NAN);
                 Prediction {
                     path,
-                    p_fake: Some(p),
-                    label: Some(detector.decide(p).label),
+                    decision: Some(detector.decide_image(p, w, h)),
+                    model: Some(detector.name.clone()),
+                    width: Some(w),
+                    height: Some(h),
                     error: None,
                 }
             }
             Err(e) => Prediction {
                 path,
-                p_fake: None,
-                label: None,
+                decision: None,
+                model: None,
+                width: None,
+                height: None,
                 error: Some(e.to_string()),
             },
         })

@@ -61,10 +61,20 @@ fn train_then_evaluate_separates_generated_classes() {
         "count",
         "images_per_second",
         "confusion",
+        "false_alarm_rate",
+        "tpr_at_1pct_fpr",
+        "tpr_at_5pct_fpr",
+        "average_precision",
+        "ece",
+        // The model is calibrated at the end of training, so it has an uncertain band.
+        "coverage",
+        "confident_accuracy",
     ] {
         assert!(keys.contains(&k), "missing {k} in {m}");
     }
-    assert_eq!(keys.len(), 9, "{m}");
+    assert_eq!(keys.len(), 16, "{m}");
+    let coverage = m["coverage"].as_f64().unwrap();
+    assert!(coverage > 0.0 && coverage <= 1.0, "{m}");
     assert_eq!(m["count"], 80);
     assert!(m["accuracy"].as_f64().unwrap() > 0.9, "{m}");
     let c = &m["confusion"];

@@ -23,10 +23,14 @@ pub struct EvaluateArgs {
     /// its mirror, about half the speed; `false`: one pass).
     #[arg(long)]
     tta: Option<bool>,
+    /// Set the threshold so that at most this share of REAL validation images are called FAKE
+    /// (e.g. 0.01), from the quantiles stored in the model at calibration.
+    #[arg(long, value_name = "SHARE")]
+    max_fpr: Option<f64>,
 }
 
 pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
-    let det = super::load_detector(a.model.as_deref(), a.tta)?;
+    let det = super::load_detector(a.model.as_deref(), a.tta, a.max_fpr)?;
     let ev = evaluate_folder(&det, &a.data, a.strict)?;
     if let Some(dir) = &a.plots {
         synthscan::report::write_evaluation_plots(dir, &ev.scores, &ev.labels, det.meta.threshold)?;
@@ -49,6 +53,15 @@ fn print_table(ev: &Evaluation) {
     println!("f1          {:.4}", m.f1);
     println!("roc_auc     {:.4}", m.roc_auc);
     println!("threshold   {:.4}", m.threshold);
+    println!("false alarms {:.4}  (REAL called FAKE)", m.false_alarm_rate);
+    println!("TPR@1%FPR   {:.4}", m.tpr_at_1pct_fpr);
+    println!("TPR@5%FPR   {:.4}", m.tpr_at_5pct_fpr);
+    println!("avg prec    {:.4}", m.average_precision);
+    println!("ECE         {:.4}", m.ece);
+    if let (Some(c), Some(a)) = (m.coverage, m.confident_accuracy) {
+        println!("coverage    {c:.4}  (answered REAL or FAKE; the rest UNCERTAIN)");
+        println!("confident   {a:.4}  (accuracy of those answers)");
+    }
     println!("img/s       {:.0}", m.images_per_second);
     println!("confusion   predicted FAKE  predicted REAL");
     println!(

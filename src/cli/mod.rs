@@ -3,11 +3,13 @@
 //! nothing of its own.
 
 mod bench;
+mod calibrate;
 mod compare;
 mod evaluate;
 mod explain;
 mod info;
 mod predict;
+mod robustness;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +45,12 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Compare run folders (or parents of run folders); `-seedN` repeats are shown as mean ± std.
     Compare(compare::CompareArgs),
+    /// Accuracy, ROC-AUC and TPR at low false-alarm rates under JPEG, resizing, blur, noise and
+    /// cropping of a labelled folder.
+    Robustness(robustness::RobustnessArgs),
+    /// Fit temperature, false-alarm quantiles and the uncertain band of a model on labelled
+    /// validation data, and write the calibrated model.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -54,14 +62,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Explain(a) => explain::run(a),
         Command::Info(a) => info::run(a),
         Command::Compare(a) => compare::run(a),
+        Command::Robustness(a) => robustness::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
     }
 }
 
-/// The model file (or the embedded one), with the TTA switch overridden when asked.
-fn load_detector(model: Option<&Path>, tta: Option<bool>) -> Result<Detector> {
+/// The model file (or the embedded one), with the TTA switch and the false-alarm budget
+/// applied when asked.
+fn load_detector(
+    model: Option<&Path>,
+    tta: Option<bool>,
+    max_fpr: Option<f64>,
+) -> Result<Detector> {
     let mut det = Detector::load_or_default(model)?;
     if let Some(on) = tta {
         det.meta.tta = on;
+    }
+    if let Some(budget) = max_fpr {
+        det.set_max_fpr(budget)?;
     }
     Ok(det)
 }

@@ -16,12 +16,16 @@ pub struct PredictArgs {
     /// its mirror, about half the speed; `false`: one pass).
     #[arg(long)]
     tta: Option<bool>,
+    /// Set the threshold so that at most this share of REAL validation images are called FAKE
+    /// (e.g. 0.01), from the quantiles stored in the model at calibration.
+    #[arg(long, value_name = "SHARE")]
+    max_fpr: Option<f64>,
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
 pub fn run(a: PredictArgs) -> Result<ExitCode> {
-    let det = super::load_detector(a.model.as_deref(), a.tta)?;
+    let det = super::load_detector(a.model.as_deref(), a.tta, a.max_fpr)?;
     let preds = predict_paths(&det, &a.paths);
     let mut failed = false;
     for p in &preds {
@@ -31,10 +35,16 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
         } else if let Some(e) = &p.error {
             eprintln!("error: {e}");
         } else {
+            let why = p
+                .decision
+                .as_ref()
+                .and_then(|d| d.reason.as_deref())
+                .map(|r| format!("  ({r})"))
+                .unwrap_or_default();
             println!(
-                "{:<5} p_fake={:.4}  {}",
-                p.label.as_deref().unwrap_or("?"),
-                p.p_fake.unwrap_or(f32::NAN),
+                "{:<5} p_fake={:.4}  {}{why}",
+                p.label().unwrap_or("?"),
+                p.p_fake().unwrap_or(f32::NAN),
                 p.path.display()
             );
         }

@@ -316,6 +316,9 @@ pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<
     let scores = detector.score_set(&set);
     let secs = t0.elapsed().as_secs_f64();
     let mut metrics = Metrics::compute(&scores, &set.labels, detector.meta.threshold);
+    if let Some(band) = detector.meta.uncertain {
+        metrics = metrics.with_band(&scores, &set.labels, band);
+    }
     metrics.images_per_second = set.len() as f64 / secs.max(1e-9);
     Ok(Evaluation {
         metrics,

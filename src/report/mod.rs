@@ -18,7 +18,10 @@ pub use compare::{
     Comparison, RunSummary, Stat, VariantRow, compare, expand_run_dirs, variant_name,
 };
 pub use html::{base64, write_run_report};
-pub use plots::{confusion_plot, histogram_plot, roc_plot, write_evaluation_plots};
+pub use plots::{
+    confusion_plot, grouped_bars, histogram_plot, reliability_plot, roc_plot,
+    write_evaluation_plots,
+};
 
 use crate::error::Result;
 use crate::eval::Confusion;
@@ -190,6 +193,13 @@ mod tests {
                 tn: 45,
                 fn_: 5,
             },
+            false_alarm_rate: 0.1,
+            tpr_at_1pct_fpr: acc - 0.1,
+            tpr_at_5pct_fpr: acc - 0.05,
+            average_precision: acc,
+            ece: 0.02,
+            coverage: None,
+            confident_accuracy: None,
         }
     }
 
@@ -278,6 +288,7 @@ mod tests {
         assert_png(&tmp.0.join("plots/roc.png"), (640, 600));
         assert_png(&tmp.0.join("plots/confusion.png"), (560, 520));
         assert_png(&tmp.0.join("plots/histogram.png"), (820, 500));
+        assert_png(&tmp.0.join("plots/reliability.png"), (640, 600));
         assert!(write_evaluation_plots(&tmp.0, &scores, &labels[..3], 0.5).is_err());
     }
 

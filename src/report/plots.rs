@@ -494,7 +494,7 @@ fn shorten(name: &str, max: usize) -> String {
 }
 
 /// One bar group per variant with a bar per metric; `values[v][m]` is (mean, std), NaN for none.
-pub(crate) fn grouped_bars(
+pub fn grouped_bars(
     path: &Path,
     title: &str,
     variants: &[String],
@@ -643,5 +643,69 @@ pub fn write_evaluation_plots(
     roc_plot(&dir.join("roc.png"), &[("data", scores, labels)])?;
     let confusion = Confusion::from_scores(scores, labels, threshold);
     confusion_plot(&dir.join("confusion.png"), &confusion, threshold, "data")?;
-    histogram_plot(&dir.join("histogram.png"), scores, labels, threshold)
+    histogram_plot(&dir.join("histogram.png"), scores, labels, threshold)?;
+    reliability_plot(&dir.join("reliability.png"), &[("data", scores, labels)])
+}
+
+/// Observed share of FAKE against mean p_fake in 15 equal-width bins of p_fake: points on the
+/// diagonal are calibrated.
+fn reliability_points(scores: &[f32], labels: &[u8]) -> Vec<(f64, f64)> {
+    let bins = crate::eval::calibration::ECE_BINS;
+    let mut sum = vec![(0f64, 0f64, 0usize); bins];
+    for (&p, &l) in scores.iter().zip(labels) {
+        let b = ((p as f64 * bins as f64) as usize).min(bins - 1);
+        sum[b].0 += p as f64;
+        sum[b].1 += l as f64;
+        sum[b].2 += 1;
+    }
+    sum.iter()
+        .filter(|b| b.2 > 0)
+        .map(|b| (b.0 / b.2 as f64, b.1 / b.2 as f64))
+        .collect()
+}
+
+/// Reliability diagram of one or more score sets, with each set's ECE in the legend.
+pub fn reliability_plot(path: &Path, sets: &[(&str, &[f32], &[u8])]) -> Result<()> {
+    render(path, (640, 600), |root| {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(root)
+            .caption("Reliability (calibration)", font(22))
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("mean p_fake in the bin")
+            .y_desc("share of FAKE images in the bin")
+            .label_style(font(14))
+            .draw()?;
+        chart.draw_series(LineSeries::new(
+            vec![(0.0, 0.0), (1.0, 1.0)],
+            RGBColor(170, 170, 170).stroke_width(1),
+        ))?;
+        for (i, (name, scores, labels)) in sets.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let ece =
+                crate::eval::calibration::ece(scores, labels, crate::eval::calibration::ECE_BINS);
+            let points = reliability_points(scores, labels);
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(format!("{name}: ECE {ece:.4} (n={})", scores.len()))
+                .legend(legend_line(color));
+            chart.draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .label_font(font(15))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+        Ok(())
+    })
 }

@@ -1,0 +1,64 @@
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use synthscan::data::perturb::{DEFAULT_SWEEP, Perturbation};
+use synthscan::robust::{self, Sweep};
+use synthscan::{Detector, Result};
+
+#[derive(Args, Debug)]
+pub struct RobustnessArgs {
+    /// Model file (default: the model built into this binary).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Labelled folder: REAL/ + FAKE/, or a parent of test/.
+    #[arg(long)]
+    data: PathBuf,
+    /// Comma-separated perturbations: none, jpeg:Q, webp, down:F, up:F, blur:S, noise:S,
+    /// crop:F, and chains such as down:0.5+jpeg:75.
+    #[arg(long, default_value = DEFAULT_SWEEP)]
+    perturbations: String,
+    /// Use at most this many images per class.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seed of the random perturbations (noise).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder for robustness.md, robustness.csv, robustness.json and robustness.png.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print JSON instead of a Markdown table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: RobustnessArgs) -> Result<ExitCode> {
+    let perturbations = Perturbation::parse_list(&a.perturbations)?;
+    let det = Detector::load_or_default(a.model.as_deref())?;
+    let (images, labels) = robust::load_originals(&a.data, a.limit)?;
+    eprintln!(
+        "{} images × {} perturbations with model {}",
+        images.len(),
+        perturbations.len(),
+        det.name
+    );
+    let sweep = Sweep {
+        model: det.name.clone(),
+        data: a.data.display().to_string(),
+        threshold: det.meta.threshold,
+        rows: robust::sweep(&det, &images, &labels, &perturbations, a.seed),
+    };
+    if let Some(dir) = &a.out {
+        let write = |name: &str, text: String| synthscan::error::write_file(&dir.join(name), text);
+        write("robustness.md", sweep.to_markdown())?;
+        write("robustness.csv", sweep.to_csv())?;
+        write("robustness.json", sweep.to_json()?)?;
+        sweep.write_plot(&dir.join("robustness.png"))?;
+        eprintln!("wrote robustness.{{md,csv,json,png}} in {}", dir.display());
+    }
+    if a.json {
+        println!("{}", sweep.to_json()?);
+    } else {
+        print!("{}", sweep.to_markdown());
+    }
+    Ok(ExitCode::SUCCESS)
+}
