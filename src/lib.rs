@@ -14,6 +14,7 @@ pub mod explain;
 pub mod model;
 pub mod predict;
 pub mod report;
+pub mod serve;
 pub mod train;
 
 pub use config::TrainConfig;

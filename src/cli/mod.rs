@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub mod serve;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "synthscan",
@@ -68,6 +70,11 @@ pub enum Command {
         /// its mirror, about half the speed; `false`: one pass).
         #[arg(long)]
         tta: Option<bool>,
+        /// Score only shard i of n (0-based): a file belongs to the shard given by a fixed hash
+        /// of its path relative to the folder named, so the n shards are disjoint and cover
+        /// every file, on every machine.
+        #[arg(long, value_name = "i/n")]
+        shard: Option<crate::data::shard::Shard>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -109,6 +116,8 @@ pub enum Command {
         #[arg(required_unless_present = "list_layers")]
         paths: Vec<PathBuf>,
     },
+    /// HTTP API and web page for real-time detection (see docs/deploy.md).
+    Serve(serve::ServeArgs),
     /// Show what a model file says about itself.
     Info {
         #[arg(long)]
@@ -204,9 +213,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             model,
             json,
             tta,
+            shard,
             paths,
         } => {
             let det = load_detector(model.as_deref(), tta)?;
+            let paths = match shard {
+                Some(s) => s.select(&paths),
+                None => paths,
+            };
             let preds = predict::predict_paths(&det, &paths);
             let mut failed = false;
             for p in &preds {
@@ -302,6 +316,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Serve(args) => serve::run(args),
         Command::Info { model } => {
             let det = Detector::load_or_default(model.as_deref())?;
             let mut v = serde_json::to_value(&det.meta).unwrap_or_default();

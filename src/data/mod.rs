@@ -2,6 +2,7 @@
 
 pub mod augment;
 pub mod decode;
+pub mod shard;
 
 use crate::error::{Error, Result};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
