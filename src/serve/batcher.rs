@@ -8,7 +8,7 @@ use super::metrics::Metrics;
 use crate::data::ImageSet;
 use crate::detector::Detector;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,6 +63,18 @@ pub struct Batcher {
     tx: SyncSender<Job>,
     metrics: Arc<Metrics>,
     input_len: usize,
+    /// Images being decoded that will be submitted soon: a worker waits for more images only
+    /// while some are on their way, so a lone request is not delayed by `max_wait`.
+    incoming: Arc<AtomicUsize>,
+}
+
+/// Held while an image is decoded, before [`Batcher::submit`]; see [`Batcher::expect`].
+pub struct Incoming(Arc<AtomicUsize>);
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Batcher {
@@ -71,16 +83,18 @@ impl Batcher {
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
         let size = detector.meta.input_size as usize;
+        let incoming = Arc::new(AtomicUsize::new(0));
         for i in 0..config.workers.max(1) {
-            let (rx, det, cfg, m) = (
+            let (rx, det, cfg, m, inc) = (
                 rx.clone(),
                 detector.clone(),
                 config.clone(),
                 metrics.clone(),
+                incoming.clone(),
             );
             let spawned = std::thread::Builder::new()
                 .name(format!("synthscan-batch-{i}"))
-                .spawn(move || worker(&rx, &det, &cfg, &m));
+                .spawn(move || worker(&rx, &det, &cfg, &m, &inc));
             if let Err(e) = spawned {
                 tracing::error!("cannot start batch worker {i}: {e}");
             }
@@ -89,7 +103,14 @@ impl Batcher {
             tx,
             metrics,
             input_len: size * size * 3,
+            incoming,
         }
+    }
+
+    /// Announce an image that is being decoded; drop the guard once it is submitted (or failed).
+    pub fn expect(&self) -> Incoming {
+        self.incoming.fetch_add(1, Ordering::Relaxed);
+        Incoming(self.incoming.clone())
     }
 
     /// Queue one image (`input_size`² RGB bytes, HWC); the receiver yields its score.
@@ -111,31 +132,49 @@ impl Batcher {
     }
 }
 
-/// Take the next batch: block for the first job, then gather more until `max_batch` or
-/// `max_wait` after the first. Holding the lock meanwhile lets another worker run its pass
-/// while this one gathers. `None` when every sender is gone.
-fn next_batch(rx: &Mutex<Receiver<Job>>, cfg: &BatchConfig) -> Option<Vec<Job>> {
+/// Longest single wait while gathering, so that a worker notices soon when no more images
+/// are on their way.
+const POLL: Duration = Duration::from_micros(200);
+
+/// Take the next batch: block for the first job, then gather more until `max_batch`, or
+/// `max_wait` after the first, or no image is queued or being decoded. Holding the lock
+/// meanwhile lets another worker run its pass while this one gathers. `None` when every sender
+/// is gone.
+fn next_batch(
+    rx: &Mutex<Receiver<Job>>,
+    cfg: &BatchConfig,
+    incoming: &AtomicUsize,
+) -> Option<Vec<Job>> {
     let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
     let first = rx.recv().ok()?;
     let deadline = Instant::now() + cfg.max_wait;
     let mut batch = vec![first];
     while batch.len() < cfg.max_batch.max(1) {
+        if let Ok(job) = rx.try_recv() {
+            batch.push(job);
+            continue;
+        }
         let left = deadline.saturating_duration_since(Instant::now());
-        let next = if left.is_zero() {
-            rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-        } else {
-            rx.recv_timeout(left)
-        };
-        match next {
+        if left.is_zero() || incoming.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        match rx.recv_timeout(left.min(POLL)) {
             Ok(job) => batch.push(job),
-            Err(_) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
     }
     Some(batch)
 }
 
-fn worker(rx: &Mutex<Receiver<Job>>, det: &Detector, cfg: &BatchConfig, metrics: &Metrics) {
-    while let Some(batch) = next_batch(rx, cfg) {
+fn worker(
+    rx: &Mutex<Receiver<Job>>,
+    det: &Detector,
+    cfg: &BatchConfig,
+    metrics: &Metrics,
+    incoming: &AtomicUsize,
+) {
+    while let Some(batch) = next_batch(rx, cfg, incoming) {
         metrics
             .queue_depth
             .fetch_sub(batch.len(), Ordering::Relaxed);
@@ -219,10 +258,13 @@ mod tests {
                     .collect()
             })
             .collect();
+        // Announced as on their way, as the server does while decoding.
+        let guards: Vec<_> = images.iter().map(|_| batcher.expect()).collect();
         let rxs: Vec<_> = images
             .iter()
             .map(|px| batcher.submit(px.clone()).unwrap())
             .collect();
+        drop(guards);
         for (px, rx) in images.iter().zip(rxs) {
             let got = rx.blocking_recv().unwrap().unwrap();
             let set = ImageSet {

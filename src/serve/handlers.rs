@@ -195,8 +195,11 @@ async fn decode_upload(
 /// Decode, score through the batch queue, optionally explain; the JSON answer for one image.
 async fn analyse(st: Arc<AppState>, upload: Upload, explain: bool) -> Result<Value, ApiError> {
     let t0 = Instant::now();
+    let on_its_way = st.batcher.expect();
     let decoded = decode_upload(&st, upload, explain).await?;
-    let rx = st.batcher.submit(decoded.pixels).map_err(|e| match e {
+    let submitted = st.batcher.submit(decoded.pixels);
+    drop(on_its_way);
+    let rx = submitted.map_err(|e| match e {
         SubmitError::Full => ApiError::overloaded("the inference queue is full; retry shortly"),
         SubmitError::Closed => ApiError::internal("the inference workers have stopped"),
     })?;
