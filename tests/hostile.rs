@@ -281,6 +281,10 @@ fn server_answers_every_hostile_file() {
         }
     }
     assert_eq!(ok + refused, files.len());
+    eprintln!(
+        "{} files: {ok} scored, {refused} refused with a JSON error",
+        files.len()
+    );
     assert!(ok >= 2 * valid_images().len(), "{ok} scored");
     // Bounded memory: the peak stays far below what any huge header claimed.
     let peak_mib = s.mem_kib("VmHWM:") / 1024;

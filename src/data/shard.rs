@@ -125,6 +125,14 @@ mod tests {
     }
 
     #[test]
+    fn missing_inputs_are_reported_by_shard_zero_only() {
+        let missing = vec![PathBuf::from("/no/such/synthscan/folder")];
+        assert_eq!(Shard { index: 0, count: 3 }.select(&missing), missing);
+        assert!(Shard { index: 1, count: 3 }.select(&missing).is_empty());
+        assert!(Shard { index: 2, count: 3 }.select(&missing).is_empty());
+    }
+
+    #[test]
     fn every_key_in_exactly_one_shard_and_spread() {
         let keys: Vec<String> = (0..2000)
             .map(|i| format!("dir{}/img{i}.jpg", i % 7))
