@@ -19,6 +19,13 @@ pub enum Error {
         height: u32,
         limit: u32,
     },
+    #[error("{path}: image is {width}x{height}, above the limit of {limit} pixels")]
+    TooManyPixels {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        limit: u64,
+    },
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
     #[error("invalid value: {0}")]

@@ -15,6 +15,7 @@ pub mod predict;
 pub mod report;
 pub mod robust;
 pub mod run;
+pub mod serve;
 pub mod train;
 
 pub use config::TrainConfig;

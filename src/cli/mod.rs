@@ -10,6 +10,7 @@ mod explain;
 mod info;
 mod predict;
 mod robustness;
+mod serve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,8 @@ pub enum Command {
     /// Fit temperature, false-alarm quantiles and the uncertain band of a model on labelled
     /// validation data, and write the calibrated model.
     Calibrate(calibrate::CalibrateArgs),
+    /// HTTP API and web page: POST images to /v1/detect, open / in a browser.
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compare(a) => compare::run(a),
         Command::Robustness(a) => robustness::run(a),
         Command::Calibrate(a) => calibrate::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

@@ -20,13 +20,22 @@ pub struct PredictArgs {
     /// (e.g. 0.01), from the quantiles stored in the model at calibration.
     #[arg(long, value_name = "SHARE")]
     max_fpr: Option<f64>,
+    /// Score only shard i of n (0-based): a file belongs to the shard given by a fixed hash
+    /// of its path relative to the folder named, so the n shards are disjoint and cover
+    /// every file, on every machine.
+    #[arg(long, value_name = "i/n")]
+    shard: Option<synthscan::data::shard::Shard>,
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
 pub fn run(a: PredictArgs) -> Result<ExitCode> {
     let det = super::load_detector(a.model.as_deref(), a.tta, a.max_fpr)?;
-    let preds = predict_paths(&det, &a.paths);
+    let paths = match a.shard {
+        Some(s) => s.select(&a.paths),
+        None => a.paths,
+    };
+    let preds = predict_paths(&det, &paths);
     let mut failed = false;
     for p in &preds {
         failed |= p.error.is_some();

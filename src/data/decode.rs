@@ -10,9 +10,19 @@ pub const MAX_DIMENSION: u32 = 12_000;
 /// Upper bound on what one decode may allocate.
 pub const MAX_DECODE_BYTES: u64 = 600 * 1024 * 1024;
 
+/// Most pixels (width × height) one decode accepts by default: every image within
+/// [`MAX_DIMENSION`] on both sides.
+pub const MAX_PIXELS: u64 = MAX_DIMENSION as u64 * MAX_DIMENSION as u64;
+
 /// Decode any supported format (JPEG, PNG, WebP, BMP, GIF) from bytes into RGB.
 /// `path` only names the source in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    decode_rgb_within(bytes, path, MAX_PIXELS)
+}
+
+/// Width and height read from the image's header alone (no pixel is decoded or allocated),
+/// refused when a side exceeds [`MAX_DIMENSION`] or the pixel count exceeds `max_pixels`.
+pub fn header_dimensions(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<(u32, u32)> {
     let decode_err = |reason: String| Error::Decode {
         path: path.to_path_buf(),
         reason,
@@ -20,7 +30,7 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(decode_err("file is empty".into()));
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
+    let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(e.to_string()))?;
     if reader.format().is_none() {
@@ -37,15 +47,35 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
             limit: MAX_DIMENSION,
         });
     }
-    reader = ImageReader::new(Cursor::new(bytes))
+    if width as u64 * height as u64 > max_pixels {
+        return Err(Error::TooManyPixels {
+            path: path.to_path_buf(),
+            width,
+            height,
+            limit: max_pixels,
+        });
+    }
+    Ok((width, height))
+}
+
+/// [`decode_rgb`] with a pixel-count limit of `max_pixels`, checked from the header first.
+pub fn decode_rgb_within(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<RgbImage> {
+    header_dimensions(bytes, path, max_pixels)?;
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| decode_err(e.to_string()))?;
+        .map_err(|e| Error::Decode {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_DIMENSION);
     limits.max_image_height = Some(MAX_DIMENSION);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| decode_err(e.to_string()))?;
+    let image = reader.decode().map_err(|e| Error::Decode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     Ok(image.to_rgb8())
 }
 
@@ -113,5 +143,19 @@ mod tests {
         bmp.extend_from_slice(&[0; 24]);
         let err = decode_rgb(&bmp, Path::new("bomb.bmp")).unwrap_err();
         assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn pixel_count_limit_is_read_from_the_header() {
+        let bytes = png_bytes(40, 20);
+        assert_eq!(
+            header_dimensions(&bytes, Path::new("a.png"), 800).unwrap(),
+            (40, 20)
+        );
+        let err = header_dimensions(&bytes, Path::new("a.png"), 799).unwrap_err();
+        assert!(matches!(err, Error::TooManyPixels { .. }), "{err}");
+        assert!(err.to_string().contains("a.png"), "{err}");
+        let err = decode_rgb_within(&bytes, Path::new("a.png"), 799).unwrap_err();
+        assert!(matches!(err, Error::TooManyPixels { .. }), "{err}");
     }
 }

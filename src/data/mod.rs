@@ -3,6 +3,7 @@
 pub mod augment;
 pub mod decode;
 pub mod perturb;
+pub mod shard;
 
 use crate::error::{Error, Result};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};

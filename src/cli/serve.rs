@@ -1,0 +1,111 @@
+//! `synthscan serve`: flags → [`synthscan::serve::ServeConfig`], then run until Ctrl-C / SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use synthscan::detector::Detector;
+use synthscan::error::{Error, Result};
+use synthscan::serve::{self, AppState, ServeConfig, batcher::BatchConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Model file (default: the model built into this binary).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Largest request body, in MiB (413 above).
+    #[arg(long, default_value_t = 20.0)]
+    pub max_body_mb: f64,
+    /// Largest image, in pixels (width × height), checked from the header before decoding.
+    #[arg(long, default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+    /// Most images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// Longest wait, in ms, for more images to join a batch.
+    #[arg(long, default_value_t = 2)]
+    pub max_wait_ms: u64,
+    /// Inference threads (default: one per core).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Images that may wait for inference; beyond this, 503 with Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    pub queue: usize,
+    /// Detection requests handled at once; beyond this, 503 with Retry-After.
+    #[arg(long, default_value_t = 512)]
+    pub max_concurrency: usize,
+    /// Images per /v1/detect/batch request.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch_items: usize,
+    /// Time to receive and answer a detection request, in ms (408 after).
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+    /// Time to receive a request's headers, in ms (the connection is closed after).
+    #[arg(long, default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// After SIGTERM, seconds that in-flight requests get to finish.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_grace_s: u64,
+    /// Sleep this long before each forward pass: a deliberately slow model, for tests of
+    /// back-pressure and shutdown. Never set in use.
+    #[arg(long, default_value_t = 0, hide = true)]
+    pub simulate_slow_ms: u64,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServeConfig> {
+        if !(self.max_body_mb > 0.0 && self.max_body_mb.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "--max-body-mb {}: must be a positive number",
+                self.max_body_mb
+            )));
+        }
+        let base = ServeConfig::default();
+        Ok(ServeConfig {
+            batch: BatchConfig {
+                max_batch: self.max_batch.max(1),
+                max_wait: Duration::from_millis(self.max_wait_ms),
+                workers: self.workers.unwrap_or(base.batch.workers).max(1),
+                queue_capacity: self.queue,
+                simulate_slow: Duration::from_millis(self.simulate_slow_ms),
+            },
+            max_body_bytes: (self.max_body_mb * 1024.0 * 1024.0) as usize,
+            max_pixels: self.max_pixels,
+            request_timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            max_concurrency: self.max_concurrency.max(1),
+            max_batch_items: self.max_batch_items.max(1),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
+            ..base
+        })
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let config = args.config()?;
+    let detector = Detector::load_or_default(args.model.as_deref())?;
+    let state = AppState::new(detector, config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(rayon::current_num_threads().clamp(1, 4))
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
+    let served = runtime.block_on(async {
+        let server = serve::Server::bind(args.addr, state).await?;
+        let addr = server.local_addr()?;
+        println!("listening on http://{addr}");
+        // Tests and scripts read the address from the first line.
+        let _ = std::io::stdout().flush();
+        tracing::info!(%addr, "serving");
+        server.run(serve::shutdown_signal()).await
+    });
+    // A decode still running on the blocking pool after the grace period is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served?;
+    eprintln!("shut down");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,119 @@
+//! `?explain=gradcam`: the Grad-CAM map of an upload through [`crate::explain`], blended over
+//! the image and returned as a base64 PNG.
+
+use crate::detector::Detector;
+use crate::error::{Error, Result};
+use crate::explain::{self, CamMethod, CamTarget, render::DEFAULT_ALPHA};
+use image::{RgbImage, imageops::FilterType};
+use serde::Serialize;
+use std::io::Cursor;
+
+/// Longest side of the returned overlay; larger uploads are scaled down first.
+pub const OVERLAY_MAX_SIDE: u32 = 512;
+/// Smaller uploads are scaled up (nearest neighbour) to at least this, so a 32×32 overlay is
+/// big enough to look at.
+pub const OVERLAY_MIN_SIDE: u32 = 256;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Explained {
+    pub method: &'static str,
+    pub layer: String,
+    /// The raw map's size (the layer's resolution).
+    pub map_width: usize,
+    pub map_height: usize,
+    pub overlay_width: u32,
+    pub overlay_height: u32,
+    /// PNG of the map over the image, base64 (standard alphabet, padded).
+    pub overlay_png: String,
+}
+
+/// The image at a size worth looking at: long side between the two bounds.
+fn display_size(image: &RgbImage) -> RgbImage {
+    let (w, h) = (image.width().max(1), image.height().max(1));
+    let long = w.max(h);
+    if long > OVERLAY_MAX_SIDE {
+        let s = OVERLAY_MAX_SIDE as f64 / long as f64;
+        let (nw, nh) = (
+            ((w as f64 * s).round() as u32).max(1),
+            ((h as f64 * s).round() as u32).max(1),
+        );
+        image::imageops::resize(image, nw, nh, FilterType::Triangle)
+    } else if long < OVERLAY_MIN_SIDE {
+        let f = OVERLAY_MIN_SIDE.div_ceil(long);
+        image::imageops::resize(image, w * f, h * f, FilterType::Nearest)
+    } else {
+        image.clone()
+    }
+}
+
+/// Grad-CAM of `image` for the FAKE class at `layer` (resolved once at start-up).
+pub fn gradcam(detector: &Detector, image: &RgbImage, layer: &str) -> Result<Explained> {
+    let map = explain::Cam::new(detector, Some(layer), CamMethod::GradCam)?
+        .map(image, CamTarget::Fake)?;
+    let shown = explain::overlay(&display_size(image), &map, DEFAULT_ALPHA);
+    let mut png = Cursor::new(Vec::new());
+    shown
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| Error::Model(format!("cannot encode the overlay: {e}")))?;
+    Ok(Explained {
+        method: CamMethod::GradCam.name(),
+        layer: map.layer.clone(),
+        map_width: map.width,
+        map_height: map.height,
+        overlay_width: shown.width(),
+        overlay_height: shown.height(),
+        overlay_png: base64(&png.into_inner()),
+    })
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), want);
+        }
+    }
+
+    #[test]
+    fn display_size_bounds_the_long_side() {
+        let small = RgbImage::new(32, 16);
+        let s = display_size(&small);
+        assert_eq!((s.width(), s.height()), (256, 128));
+        let big = RgbImage::new(2048, 1024);
+        let b = display_size(&big);
+        assert_eq!((b.width(), b.height()), (512, 256));
+    }
+}
