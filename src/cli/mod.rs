@@ -1,5 +1,7 @@
 //! Command-line layer: arguments → library call → table or JSON. No logic of its own.
 
+pub mod gan;
+
 use crate::detector::Detector;
 use crate::error::Result;
 use crate::{bench, explain, predict, train};
@@ -129,10 +131,13 @@ pub enum Command {
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
     },
+    /// Generation: train a DCGAN on a folder of images, sample it, test detectors on its fakes.
+    Gan(gan::GanArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Gan(args) => gan::run(args),
         Command::Train {
             config,
             data,

@@ -17,6 +17,7 @@ pub use compare::{
     Comparison, RunSummary, Stat, VariantRow, compare, expand_run_dirs, variant_name,
 };
 pub use html::{base64, write_run_report};
+pub(crate) use plots::epoch_chart;
 pub use plots::{confusion_plot, histogram_plot, roc_plot, write_evaluation_plots};
 
 use crate::detector::Detector;
