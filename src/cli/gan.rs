@@ -53,6 +53,25 @@ pub enum GanCommand {
         #[arg(long)]
         grid: Option<PathBuf>,
     },
+    /// Fréchet distance (in a detector's penultimate features; not Inception FID) and diversity
+    /// between two folders of images, e.g. real images vs `gan sample` output.
+    Fid {
+        #[arg(long)]
+        a: PathBuf,
+        #[arg(long)]
+        b: PathBuf,
+        /// Images compared per folder (a seeded choice).
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Side the images are resized to first.
+        #[arg(long, default_value_t = 32)]
+        size: u32,
+        /// Detector whose features are used (default: embedded).
+        #[arg(long)]
+        feature_model: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Train a detector on real images vs this generator's fakes and score the fakes with
     /// every bundled model.
     Detect {
@@ -151,6 +170,27 @@ pub fn run(args: GanArgs) -> Result<ExitCode> {
                 eprintln!("grid written to {}", p.display());
             }
             println!("{} images written to {}", files.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        GanCommand::Fid {
+            a,
+            b,
+            count,
+            size,
+            feature_model,
+            seed,
+        } => {
+            let det = crate::detector::Detector::load_or_default(feature_model.as_deref())?;
+            let r = crate::gan::fid::folder_distance(&det, &a, &b, size, count, seed)?;
+            println!(
+                "frechet      {:.4}  (detector features, not Inception FID)",
+                r.frechet
+            );
+            println!("images       {} vs {}", r.count_a, r.count_b);
+            println!(
+                "diversity    {:.4} vs {:.4}  (mean pairwise RMS pixel distance)",
+                r.diversity_a, r.diversity_b
+            );
             Ok(ExitCode::SUCCESS)
         }
         GanCommand::Detect {

@@ -167,7 +167,7 @@ impl GanConfig {
         if self.sample_every == 0 || self.grid_count == 0 {
             return bad("sample_every and grid_count must be at least 1".into());
         }
-        if self.max_minutes.is_some_and(|m| !(m > 0.0)) {
+        if self.max_minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
             return bad("max_minutes must be positive".into());
         }
         if self.fid_count == 1 {

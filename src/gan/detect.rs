@@ -192,20 +192,25 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport> {
     })
 }
 
-/// Model files in `dir` (`*.synthscan`), sorted, leaving out any byte-identical to the embedded
-/// default (already scored as "embedded default").
+/// Model files in `dir` (`*.synthscan`), sorted, leaving out copies of the embedded default
+/// (same metadata, provenance included, and parameter count), which is scored as
+/// "embedded default" already.
 pub fn bundled_models(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let embedded = Detector::embedded().ok().and_then(|d| d.to_bytes().ok());
+    let embedded = Detector::embedded()
+        .ok()
+        .map(|d| (d.meta.clone(), d.num_params()));
     let mut out: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "synthscan"))
         .filter(|p| {
-            let same = Detector::load(p).ok().and_then(|d| d.to_bytes().ok());
-            same.is_none() || same != embedded
+            let this = Detector::load(p)
+                .ok()
+                .map(|d| (d.meta.clone(), d.num_params()));
+            this.is_none() || this != embedded
         })
         .collect();
     out.sort();

@@ -221,6 +221,45 @@ pub fn diversity(set: &ImageSet, pairs: usize, seed: u64) -> f64 {
     total / pairs.max(1) as f64
 }
 
+/// Fréchet distance and diversity between two folders of images.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FolderDistance {
+    pub frechet: f64,
+    pub count_a: usize,
+    pub count_b: usize,
+    pub diversity_a: f64,
+    pub diversity_b: f64,
+}
+
+/// Compare up to `count` images (a seeded choice) of each folder, resized to `size`, in the
+/// feature space of `det`.
+pub fn folder_distance(
+    det: &Detector,
+    a: &std::path::Path,
+    b: &std::path::Path,
+    size: u32,
+    count: usize,
+    seed: u64,
+) -> crate::error::Result<FolderDistance> {
+    let (set_a, _) = super::train::load_images(a, size, Some(count), seed)?;
+    let (set_b, _) = super::train::load_images(b, size, Some(count), seed)?;
+    if set_a.len() < 2 || set_b.len() < 2 {
+        return Err(crate::error::Error::Invalid(
+            "each folder needs at least 2 images".into(),
+        ));
+    }
+    Ok(FolderDistance {
+        frechet: frechet(
+            &Gaussian::fit(&features(det, &set_a)),
+            &Gaussian::fit(&features(det, &set_b)),
+        ),
+        count_a: set_a.len(),
+        count_b: set_b.len(),
+        diversity_a: diversity(&set_a, 2000, seed),
+        diversity_b: diversity(&set_b, 2000, seed),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
