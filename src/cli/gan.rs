@@ -1,4 +1,4 @@
-//! `synthscan gan train|sample|detect`.
+//! `synthscan gan train|sample|fid|detect`.
 
 use crate::error::{Error, Result};
 use crate::gan::detect::{self, DetectOptions};
@@ -16,219 +16,207 @@ pub struct GanArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum GanCommand {
     /// Train a DCGAN on a folder of images (searched recursively).
-    Train {
-        /// GAN experiment file (default: every setting at its default).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Folder of training images (default with --resume: the run's own).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Parent folder for run folders.
-        #[arg(long, default_value = "runs")]
-        out: PathBuf,
-        /// Continue a run folder after its last epoch.
-        #[arg(long, value_name = "RUN")]
-        resume: Option<PathBuf>,
-        /// With --resume: train to this many epochs instead of the configured number.
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Detector whose penultimate features define the Fréchet distance (default: embedded).
-        #[arg(long)]
-        feature_model: Option<PathBuf>,
-        #[arg(long)]
-        quiet: bool,
-    },
+    Train(TrainArgs),
     /// Write N generated images (PNG) and optionally a grid of them.
-    Sample {
-        /// Generator file (G.gan or checkpoints/G-epoch-NNNN.gan).
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long, default_value_t = 64)]
-        count: usize,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Also write these images as one grid PNG.
-        #[arg(long)]
-        grid: Option<PathBuf>,
-    },
+    Sample(SampleArgs),
     /// Fréchet distance (in a detector's penultimate features; not Inception FID) and diversity
     /// between two folders of images, e.g. real images vs `gan sample` output.
-    Fid {
-        #[arg(long)]
-        a: PathBuf,
-        #[arg(long)]
-        b: PathBuf,
-        /// Images compared per folder (a seeded choice).
-        #[arg(long, default_value_t = 1000)]
-        count: usize,
-        /// Side the images are resized to first.
-        #[arg(long, default_value_t = 32)]
-        size: u32,
-        /// Detector whose features are used (default: embedded).
-        #[arg(long)]
-        feature_model: Option<PathBuf>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
+    Fid(FidArgs),
     /// Train a detector on real images vs this generator's fakes and score the fakes with
     /// every bundled model.
-    Detect {
-        /// Folder of real images.
-        #[arg(long)]
-        real: PathBuf,
-        /// Generator file.
-        #[arg(long)]
-        generator: PathBuf,
-        /// Images per class.
-        #[arg(long, default_value_t = 2000)]
-        count: usize,
-        /// Detector experiment file (default: the fast preset, 4 epochs).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Folder for the dataset and the detector run.
-        #[arg(long, default_value = "runs/gan-detect")]
-        out: PathBuf,
-        /// Folder of bundled model files (*.synthscan) to score the fakes with.
-        #[arg(long, default_value = "models")]
-        models: PathBuf,
-        /// Share of each class held out as the test split.
-        #[arg(long, default_value_t = 0.25)]
-        test_fraction: f64,
-        /// Write both classes as JPEG of this quality instead of PNG.
-        #[arg(long)]
-        jpeg: Option<u8>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// JSON report instead of a table.
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        quiet: bool,
-    },
+    Detect(DetectArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// GAN experiment file (default: every setting at its default).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder of training images (default with --resume: the run's own).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Parent folder for run folders.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Continue a run folder after its last epoch.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<PathBuf>,
+    /// With --resume: train to this many epochs instead of the configured number.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Detector whose penultimate features define the Fréchet distance (default: embedded).
+    #[arg(long)]
+    pub feature_model: Option<PathBuf>,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SampleArgs {
+    /// Generator file (G.gan or checkpoints/G-epoch-NNNN.gan).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub count: usize,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write these images as one grid PNG.
+    #[arg(long)]
+    pub grid: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FidArgs {
+    #[arg(long)]
+    pub a: PathBuf,
+    #[arg(long)]
+    pub b: PathBuf,
+    /// Images compared per folder (a seeded choice).
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Side the images are resized to first.
+    #[arg(long, default_value_t = 32)]
+    pub size: u32,
+    /// Detector whose features are used (default: embedded).
+    #[arg(long)]
+    pub feature_model: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DetectArgs {
+    /// Folder of real images.
+    #[arg(long)]
+    pub real: PathBuf,
+    /// Generator file.
+    #[arg(long)]
+    pub generator: PathBuf,
+    /// Images per class.
+    #[arg(long, default_value_t = 2000)]
+    pub count: usize,
+    /// Detector experiment file (default: the fast preset, 4 epochs).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder for the dataset and the detector run.
+    #[arg(long, default_value = "runs/gan-detect")]
+    pub out: PathBuf,
+    /// Folder of bundled model files (*.synthscan) to score the fakes with.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Share of each class held out as the test split.
+    #[arg(long, default_value_t = 0.25)]
+    pub test_fraction: f64,
+    /// Write both classes as JPEG of this quality instead of PNG.
+    #[arg(long)]
+    pub jpeg: Option<u8>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// JSON report instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 pub fn run(args: GanArgs) -> Result<ExitCode> {
     match args.command {
-        GanCommand::Train {
-            config,
-            data,
-            out,
-            resume,
-            epochs,
-            feature_model,
-            quiet,
-        } => {
-            let opts = GanTrainOptions {
-                data: data.clone().unwrap_or_default(),
-                out,
-                resume: None,
-                feature_model,
-                quiet,
-            };
-            let mut print = |e: GanEvent| print_event(e, quiet);
-            let outcome = match (resume, config) {
-                (Some(dir), _) => gan_train::resume(&dir, epochs, &opts, &mut print)?,
-                (None, cfg) => {
-                    let cfg = match cfg {
-                        Some(p) => GanConfig::load(&p)?,
-                        None => GanConfig::default(),
-                    };
-                    if data.is_none() {
-                        return Err(Error::Invalid(
-                            "gan train needs --data DIR (a folder of images)".into(),
-                        ));
-                    }
-                    gan_train::train(&cfg, &opts, &mut print)?
-                }
-            };
-            eprintln!(
-                "done: {} epochs in {:.1} min; {} and {}",
-                outcome.info.epochs_run,
-                outcome.info.train_seconds / 60.0,
-                outcome.gif.display(),
-                outcome.generator.display()
-            );
-            println!("{}", outcome.generator.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        GanCommand::Sample {
-            model: path,
-            count,
-            out,
-            seed,
-            grid,
-        } => {
-            let device = crate::detector::default_device();
-            let (meta, g) = model::load_generator(&path, &device)?;
-            let z = sample::noise(seed, count, meta.spec.latent);
-            let set = sample::generate(&g, &z, meta.spec.image_size, &device);
-            let files = sample::write_folder(&set, &out, "gan")?;
-            if let Some(p) = grid {
-                sample::save_png(&sample::grid(&set, count), &p)?;
-                eprintln!("grid written to {}", p.display());
-            }
-            println!("{} images written to {}", files.len(), out.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        GanCommand::Fid {
-            a,
-            b,
-            count,
-            size,
-            feature_model,
-            seed,
-        } => {
-            let det = crate::detector::Detector::load_or_default(feature_model.as_deref())?;
-            let r = crate::gan::fid::folder_distance(&det, &a, &b, size, count, seed)?;
-            println!(
-                "frechet      {:.4}  (detector features, not Inception FID)",
-                r.frechet
-            );
-            println!("images       {} vs {}", r.count_a, r.count_b);
-            println!(
-                "diversity    {:.4} vs {:.4}  (mean pairwise RMS pixel distance)",
-                r.diversity_a, r.diversity_b
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        GanCommand::Detect {
-            real,
-            generator,
-            count,
-            config,
-            out,
-            models,
-            test_fraction,
-            jpeg,
-            seed,
-            json,
-            quiet,
-        } => {
-            let report = detect::detect(&DetectOptions {
-                real,
-                generator,
-                count,
-                out,
-                config,
-                models: detect::bundled_models(&models),
-                test_fraction,
-                jpeg_quality: jpeg,
-                seed,
-                quiet,
-            })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            } else {
-                print_report(&report);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        GanCommand::Train(a) => train(a),
+        GanCommand::Sample(a) => sample_cmd(a),
+        GanCommand::Fid(a) => fid(a),
+        GanCommand::Detect(a) => detect_cmd(a),
     }
+}
+
+fn train(a: TrainArgs) -> Result<ExitCode> {
+    let opts = GanTrainOptions {
+        data: a.data.clone().unwrap_or_default(),
+        out: a.out,
+        resume: None,
+        feature_model: a.feature_model,
+        quiet: a.quiet,
+    };
+    let quiet = a.quiet;
+    let mut print = |e: GanEvent| print_event(e, quiet);
+    let outcome = match (a.resume, a.config) {
+        (Some(dir), _) => gan_train::resume(&dir, a.epochs, &opts, &mut print)?,
+        (None, cfg) => {
+            let cfg = match cfg {
+                Some(p) => GanConfig::load(&p)?,
+                None => GanConfig::default(),
+            };
+            if a.data.is_none() {
+                return Err(Error::Invalid(
+                    "gan train needs --data DIR (a folder of images)".into(),
+                ));
+            }
+            gan_train::train(&cfg, &opts, &mut print)?
+        }
+    };
+    eprintln!(
+        "done: {} epochs in {:.1} min; {} and {}",
+        outcome.info.epochs_run,
+        outcome.info.train_seconds / 60.0,
+        outcome.gif.display(),
+        outcome.generator.display()
+    );
+    println!("{}", outcome.generator.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sample_cmd(a: SampleArgs) -> Result<ExitCode> {
+    let device = crate::detector::default_device();
+    let (meta, g) = model::load_generator(&a.model, &device)?;
+    let z = sample::noise(a.seed, a.count, meta.spec.latent);
+    let set = sample::generate(&g, &z, meta.spec.image_size, &device);
+    let files = sample::write_folder(&set, &a.out, "gan")?;
+    if let Some(p) = a.grid {
+        sample::save_png(&sample::grid(&set, a.count), &p)?;
+        eprintln!("grid written to {}", p.display());
+    }
+    println!("{} images written to {}", files.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fid(a: FidArgs) -> Result<ExitCode> {
+    let det = crate::detector::Detector::load_or_default(a.feature_model.as_deref())?;
+    let r = crate::gan::fid::folder_distance(&det, &a.a, &a.b, a.size, a.count, a.seed)?;
+    println!(
+        "frechet      {:.4}  (detector features, not Inception FID)",
+        r.frechet
+    );
+    println!("images       {} vs {}", r.count_a, r.count_b);
+    println!(
+        "diversity    {:.4} vs {:.4}  (mean pairwise RMS pixel distance)",
+        r.diversity_a, r.diversity_b
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn detect_cmd(a: DetectArgs) -> Result<ExitCode> {
+    let report = detect::detect(&DetectOptions {
+        real: a.real,
+        generator: a.generator,
+        count: a.count,
+        out: a.out,
+        config: a.config,
+        models: detect::bundled_models(&a.models),
+        test_fraction: a.test_fraction,
+        jpeg_quality: a.jpeg,
+        seed: a.seed,
+        quiet: a.quiet,
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_event(e: GanEvent, quiet: bool) {

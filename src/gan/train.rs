@@ -476,6 +476,85 @@ fn read_grids(run_dir: &Path) -> Result<Vec<image::RgbImage>> {
         .collect()
 }
 
+fn new_info(
+    cfg: &GanConfig,
+    opts: &GanTrainOptions,
+    set: &ImageSet,
+    skipped: usize,
+    pair: &Pair,
+    device: &Device,
+) -> GanRunInfo {
+    GanRunInfo {
+        name: cfg.name.clone(),
+        seed: cfg.seed,
+        git_revision: crate::train::git_revision(),
+        synthscan_version: env!("CARGO_PKG_VERSION").into(),
+        burn_version: env!("SYNTHSCAN_BURN_VERSION").into(),
+        backend: crate::train::backend_name(device),
+        threads: rayon::current_num_threads(),
+        data_dir: opts.data.clone(),
+        images: set.len(),
+        skipped_files: skipped,
+        g_params: pair.g.num_params(),
+        d_params: pair.d.num_params(),
+        feature_model: opts
+            .feature_model
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "embedded default".into()),
+        ..Default::default()
+    }
+}
+
+/// What is written after an epoch besides the resume state: the fixed-noise grid, the Fréchet
+/// distance and the configured checkpoints.
+struct Outputs<'a> {
+    cfg: &'a GanConfig,
+    run_dir: &'a Path,
+    judge: Option<Judge>,
+    fixed: Vec<f32>,
+}
+
+impl Outputs<'_> {
+    fn after_epoch(
+        &self,
+        pair: &Pair,
+        last: bool,
+        frechet: &mut Vec<FrechetRow>,
+        on_event: &mut dyn FnMut(GanEvent),
+    ) -> Result<()> {
+        let (cfg, epoch) = (self.cfg, pair.state.epoch);
+        let g_eval = pair.g.valid();
+        if epoch % cfg.sample_every == 0 || last || epoch == 1 {
+            let set = sample::generate(&g_eval, &self.fixed, cfg.image_size, &default_device());
+            sample::save_png(
+                &sample::grid(&set, cfg.grid_count),
+                &epoch_grid_path(self.run_dir, epoch),
+            )?;
+            if let Some(j) = &self.judge {
+                let f = j.score(&g_eval, cfg, epoch);
+                on_event(GanEvent::Frechet(&f));
+                frechet.push(f);
+                write_file(&self.run_dir.join("frechet.csv"), csv::to_text(frechet))?;
+            }
+        }
+        if cfg.checkpoints.contains(&epoch) {
+            let dir = self.run_dir.join("checkpoints");
+            let gp = dir.join(format!("G-epoch-{epoch:04}.gan"));
+            save_net(&gp, NetKind::Generator, &spec_g(cfg), epoch, g_eval)?;
+            save_net(
+                &dir.join(format!("D-epoch-{epoch:04}.gan")),
+                NetKind::Discriminator,
+                &spec_d(cfg),
+                epoch,
+                pair.d.valid(),
+            )?;
+            on_event(GanEvent::Checkpoint(&gp));
+        }
+        Ok(())
+    }
+}
+
 /// Train a DCGAN on a folder of images into a fresh run folder (or continue `opts.resume`).
 pub fn train(
     cfg: &GanConfig,
@@ -504,26 +583,7 @@ pub fn train(
         Some(dir) => Pair::load_state(cfg, dir, &device)?,
         None => Pair::fresh(cfg, &device),
     };
-    let mut info = GanRunInfo {
-        name: cfg.name.clone(),
-        seed: cfg.seed,
-        git_revision: crate::train::git_revision(),
-        synthscan_version: env!("CARGO_PKG_VERSION").into(),
-        burn_version: env!("SYNTHSCAN_BURN_VERSION").into(),
-        backend: crate::train::backend_name(&device),
-        threads: rayon::current_num_threads(),
-        data_dir: opts.data.clone(),
-        images: set.len(),
-        skipped_files: skipped,
-        g_params: pair.g.num_params(),
-        d_params: pair.d.num_params(),
-        feature_model: opts
-            .feature_model
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "embedded default".into()),
-        ..Default::default()
-    };
+    let mut info = new_info(cfg, opts, &set, skipped, &pair, &device);
     let (mut losses, mut frechet) = if opts.resume.is_some() {
         info.git_revision = GanRunInfo::load(&run_dir)?.git_revision;
         (
@@ -540,8 +600,12 @@ pub fn train(
         info: &info,
         resumed_after: pair.state.epoch,
     });
-    let judge = Judge::new(cfg, &set, opts.feature_model.as_deref())?;
-    let fixed = sample::noise(cfg.seed ^ 0xF1_4ED, cfg.grid_count, cfg.latent);
+    let outputs = Outputs {
+        cfg,
+        run_dir: &run_dir,
+        judge: Judge::new(cfg, &set, opts.feature_model.as_deref())?,
+        fixed: sample::noise(cfg.seed ^ 0xF1_4ED, cfg.grid_count, cfg.latent),
+    };
     let show = !opts.quiet && std::io::stderr().is_terminal();
     for epoch in pair.state.epoch + 1..=cfg.epochs {
         let row = run_epoch(&mut pair, cfg, &set, epoch, show, &device)?;
@@ -550,37 +614,11 @@ pub fn train(
         pair.state.epoch = epoch;
         losses.push(row);
         write_file(&run_dir.join("losses.csv"), csv::to_text(&losses))?;
-        let g_eval = pair.g.valid();
         let out_of_time = cfg
             .max_minutes
             .is_some_and(|m| pair.state.train_seconds >= m * 60.0);
         let last = epoch == cfg.epochs || out_of_time;
-        if epoch % cfg.sample_every == 0 || last || epoch == 1 {
-            let grid = sample::grid(
-                &sample::generate(&g_eval, &fixed, cfg.image_size, &default_device()),
-                cfg.grid_count,
-            );
-            sample::save_png(&grid, &epoch_grid_path(&run_dir, epoch))?;
-            if let Some(j) = &judge {
-                let f = j.score(&g_eval, cfg, epoch);
-                on_event(GanEvent::Frechet(&f));
-                frechet.push(f);
-                write_file(&run_dir.join("frechet.csv"), csv::to_text(&frechet))?;
-            }
-        }
-        if cfg.checkpoints.contains(&epoch) {
-            let dir = run_dir.join("checkpoints");
-            let gp = dir.join(format!("G-epoch-{epoch:04}.gan"));
-            save_net(&gp, NetKind::Generator, &spec_g(cfg), epoch, g_eval.clone())?;
-            save_net(
-                &dir.join(format!("D-epoch-{epoch:04}.gan")),
-                NetKind::Discriminator,
-                &spec_d(cfg),
-                epoch,
-                pair.d.valid(),
-            )?;
-            on_event(GanEvent::Checkpoint(&gp));
-        }
+        outputs.after_epoch(&pair, last, &mut frechet, on_event)?;
         pair.save_state(cfg, &run_dir)?;
         info.epochs_run = epoch;
         info.train_seconds = pair.state.train_seconds;
