@@ -227,11 +227,17 @@ fn gan_detect_trains_a_detector_and_scores_bundled_models() {
 
 #[test]
 fn committed_gan_docs_decode_with_the_expected_frames_and_size() {
-    // 64 samples of 32 px in an 8×8 grid with 2-px gaps: 8·34 + 2 = 274; one frame per epoch.
+    // One GIF frame per logged epoch, each the size of the final grid (64 samples of 32 px in an
+    // 8×8 grid with 2-px gaps: 8·34 + 2 = 274).
     let (frames, w, h) = gif_frames(Path::new("docs/gan/progress.gif"));
-    assert_eq!((frames, w, h), (13, 274, 274));
     let grid = image::open("docs/gan/grid.png").unwrap();
     assert_eq!((grid.width(), grid.height()), (274, 274));
+    assert_eq!((w, h), (274, 274));
     let rows = std::fs::read_to_string("docs/gan/frechet.csv").unwrap();
-    assert_eq!(rows.lines().count(), 14, "header + 13 epochs");
+    assert!(frames >= 5, "{frames} frames");
+    assert_eq!(
+        frames,
+        rows.lines().count() - 1,
+        "a frame per frechet.csv row"
+    );
 }
