@@ -10,6 +10,7 @@ pub mod detector;
 pub mod error;
 pub mod eval;
 pub mod explain;
+pub mod gan;
 pub mod model;
 pub mod predict;
 pub mod report;

@@ -7,6 +7,7 @@ mod calibrate;
 mod compare;
 mod evaluate;
 mod explain;
+mod gan;
 mod info;
 mod predict;
 mod robustness;
@@ -54,6 +55,9 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// HTTP API and web page: POST images to /v1/detect, open / in a browser.
     Serve(serve::ServeArgs),
+    /// Generative adversarial network: train a DCGAN on a folder, sample it, measure it, and
+    /// test detectors on its fakes.
+    Gan(gan::GanArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -68,6 +72,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Robustness(a) => robustness::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Gan(a) => gan::run(a),
     }
 }
 

@@ -314,6 +314,11 @@ pub struct Head {
 
 impl Head {
     fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.output.forward(self.dropout.forward(self.embed(x)))
+    }
+
+    /// Pooled features after the hidden layers: the input of the classifier.
+    fn embed(&self, x: Tensor<4>) -> Tensor<2> {
         let [b, c, h, w] = x.dims();
         let mut x: Tensor<2> = match self.pool {
             GlobalPool::Max => x.reshape([b, c, h * w]).max_dim(2).reshape([b, c]),
@@ -323,7 +328,7 @@ impl Head {
         for layer in &self.hidden {
             x = self.act.forward(layer.forward(self.dropout.forward(x)));
         }
-        self.output.forward(self.dropout.forward(x))
+        x
     }
 }
 
@@ -342,6 +347,15 @@ impl Network {
             x = block.forward(x);
         }
         self.head.forward(x)
+    }
+
+    /// Penultimate features `[batch, d]`: what the final linear layer sees (pooled block output,
+    /// after any hidden dense layers). Used as the feature space of the GAN Fréchet distance.
+    pub fn embed(&self, mut x: Tensor<4>) -> Tensor<2> {
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.head.embed(x)
     }
 
     /// Names of the blocks, in order; any of them can be a Grad-CAM target layer.

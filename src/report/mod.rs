@@ -18,6 +18,7 @@ pub use compare::{
     Comparison, RunSummary, Stat, VariantRow, compare, expand_run_dirs, variant_name,
 };
 pub use html::{base64, write_run_report};
+pub(crate) use plots::epoch_chart;
 pub use plots::{
     confusion_plot, grouped_bars, histogram_plot, reliability_plot, roc_plot,
     write_evaluation_plots,

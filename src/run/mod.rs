@@ -14,7 +14,7 @@
 
 mod table;
 
-pub use table::{Column, CsvRow, parse_rows};
+pub use table::{Column, CsvRow, parse_rows, read_rows, to_text};
 
 use crate::data::ImageSet;
 use crate::detector::Detector;
@@ -126,9 +126,7 @@ impl RunDir {
     }
 
     pub fn read_table<R: CsvRow>(&self, name: &str) -> Result<Vec<R>> {
-        let path = self.file(name);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        parse_rows(&path, &text)
+        read_rows(&self.file(name))
     }
 
     /// The state `--resume` continues from, in `weights/resume.json`.

@@ -52,6 +52,22 @@ pub trait CsvRow: Default + Sized + 'static {
     }
 }
 
+/// A whole table: the header line, then one line per row.
+pub fn to_text<R: CsvRow>(rows: &[R]) -> String {
+    let mut text = R::header() + "\n";
+    for r in rows {
+        text.push_str(&r.to_line());
+        text.push('\n');
+    }
+    text
+}
+
+/// Read a table file written by [`to_text`] or row by row.
+pub fn read_rows<R: CsvRow>(path: &Path) -> Result<Vec<R>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_rows(path, &text)
+}
+
 /// Parse a table written by [`CsvRow::to_line`]; columns are matched by header name, and a
 /// missing column, a short line or a non-number is an error naming `path` and the line.
 pub fn parse_rows<R: CsvRow>(path: &Path, text: &str) -> Result<Vec<R>> {
@@ -122,11 +138,8 @@ mod tests {
                 loss: 0.25,
             },
         ];
-        let text = std::iter::once(Pair::header())
-            .chain(rows.iter().map(Pair::to_line))
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_eq!(text, "step,loss\n1,0.500\n2,0.250");
+        let text = to_text(&rows);
+        assert_eq!(text, "step,loss\n1,0.500\n2,0.250\n");
         assert_eq!(parse_rows::<Pair>(Path::new("t.csv"), &text).unwrap(), rows);
     }
 
