@@ -200,7 +200,17 @@ fn predict_scores_good_files_and_reports_each_bad_one() {
     for l in &lines[..2] {
         let p = l["p_fake"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&p));
-        assert!(["REAL", "FAKE"].contains(&l["label"].as_str().unwrap()));
+        let label = l["label"].as_str().unwrap();
+        assert!(["REAL", "FAKE", "UNCERTAIN"].contains(&label), "{l}");
+        assert_eq!(label == "UNCERTAIN", l.get("reason").is_some(), "{l}");
+        assert!(
+            l["threshold"].as_f64().is_some() && l["model"] == "default",
+            "{l}"
+        );
+        assert!(
+            l["width"].as_u64().is_some() && l["height"].as_u64().is_some(),
+            "{l}"
+        );
     }
     for (l, name) in lines[2..].iter().zip(["empty.jpg", "cut.jpg", "notes.png"]) {
         assert!(l.get("p_fake").is_none());

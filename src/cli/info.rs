@@ -14,6 +14,10 @@ pub fn run(a: InfoArgs) -> Result<ExitCode> {
     let bad = |e: serde_json::Error| Error::Invalid(format!("model metadata as JSON: {e}"));
     let mut v = serde_json::to_value(&det.meta).map_err(bad)?;
     v["params"] = det.num_params().into();
+    // The false-alarm quantiles are for --max-fpr, not for reading.
+    if let Some(q) = v.get_mut("real_quantiles") {
+        *q = format!("{} values", det.meta.real_quantiles.len()).into();
+    }
     v["layers"] = serde_json::to_value(det.network.layer_names()).map_err(bad)?;
     println!("{}", serde_json::to_string_pretty(&v).map_err(bad)?);
     Ok(ExitCode::SUCCESS)

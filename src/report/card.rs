@@ -161,7 +161,25 @@ pub fn training_summary(cfg: &TrainConfig) -> Vec<(String, String)> {
     if a.blur_probability > 0.0 {
         augment.push(format!("box blur p={}", a.blur_probability));
     }
-    let pairs = [
+    if a.resize_probability > 0.0 {
+        augment.push(format!(
+            "resize round trip p={} scale {}–{}",
+            a.resize_probability, a.resize_scale[0], a.resize_scale[1]
+        ));
+    }
+    if a.gaussian_blur_probability > 0.0 {
+        augment.push(format!(
+            "Gaussian blur p={} σ {}–{} px",
+            a.gaussian_blur_probability, a.blur_sigma[0], a.blur_sigma[1]
+        ));
+    }
+    if a.noise_probability > 0.0 {
+        augment.push(format!(
+            "Gaussian noise p={} σ {}–{}",
+            a.noise_probability, a.noise_sigma[0], a.noise_sigma[1]
+        ));
+    }
+    let mut pairs = vec![
         ("epochs (maximum)", cfg.epochs.to_string()),
         ("batch size", cfg.batch_size.to_string()),
         ("optimizer", optimizer),
@@ -207,6 +225,9 @@ pub fn training_summary(cfg: &TrainConfig) -> Vec<(String, String)> {
             },
         ),
     ];
+    if let Some(init) = &cfg.init {
+        pairs.push(("starting weights", format!("`{}`", init.display())));
+    }
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
@@ -330,6 +351,23 @@ fn model_section(md: &mut String, detector: &Detector, extra: &ModelCardFacts) {
         meta.threshold
     );
     let _ = writeln!(md, "- Classes: {}", meta.class_names.join(", "));
+    if let Some(c) = &meta.calibration {
+        let _ = writeln!(
+            md,
+            "- Calibration: temperature {:.3} fitted on {} validation images (ECE {:.4} before, {:.4} after)",
+            meta.temperature, c.images, c.ece_before, c.ece_after
+        );
+    }
+    if let Some([lo, hi]) = meta.uncertain {
+        let c = meta.calibration.clone().unwrap_or_default();
+        let _ = writeln!(
+            md,
+            "- UNCERTAIN when p_fake is in [{lo:.4}, {hi:.4}): on validation the answers outside that band covered {:.1}% of the images and were {:.2}% right (target {:.0}%)",
+            c.coverage * 100.0,
+            c.confident_accuracy * 100.0,
+            c.target_accuracy * 100.0
+        );
+    }
     if !extra.software.is_empty() {
         let _ = writeln!(md, "- Software: {}", extra.software);
     }
@@ -480,7 +518,7 @@ fn use_and_limits(md: &mut String, extra: &ModelCardFacts) {
              figures above.",
             "Only generators represented in the training data are covered; new generators, upscaling, heavy JPEG \
              compression, cropping, screenshots and edits can all move scores either way.",
-            "p_fake is a classifier output, not a calibrated probability outside the training distribution.",
+            "p_fake is calibrated (temperature scaling) on validation data like the training data; outside that distribution it is not a calibrated probability.",
         ]
         .map(String::from),
     );
