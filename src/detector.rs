@@ -19,6 +19,10 @@ pub const INFER_BATCH: usize = 256;
 /// The default detector, compiled into the binary.
 static EMBEDDED: &[u8] = include_bytes!("../models/default.synthscan");
 
+fn is_resize(p: &crate::transfer::Preprocess) -> bool {
+    *p == crate::transfer::Preprocess::Resize
+}
+
 /// What a model file says about itself besides its weights.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelMeta {
@@ -30,6 +34,9 @@ pub struct ModelMeta {
     pub threshold: f32,
     /// Average with the mirrored image at prediction time.
     pub tta: bool,
+    /// How an image of another size becomes the square input (resize or native-resolution crop).
+    #[serde(default, skip_serializing_if = "is_resize")]
+    pub preprocess: crate::transfer::Preprocess,
     /// Free-form provenance: run name, seed, data counts, validation metrics.
     #[serde(default)]
     pub provenance: serde_json::Value,
@@ -45,6 +52,7 @@ impl ModelMeta {
             class_names: data::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
             threshold: 0.5,
             tta: false,
+            preprocess: Default::default(),
             provenance: serde_json::Value::Null,
         }
     }
@@ -93,6 +101,10 @@ impl Detector {
     /// Load `path`, or the embedded default model when `None`.
     pub fn load_or_default(path: Option<&Path>) -> Result<Self> {
         match path {
+            Some(p) if !p.exists() && crate::zoo::named(p).is_some() => {
+                let (bytes, label) = crate::zoo::named(p).unwrap_or_default();
+                Self::from_bytes(bytes, Path::new(label))
+            }
             Some(p) => Self::load(p),
             None => Self::embedded(),
         }
@@ -211,7 +223,7 @@ impl Detector {
         let size = self.meta.input_size;
         ImageSet {
             size,
-            pixels: data::decode::resize_square(&img, size).into_raw(),
+            pixels: crate::transfer::features::prepare(&img, size, self.meta.preprocess).into_raw(),
             labels: vec![0],
             paths: vec![],
         }

@@ -15,6 +15,8 @@ pub mod model;
 pub mod predict;
 pub mod report;
 pub mod train;
+pub mod transfer;
+pub mod zoo;
 
 pub use config::TrainConfig;
 pub use data::ImageSet;

@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+pub mod import;
+pub mod transfer;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "synthscan",
@@ -109,6 +112,10 @@ pub enum Command {
         #[arg(required_unless_present = "list_layers")]
         paths: Vec<PathBuf>,
     },
+    /// Build a detector from pretrained .pth/.safetensors weights with a fresh head.
+    Import(import::ImportArgs),
+    /// Transfer learning with a frozen pretrained backbone: features, cross-validation, model.
+    Transfer(transfer::TransferArgs),
     /// Show what a model file says about itself.
     Info {
         #[arg(long)]
@@ -302,6 +309,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Import(args) => import::run(args),
+        Command::Transfer(args) => transfer::run(args),
         Command::Info { model } => {
             let det = Detector::load_or_default(model.as_deref())?;
             let mut v = serde_json::to_value(&det.meta).unwrap_or_default();

@@ -141,6 +141,36 @@ fn jpeg_roundtrip(img: &[u8], size: u32, quality: u8) -> Option<Vec<u8>> {
     Some(decoded.to_rgb8().into_raw())
 }
 
+/// How an image is re-saved before it is seen, so that no container or quality is a shortcut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reencode {
+    Jpeg(u8),
+    Png,
+}
+
+/// Re-save a decoded image of any size in `format` and decode it again (`None` on an encoder
+/// error, which these in-memory formats do not produce for RGB images).
+pub fn reencode(img: &image::RgbImage, format: Reencode) -> Option<image::RgbImage> {
+    let mut buf = Vec::new();
+    let fmt = match format {
+        Reencode::Jpeg(q) => {
+            let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, q);
+            enc.encode_image(img).ok()?;
+            image::ImageFormat::Jpeg
+        }
+        Reencode::Png => {
+            img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+                .ok()?;
+            image::ImageFormat::Png
+        }
+    };
+    Some(
+        image::load_from_memory_with_format(&buf, fmt)
+            .ok()?
+            .to_rgb8(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +210,16 @@ mod tests {
         let b = cfg.apply(&img, 16, &mut StdRng::seed_from_u64(3));
         assert_eq!(a, b);
         assert_eq!(a.len(), img.len());
+    }
+
+    #[test]
+    fn reencoding_keeps_size_and_png_is_lossless() {
+        let img =
+            image::RgbImage::from_fn(37, 21, |x, y| image::Rgb([x as u8 * 6, y as u8 * 11, 90]));
+        assert_eq!(reencode(&img, Reencode::Png).unwrap(), img);
+        let j = reencode(&img, Reencode::Jpeg(40)).unwrap();
+        assert_eq!(j.dimensions(), (37, 21));
+        assert_ne!(j, img);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! Every network is a stack of named blocks followed by a head, so that Grad-CAM can cut it at
 //! any block: `features(x, k)` runs blocks `0..=k`, `classify_from(f, k)` the rest.
 
+pub mod efficientnet;
+pub mod import;
 mod presets;
+pub mod resnet_tv;
 
 use crate::error::{Error, Result};
 use burn::nn::{
@@ -14,7 +17,9 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
+pub use efficientnet::EfficientNetConfig;
 pub use presets::{PRESETS, preset};
+pub use resnet_tv::TvResNetConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +127,10 @@ fn sixteen() -> usize {
 pub enum ArchConfig {
     Cnn(CnnConfig),
     Resnet(ResNetConfig),
+    /// EfficientNet-Lite0 with the ImageNet weights' layer names (see [`efficientnet`]).
+    Efficientnet(EfficientNetConfig),
+    /// ResNet-18/34/50 with torchvision's layer names (see [`resnet_tv`]).
+    Tvresnet(TvResNetConfig),
 }
 
 impl ArchConfig {
@@ -166,6 +175,8 @@ impl ArchConfig {
                     return Err(Error::Invalid("model.width must be at least 1".into()));
                 }
             }
+            ArchConfig::Efficientnet(e) => e.validate(input_size)?,
+            ArchConfig::Tvresnet(r) => r.validate(input_size)?,
         }
         if !(0.0..1.0).contains(&self.dropout()) {
             return Err(Error::Invalid(format!(
@@ -180,6 +191,17 @@ impl ArchConfig {
         match self {
             ArchConfig::Cnn(c) => c.dropout,
             ArchConfig::Resnet(r) => r.dropout,
+            ArchConfig::Efficientnet(e) => e.dropout,
+            ArchConfig::Tvresnet(r) => r.dropout,
+        }
+    }
+
+    /// The input normalisation a pretrained architecture's weights expect, if it has one.
+    pub fn declared_normalization(&self) -> Option<crate::data::Normalization> {
+        match self {
+            ArchConfig::Efficientnet(_) => Some(efficientnet::normalization()),
+            ArchConfig::Tvresnet(_) => Some(crate::data::Normalization::imagenet()),
+            _ => None,
         }
     }
 
@@ -188,6 +210,22 @@ impl ArchConfig {
         match self {
             ArchConfig::Cnn(c) => init_cnn(c, input_size, device),
             ArchConfig::Resnet(r) => init_resnet(r, device),
+            ArchConfig::Efficientnet(e) => {
+                let (blocks, names, head) = efficientnet::init(e, device);
+                Network {
+                    blocks,
+                    head,
+                    names,
+                }
+            }
+            ArchConfig::Tvresnet(r) => {
+                let (blocks, names, head) = resnet_tv::init(r, device);
+                Network {
+                    blocks,
+                    head,
+                    names,
+                }
+            }
         }
     }
 }
@@ -280,6 +318,10 @@ impl BasicBlock {
 pub enum Block {
     Plain(Vec<ConvUnit>),
     Residual(Vec<BasicBlock>),
+    ConvBn(efficientnet::ConvBnRelu6),
+    MbConv(Vec<efficientnet::MbConv>),
+    TvStem(resnet_tv::TvStem),
+    TvLayer(Vec<resnet_tv::TvBlock>),
 }
 
 impl Block {
@@ -295,6 +337,18 @@ impl Block {
                     x = b.forward(x);
                 }
             }
+            Block::ConvBn(unit) => x = unit.forward(x),
+            Block::MbConv(blocks) => {
+                for b in blocks {
+                    x = b.forward(x);
+                }
+            }
+            Block::TvStem(stem) => x = stem.forward(x),
+            Block::TvLayer(blocks) => {
+                for b in blocks {
+                    x = b.forward(x);
+                }
+            }
         }
         x
     }
@@ -304,6 +358,8 @@ impl Block {
 #[derive(Module, Debug)]
 pub struct Head {
     hidden: Vec<Linear>,
+    /// Batch-norm after the first hidden layer (the frozen-ResNet50 recipe's head).
+    hidden_norm: Option<BatchNorm>,
     dropout: Dropout,
     output: Linear,
     #[module(skip)]
@@ -320,10 +376,30 @@ impl Head {
             GlobalPool::Avg => x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]),
             GlobalPool::Flatten => x.reshape([b, c * h * w]),
         };
-        for layer in &self.hidden {
+        for (i, layer) in self.hidden.iter().enumerate() {
             x = self.act.forward(layer.forward(self.dropout.forward(x)));
+            if let (0, Some(norm)) = (i, &self.hidden_norm) {
+                x = norm.forward(x);
+            }
         }
         self.output.forward(self.dropout.forward(x))
+    }
+}
+
+impl Head {
+    /// The same head with `classes` outputs (2 for a detector; 1000 for ImageNet logits).
+    pub fn with_classes(mut self, classes: usize, device: &Device) -> Self {
+        if classes != 2 {
+            let [d_in, _] = self.output.weight.dims();
+            self.output = LinearConfig::new(d_in, classes).init(device);
+        }
+        self
+    }
+
+    /// Batch-norm after the first hidden layer, of `features` channels.
+    pub fn with_hidden_batch_norm(mut self, features: usize, device: &Device) -> Self {
+        self.hidden_norm = Some(BatchNormConfig::new(features).init(device));
+        self
     }
 }
 
@@ -390,6 +466,7 @@ fn head(
             .windows(2)
             .map(|w| LinearConfig::new(w[0], w[1]).init(device))
             .collect(),
+        hidden_norm: None,
         dropout: DropoutConfig::new(dropout).init(),
         output: LinearConfig::new(*dims.last().unwrap_or(&features), 2).init(device),
         pool,
@@ -537,7 +614,7 @@ mod tests {
             stem_stride: 2,
             ..match preset("fast").unwrap() {
                 ArchConfig::Cnn(c) => c,
-                ArchConfig::Resnet(_) => unreachable!(),
+                _ => unreachable!(),
             }
         });
         assert!(
