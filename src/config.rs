@@ -49,6 +49,13 @@ pub struct TrainConfig {
     /// Average the score of the image and its mirror at prediction time (stored in the model).
     #[serde(default)]
     pub tta: bool,
+    /// Pretrained backbone weights (.pth/.safetensors) for `arch: efficientnet` or `tvresnet`;
+    /// the head stays fresh and the input normalisation is the one the weights expect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// Train the head only: the pretrained blocks get no gradient.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_backbone: bool,
 }
 
 fn default_name() -> String {

@@ -224,6 +224,24 @@ pub fn load_weights(
     })
 }
 
+/// The network of a training config: fresh, or with its `weights:` imported (fresh head), and
+/// with its blocks frozen when `freeze_backbone` is set.
+pub fn init_pretrained(
+    cfg: &crate::config::TrainConfig,
+    device: &burn::prelude::Device,
+) -> Result<Network> {
+    let arch = &cfg.model.0;
+    let mut net = arch.init(cfg.input_size as usize, device);
+    if let Some(w) = &cfg.weights {
+        net = load_weights(net, arch, w, HeadWeights::Fresh)?.0;
+    }
+    Ok(if cfg.freeze_backbone {
+        net.freeze_blocks()
+    } else {
+        net
+    })
+}
+
 fn describe_problems(
     arch: &ArchConfig,
     missing: &[String],

@@ -420,6 +420,12 @@ impl Network {
         self.head.forward(x)
     }
 
+    /// The same network with no gradient for its blocks (only the head trains).
+    pub fn freeze_blocks(mut self) -> Self {
+        self.blocks = self.blocks.into_iter().map(|b| b.no_grad()).collect();
+        self
+    }
+
     /// Names of the blocks, in order; any of them can be a Grad-CAM target layer.
     pub fn layer_names(&self) -> &[String] {
         &self.names
@@ -623,6 +629,47 @@ mod tests {
                 .to_string()
                 .contains("stem_stride")
         );
+    }
+
+    #[test]
+    fn frozen_blocks_get_no_gradient_and_the_head_does() {
+        let device = device().autodiff();
+        let net = preset("resnet8").unwrap().init(32, &device);
+        let x = Tensor::<4>::ones([2, 3, 32, 32], &device);
+        let all =
+            burn::optim::GradientsParams::from_grads(net.forward(x.clone()).sum().backward(), &net);
+        let net = net.freeze_blocks();
+        let head = burn::optim::GradientsParams::from_grads(net.forward(x).sum().backward(), &net);
+        assert!(all.len() > 10, "{}", all.len());
+        assert_eq!(head.len(), 2, "only the output layer's weight and bias");
+    }
+
+    #[test]
+    fn pretrained_architectures_give_logits_at_small_sizes_and_cut_at_every_block() {
+        for arch in [
+            ArchConfig::Efficientnet(EfficientNetConfig::lite0()),
+            ArchConfig::Tvresnet(TvResNetConfig {
+                width: 4,
+                ..TvResNetConfig::new(50)
+            }),
+        ] {
+            arch.validate(33).unwrap();
+            assert!(arch.validate(31).is_err());
+            assert!(arch.declared_normalization().is_some());
+            let net = arch.init(33, &device()).valid();
+            let x = Tensor::<4>::random(
+                [1, 3, 33, 45],
+                burn::tensor::Distribution::Default,
+                &device(),
+            );
+            let full = net.forward(x.clone());
+            assert_eq!(full.dims(), [1, 2]);
+            for k in 0..net.layer_names().len() {
+                let split = net.classify_from(net.features(x.clone(), k), k);
+                let diff: f32 = (full.clone() - split).abs().max().into_scalar();
+                assert!(diff < 1e-4, "{k}: {diff}");
+            }
+        }
     }
 
     #[test]

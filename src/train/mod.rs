@@ -516,12 +516,15 @@ fn train_with_data(
     let device = default_device().autodiff();
     device.seed(cfg.seed);
 
-    let normalization: Normalization = cfg.normalization.resolve(&data.train);
+    let normalization: Normalization = match (&cfg.weights, cfg.model.0.declared_normalization()) {
+        (Some(_), Some(declared)) => declared,
+        _ => cfg.normalization.resolve(&data.train),
+    };
     let meta = ModelMeta {
         tta: cfg.tta,
         ..ModelMeta::untrained(cfg.model.0.clone(), cfg.input_size, normalization)
     };
-    let mut model = cfg.model.0.init(cfg.input_size as usize, &device);
+    let mut model = crate::model::import::init_pretrained(cfg, &device)?;
     let mut optim = build_optimizer(cfg, &model);
     let mut ema = cfg
         .ema
