@@ -218,6 +218,16 @@ impl Detector {
         Ok(self.score_set(&set)[0])
     }
 
+    /// Read, decode and prepare one file as the model's input pixels (HWC), the model's way
+    /// (resized, or a native-resolution crop: [`crate::transfer::Preprocess`]).
+    pub fn load_input(&self, path: &Path) -> Result<Vec<u8>> {
+        let img = data::decode::decode_rgb(&crate::error::read_file(path)?, path)?;
+        Ok(
+            crate::transfer::features::prepare(&img, self.meta.input_size, self.meta.preprocess)
+                .into_raw(),
+        )
+    }
+
     /// Wrap one decoded image as a one-image set at the model's input size.
     pub fn single(&self, img: image::RgbImage) -> ImageSet {
         let size = self.meta.input_size;

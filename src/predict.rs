@@ -49,7 +49,7 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
         .into_par_iter()
         .map(|item| match item {
             Ok(path) => {
-                let r = data::decode::load_rgb(&path, size);
+                let r = detector.load_input(&path);
                 (path, r)
             }
             Err((path, msg)) => (path.clone(), Err(Error::dataset(&path, msg))),
@@ -101,7 +101,12 @@ pub struct Evaluation {
 pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<Evaluation> {
     let root = data::resolve_class_root(dir, Part::Test)?;
     let t0 = Instant::now();
-    let (set, report) = data::load_folder(&root, detector.meta.input_size, strict)?;
+    let (set, report) = data::load_labelled_with(
+        &data::discover(&root)?,
+        detector.meta.input_size,
+        strict,
+        &|path| detector.load_input(path),
+    )?;
     let scores = detector.score_set(&set);
     let secs = t0.elapsed().as_secs_f64();
     let mut metrics = Metrics::compute(&scores, &set.labels, detector.meta.threshold);

@@ -25,8 +25,15 @@ pub fn run(args: TransferArgs) -> Result<ExitCode> {
     let cfg = TransferConfig::load(&args.config)?;
     let features = match &args.cache {
         Some(p) if p.is_file() => {
-            eprintln!("features from {}", p.display());
-            Features::load(p)?
+            let all = Features::load(p)?;
+            let f = all.restrict_to(&cfg.data);
+            eprintln!(
+                "features from {}: {} of its {} images lie under the configured folders",
+                p.display(),
+                f.labels.len(),
+                all.labels.len()
+            );
+            f
         }
         _ => {
             let t0 = std::time::Instant::now();

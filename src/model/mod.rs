@@ -420,9 +420,10 @@ impl Network {
         self.head.forward(x)
     }
 
-    /// The same network with no gradient for its blocks (only the head trains).
+    /// The same network with its blocks frozen: no gradient, and batch-norm in inference mode
+    /// (running statistics kept), so that only the head trains.
     pub fn freeze_blocks(mut self) -> Self {
-        self.blocks = self.blocks.into_iter().map(|b| b.no_grad()).collect();
+        self.blocks = self.blocks.into_iter().map(|b| b.freeze()).collect();
         self
     }
 

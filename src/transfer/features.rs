@@ -44,6 +44,35 @@ impl Features {
             .collect()
     }
 
+    /// Only the images whose path lies under one of `dirs` (a recipe on part of a cached set).
+    pub fn restrict_to(&self, dirs: &[PathBuf]) -> Features {
+        let keep: Vec<bool> = self
+            .paths
+            .iter()
+            .map(|p| dirs.iter().any(|d| p.starts_with(d)))
+            .collect();
+        let mut new_index = vec![usize::MAX; keep.len()];
+        let mut out = Features {
+            dim: self.dim,
+            ..Default::default()
+        };
+        for (i, &k) in keep.iter().enumerate() {
+            if k {
+                new_index[i] = out.labels.len();
+                out.labels.push(self.labels[i]);
+                out.paths.push(self.paths[i].clone());
+            }
+        }
+        for r in 0..self.rows() {
+            if keep[self.image[r]] {
+                out.data.extend_from_slice(self.row(r));
+                out.image.push(new_index[self.image[r]]);
+                out.view.push(self.view[r]);
+            }
+        }
+        out
+    }
+
     /// Save as a small binary cache: a JSON header line, then the floats little-endian.
     pub fn save(&self, path: &Path) -> Result<()> {
         let header = serde_json::json!({
@@ -306,6 +335,8 @@ mod tests {
         f.save(&p).unwrap();
         assert_eq!(Features::load(&p).unwrap(), f);
         assert_eq!(f.rows_of(&[0], false), vec![0]);
+        assert_eq!(f.restrict_to(&["a.jpg".into()]), f);
+        assert_eq!(f.restrict_to(&["b".into()]).rows(), 0);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -307,3 +307,58 @@ pub fn fit_final(cfg: &TransferConfig, f: &Features, cv: &CvReport) -> Result<De
     };
     Ok(Detector::new(meta, net.valid(), default_device()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(p: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    #[test]
+    fn committed_recipes_parse() {
+        let cfg = TransferConfig::load(&repo("experiments/realworld.yaml")).unwrap();
+        assert_eq!(cfg.folds, 5);
+        assert!(matches!(cfg.model.0, ArchConfig::Efficientnet(_)));
+        for seed in ["seed-resnet18-finetune", "seed-resnet50-frozen"] {
+            let runs = crate::config::load_experiments(&repo(&format!("experiments/{seed}.yaml")))
+                .unwrap();
+            assert!(runs[0].weights.is_some(), "{seed}");
+            assert!(matches!(runs[0].model.0, ArchConfig::Tvresnet(_)), "{seed}");
+        }
+    }
+
+    #[test]
+    fn folds_are_stratified_and_seeded() {
+        let labels: Vec<u8> = (0..50).map(|i| (i % 3 == 0) as u8).collect();
+        let f = fold_of(&labels, 5, 1);
+        assert_eq!(f, fold_of(&labels, 5, 1));
+        for k in 0..5 {
+            let n: Vec<usize> = [0, 1]
+                .map(|c| (0..50).filter(|&i| f[i] == k && labels[i] == c).count())
+                .to_vec();
+            assert!(
+                (6..=7).contains(&n[0]) && (3..=4).contains(&n[1]),
+                "{k}: {n:?}"
+            );
+        }
+        assert_eq!(mean_std(&[1.0, 3.0]), (2.0, 2f64.sqrt()));
+    }
+
+    #[test]
+    fn unknown_keys_in_a_transfer_file_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("synthscan-tcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("t.yaml");
+        let text = std::fs::read_to_string(repo("experiments/realworld.yaml")).unwrap();
+        std::fs::write(&p, text.replace("folds: 5", "folds: 5\nfoldz: 3")).unwrap();
+        assert!(
+            TransferConfig::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("foldz")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
