@@ -138,3 +138,41 @@ fn training_from_imported_weights_with_a_frozen_backbone() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_realworld_model_is_reachable_by_name_from_any_folder() {
+    let dir = temp_dir("named-model");
+    make_dataset(&dir.join("imgs"), 1, 300, 9);
+    let out = bin()
+        .current_dir(&dir)
+        .args(["info", "--model", "realworld"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(meta["arch"]["arch"], "efficientnet");
+    assert_eq!(meta["input_size"], 224);
+    assert_eq!(meta["layers"][8], "head_conv");
+    let t = meta["threshold"].as_f64().unwrap();
+    assert!(t > 0.0 && t < 1.0, "{t}");
+    let out = bin()
+        .current_dir(&dir)
+        .args(["predict", "--json", "--model", "realworld", "imgs"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["p_fake"].as_f64().is_some()));
+    // A name that is neither a file nor a built-in model is an error naming it.
+    let out = bin()
+        .current_dir(&dir)
+        .args(["info", "--model", "realworld2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("realworld2"), "{}", stderr(&out));
+}
