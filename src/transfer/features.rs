@@ -198,6 +198,9 @@ pub fn pooled(
         .unwrap_or_default()
 }
 
+/// One image's index, label, and feature rows (one per view) or why it could not be read.
+type ImageRows = (usize, u8, std::result::Result<Vec<Vec<f32>>, String>);
+
 /// What [`extract`] needs besides the network.
 pub struct ExtractSpec<'a> {
     pub items: &'a [(PathBuf, u8)],
@@ -226,7 +229,7 @@ pub fn extract(
         .enumerate()
         .map(|(k, c)| (k * 8, c))
         .collect();
-    let parts: Vec<Vec<(usize, u8, std::result::Result<Vec<Vec<f32>>, String>)>> = chunks
+    let parts: Vec<Vec<ImageRows>> = chunks
         .par_iter()
         .map(|(first, chunk)| {
             let mut per_image = Vec::new();
