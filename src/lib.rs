@@ -18,6 +18,8 @@ pub mod robust;
 pub mod run;
 pub mod serve;
 pub mod train;
+pub mod transfer;
+pub mod zoo;
 
 pub use config::TrainConfig;
 pub use data::ImageSet;

@@ -8,11 +8,13 @@ mod compare;
 mod evaluate;
 mod explain;
 mod gan;
+mod import;
 mod info;
 mod predict;
 mod robustness;
 mod serve;
 mod train;
+mod transfer;
 
 use clap::{Parser, Subcommand};
 use std::path::Path;
@@ -58,6 +60,10 @@ pub enum Command {
     /// Generative adversarial network: train a DCGAN on a folder, sample it, measure it, and
     /// test detectors on its fakes.
     Gan(gan::GanArgs),
+    /// Build a detector from pretrained .pth/.safetensors weights with a fresh head.
+    Import(import::ImportArgs),
+    /// Transfer learning with a frozen pretrained backbone: features, cross-validation, model.
+    Transfer(transfer::TransferArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -73,6 +79,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Calibrate(a) => calibrate::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Gan(a) => gan::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Transfer(a) => transfer::run(a),
     }
 }
 

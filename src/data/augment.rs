@@ -193,6 +193,28 @@ fn box_blur3(img: &[u8], s: usize) -> Vec<u8> {
     out
 }
 
+/// How an image is re-saved before it is seen, so that no container or quality is a shortcut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reencode {
+    Jpeg(u8),
+    Png,
+}
+
+/// Re-save a decoded image of any size in `format` and decode it again (`None` on an encoder
+/// error, which these in-memory formats do not produce for RGB images).
+pub fn reencode(img: &image::RgbImage, format: Reencode) -> Option<image::RgbImage> {
+    match format {
+        Reencode::Jpeg(q) => Some(perturb::jpeg(img, q)),
+        Reencode::Png => {
+            let mut buf = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
+                .ok()?;
+            let png = image::load_from_memory_with_format(&buf, image::ImageFormat::Png);
+            Some(png.ok()?.to_rgb8())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +292,16 @@ mod tests {
                 "{cfg:?}: {changed} of 200 changed"
             );
         }
+    }
+
+    #[test]
+    fn reencoding_keeps_size_and_png_is_lossless() {
+        let img =
+            image::RgbImage::from_fn(37, 21, |x, y| image::Rgb([x as u8 * 6, y as u8 * 11, 90]));
+        assert_eq!(reencode(&img, Reencode::Png).unwrap(), img);
+        let j = reencode(&img, Reencode::Jpeg(40)).unwrap();
+        assert_eq!(j.dimensions(), (37, 21));
+        assert_ne!(j, img);
     }
 
     #[test]

@@ -184,10 +184,21 @@ pub fn load_labelled(
     size: u32,
     strict: bool,
 ) -> Result<(ImageSet, LoadReport)> {
+    load_labelled_with(items, size, strict, &|path| decode::load_rgb(path, size))
+}
+
+/// [`load_labelled`] with another way of turning a file into `size`×`size` pixels (a model's
+/// own preprocessing, e.g. a native-resolution crop).
+pub fn load_labelled_with(
+    items: &[(PathBuf, u8)],
+    size: u32,
+    strict: bool,
+    load: &(dyn Fn(&Path) -> Result<Vec<u8>> + Sync),
+) -> Result<(ImageSet, LoadReport)> {
     let decoded: Vec<(usize, Result<Vec<u8>>)> = items
         .par_iter()
         .enumerate()
-        .map(|(i, (path, _))| (i, decode::load_rgb(path, size)))
+        .map(|(i, (path, _))| (i, load(path)))
         .collect();
     let mut set = ImageSet {
         size,

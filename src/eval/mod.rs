@@ -312,7 +312,13 @@ pub struct Evaluation {
 pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<Evaluation> {
     let root = data::resolve_class_root(dir, Part::Test)?;
     let t0 = Instant::now();
-    let (set, report) = data::load_folder(&root, detector.meta.input_size, strict)?;
+    // Files are read and prepared the model's way (resize or native-resolution crop).
+    let (set, report) = data::load_labelled_with(
+        &data::discover(&root)?,
+        detector.meta.input_size,
+        strict,
+        &|path| detector.load_input(path),
+    )?;
     let scores = detector.score_set(&set);
     let secs = t0.elapsed().as_secs_f64();
     let mut metrics = Metrics::compute(&scores, &set.labels, detector.meta.threshold);

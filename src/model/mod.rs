@@ -3,7 +3,10 @@
 //! Every network is a stack of named blocks followed by a head, so that Grad-CAM can cut it at
 //! any block: `features(x, k)` runs blocks `0..=k`, `classify_from(f, k)` the rest.
 
+pub mod efficientnet;
+pub mod import;
 mod presets;
+pub mod resnet_tv;
 
 use crate::error::{Error, Result};
 use burn::nn::{
@@ -14,7 +17,9 @@ use burn::prelude::*;
 use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
+pub use efficientnet::EfficientNetConfig;
 pub use presets::{PRESETS, preset};
+pub use resnet_tv::TvResNetConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -122,6 +127,10 @@ fn sixteen() -> usize {
 pub enum ArchConfig {
     Cnn(CnnConfig),
     Resnet(ResNetConfig),
+    /// EfficientNet-Lite0 with the ImageNet weights' layer names (see [`efficientnet`]).
+    Efficientnet(EfficientNetConfig),
+    /// ResNet-18/34/50 with torchvision's layer names (see [`resnet_tv`]).
+    Tvresnet(TvResNetConfig),
 }
 
 impl ArchConfig {
@@ -166,6 +175,8 @@ impl ArchConfig {
                     return Err(Error::Invalid("model.width must be at least 1".into()));
                 }
             }
+            ArchConfig::Efficientnet(e) => e.validate(input_size)?,
+            ArchConfig::Tvresnet(r) => r.validate(input_size)?,
         }
         if !(0.0..1.0).contains(&self.dropout()) {
             return Err(Error::Invalid(format!(
@@ -180,6 +191,17 @@ impl ArchConfig {
         match self {
             ArchConfig::Cnn(c) => c.dropout,
             ArchConfig::Resnet(r) => r.dropout,
+            ArchConfig::Efficientnet(e) => e.dropout,
+            ArchConfig::Tvresnet(r) => r.dropout,
+        }
+    }
+
+    /// The input normalisation a pretrained architecture's weights expect, if it has one.
+    pub fn declared_normalization(&self) -> Option<crate::data::Normalization> {
+        match self {
+            ArchConfig::Efficientnet(_) => Some(efficientnet::normalization()),
+            ArchConfig::Tvresnet(_) => Some(crate::data::Normalization::imagenet()),
+            _ => None,
         }
     }
 
@@ -188,6 +210,22 @@ impl ArchConfig {
         match self {
             ArchConfig::Cnn(c) => init_cnn(c, input_size, device),
             ArchConfig::Resnet(r) => init_resnet(r, device),
+            ArchConfig::Efficientnet(e) => {
+                let (blocks, names, head) = efficientnet::init(e, device);
+                Network {
+                    blocks,
+                    head,
+                    names,
+                }
+            }
+            ArchConfig::Tvresnet(r) => {
+                let (blocks, names, head) = resnet_tv::init(r, device);
+                Network {
+                    blocks,
+                    head,
+                    names,
+                }
+            }
         }
     }
 }
@@ -280,6 +318,10 @@ impl BasicBlock {
 pub enum Block {
     Plain(Vec<ConvUnit>),
     Residual(Vec<BasicBlock>),
+    ConvBn(efficientnet::ConvBnRelu6),
+    MbConv(Vec<efficientnet::MbConv>),
+    TvStem(resnet_tv::TvStem),
+    TvLayer(Vec<resnet_tv::TvBlock>),
 }
 
 impl Block {
@@ -295,6 +337,18 @@ impl Block {
                     x = b.forward(x);
                 }
             }
+            Block::ConvBn(unit) => x = unit.forward(x),
+            Block::MbConv(blocks) => {
+                for b in blocks {
+                    x = b.forward(x);
+                }
+            }
+            Block::TvStem(stem) => x = stem.forward(x),
+            Block::TvLayer(blocks) => {
+                for b in blocks {
+                    x = b.forward(x);
+                }
+            }
         }
         x
     }
@@ -304,6 +358,8 @@ impl Block {
 #[derive(Module, Debug)]
 pub struct Head {
     hidden: Vec<Linear>,
+    /// Batch-norm after the first hidden layer (the frozen-ResNet50 recipe's head).
+    hidden_norm: Option<BatchNorm>,
     dropout: Dropout,
     output: Linear,
     #[module(skip)]
@@ -325,10 +381,30 @@ impl Head {
             GlobalPool::Avg => x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]),
             GlobalPool::Flatten => x.reshape([b, c * h * w]),
         };
-        for layer in &self.hidden {
+        for (i, layer) in self.hidden.iter().enumerate() {
             x = self.act.forward(layer.forward(self.dropout.forward(x)));
+            if let (0, Some(norm)) = (i, &self.hidden_norm) {
+                x = norm.forward(x);
+            }
         }
         x
+    }
+}
+
+impl Head {
+    /// The same head with `classes` outputs (2 for a detector; 1000 for ImageNet logits).
+    pub fn with_classes(mut self, classes: usize, device: &Device) -> Self {
+        if classes != 2 {
+            let [d_in, _] = self.output.weight.dims();
+            self.output = LinearConfig::new(d_in, classes).init(device);
+        }
+        self
+    }
+
+    /// Batch-norm after the first hidden layer, of `features` channels.
+    pub fn with_hidden_batch_norm(mut self, features: usize, device: &Device) -> Self {
+        self.hidden_norm = Some(BatchNormConfig::new(features).init(device));
+        self
     }
 }
 
@@ -356,6 +432,13 @@ impl Network {
             x = block.forward(x);
         }
         self.head.embed(x)
+    }
+
+    /// The same network with its blocks frozen: no gradient, and batch-norm in inference mode
+    /// (running statistics kept), so that only the head trains.
+    pub fn freeze_blocks(mut self) -> Self {
+        self.blocks = self.blocks.into_iter().map(|b| b.freeze()).collect();
+        self
     }
 
     /// Names of the blocks, in order; any of them can be a Grad-CAM target layer.
@@ -404,6 +487,7 @@ fn head(
             .windows(2)
             .map(|w| LinearConfig::new(w[0], w[1]).init(device))
             .collect(),
+        hidden_norm: None,
         dropout: DropoutConfig::new(dropout).init(),
         output: LinearConfig::new(*dims.last().unwrap_or(&features), 2).init(device),
         pool,
@@ -551,7 +635,7 @@ mod tests {
             stem_stride: 2,
             ..match preset("fast").unwrap() {
                 ArchConfig::Cnn(c) => c,
-                ArchConfig::Resnet(_) => unreachable!(),
+                _ => unreachable!(),
             }
         });
         assert!(
@@ -560,6 +644,47 @@ mod tests {
                 .to_string()
                 .contains("stem_stride")
         );
+    }
+
+    #[test]
+    fn frozen_blocks_get_no_gradient_and_the_head_does() {
+        let device = device().autodiff();
+        let net = preset("resnet8").unwrap().init(32, &device);
+        let x = Tensor::<4>::ones([2, 3, 32, 32], &device);
+        let all =
+            burn::optim::GradientsParams::from_grads(net.forward(x.clone()).sum().backward(), &net);
+        let net = net.freeze_blocks();
+        let head = burn::optim::GradientsParams::from_grads(net.forward(x).sum().backward(), &net);
+        assert!(all.len() > 10, "{}", all.len());
+        assert_eq!(head.len(), 2, "only the output layer's weight and bias");
+    }
+
+    #[test]
+    fn pretrained_architectures_give_logits_at_small_sizes_and_cut_at_every_block() {
+        for arch in [
+            ArchConfig::Efficientnet(EfficientNetConfig::lite0()),
+            ArchConfig::Tvresnet(TvResNetConfig {
+                width: 4,
+                ..TvResNetConfig::new(50)
+            }),
+        ] {
+            arch.validate(33).unwrap();
+            assert!(arch.validate(31).is_err());
+            assert!(arch.declared_normalization().is_some());
+            let net = arch.init(33, &device()).valid();
+            let x = Tensor::<4>::random(
+                [1, 3, 33, 45],
+                burn::tensor::Distribution::Default,
+                &device(),
+            );
+            let full = net.forward(x.clone());
+            assert_eq!(full.dims(), [1, 2]);
+            for k in 0..net.layer_names().len() {
+                let split = net.classify_from(net.features(x.clone(), k), k);
+                let diff: f32 = (full.clone() - split).abs().max().into_scalar();
+                assert!(diff < 1e-4, "{k}: {diff}");
+            }
+        }
     }
 
     #[test]

@@ -279,6 +279,23 @@ pub fn describe_arch(arch: &ArchConfig) -> String {
             name_of(&r.activation),
             r.dropout
         ),
+        ArchConfig::Efficientnet(e) => format!(
+            "EfficientNet-{} (ReLU6, no squeeze-excitation), head {:?} → {} outputs, dropout {}",
+            e.variant, e.hidden, e.classes, e.dropout
+        ),
+        ArchConfig::Tvresnet(r) => format!(
+            "ResNet-{} (torchvision layout, width {}), head {:?}{} → {} outputs, dropout {}",
+            r.depth,
+            r.width,
+            r.hidden,
+            if r.hidden_batch_norm {
+                " with batch norm"
+            } else {
+                ""
+            },
+            r.classes,
+            r.dropout
+        ),
     }
 }
 

@@ -194,10 +194,14 @@ impl<'a> Trainer<'a> {
         device.seed(cfg.seed);
         let (model, normalization) = match &cfg.init {
             Some(path) => init_from(cfg, path, &device)?,
-            None => (
-                cfg.model.0.init(cfg.input_size as usize, &device),
-                cfg.normalization.resolve(&data.train),
-            ),
+            None => {
+                // Imported weights expect the normalisation they were trained with.
+                let norm = match (&cfg.weights, cfg.model.0.declared_normalization()) {
+                    (Some(_), Some(declared)) => declared,
+                    _ => cfg.normalization.resolve(&data.train),
+                };
+                (crate::model::import::init_pretrained(cfg, &device)?, norm)
+            }
         };
         let meta = ModelMeta {
             tta: cfg.tta,
