@@ -267,34 +267,57 @@ pub(crate) fn curve_plots(dir: &Path, rows: &[EpochRow]) -> Vec<(String, Result<
 
 /// ROC curves, one per named score set, with the AUC in the legend.
 pub fn roc_plot(path: &Path, sets: &[(&str, &[f32], &[u8])]) -> Result<()> {
+    let curves = sets
+        .iter()
+        .map(|(name, scores, labels)| {
+            let auc = roc_auc(scores, labels);
+            let label = format!("{name}: AUC {auc:.4} (n={})", scores.len());
+            (label, roc_curve(scores, labels))
+        })
+        .collect();
+    let axes = (
+        "false-positive rate (REAL called FAKE)",
+        "true-positive rate (FAKE caught)",
+    );
+    unit_square_curves(path, "ROC curve (FAKE = positive)", axes, curves, false)
+}
+
+/// Curves on [0, 1]² with the diagonal for reference (ROC, reliability): one colour and legend
+/// entry per curve, dots on the points when `dots`.
+fn unit_square_curves(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    curves: Vec<(String, Vec<(f64, f64)>)>,
+    dots: bool,
+) -> Result<()> {
     render(path, (640, 600), |root| {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(root)
-            .caption("ROC curve (FAKE = positive)", font(22))
+            .caption(title, font(22))
             .margin(14)
             .x_label_area_size(42)
             .y_label_area_size(56)
             .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
         chart
             .configure_mesh()
-            .x_desc("false-positive rate (REAL called FAKE)")
-            .y_desc("true-positive rate (FAKE caught)")
+            .x_desc(x_desc)
+            .y_desc(y_desc)
             .label_style(font(14))
             .draw()?;
         chart.draw_series(LineSeries::new(
             vec![(0.0, 0.0), (1.0, 1.0)],
             RGBColor(170, 170, 170).stroke_width(1),
         ))?;
-        for (i, (name, scores, labels)) in sets.iter().enumerate() {
+        for (i, (label, points)) in curves.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
-            let auc = roc_auc(scores, labels);
             chart
-                .draw_series(LineSeries::new(
-                    roc_curve(scores, labels),
-                    color.stroke_width(2),
-                ))?
-                .label(format!("{name}: AUC {auc:.4} (n={})", scores.len()))
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(label.as_str())
                 .legend(legend_line(color));
+            if dots {
+                chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))?;
+            }
         }
         chart
             .configure_series_labels()
@@ -666,46 +689,15 @@ fn reliability_points(scores: &[f32], labels: &[u8]) -> Vec<(f64, f64)> {
 
 /// Reliability diagram of one or more score sets, with each set's ECE in the legend.
 pub fn reliability_plot(path: &Path, sets: &[(&str, &[f32], &[u8])]) -> Result<()> {
-    render(path, (640, 600), |root| {
-        root.fill(&WHITE)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption("Reliability (calibration)", font(22))
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean p_fake in the bin")
-            .y_desc("share of FAKE images in the bin")
-            .label_style(font(14))
-            .draw()?;
-        chart.draw_series(LineSeries::new(
-            vec![(0.0, 0.0), (1.0, 1.0)],
-            RGBColor(170, 170, 170).stroke_width(1),
-        ))?;
-        for (i, (name, scores, labels)) in sets.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let ece =
-                crate::eval::calibration::ece(scores, labels, crate::eval::calibration::ECE_BINS);
-            let points = reliability_points(scores, labels);
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-                .label(format!("{name}: ECE {ece:.4} (n={})", scores.len()))
-                .legend(legend_line(color));
-            chart.draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, color.filled())),
-            )?;
-        }
-        chart
-            .configure_series_labels()
-            .label_font(font(15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()?;
-        Ok(())
-    })
+    use crate::eval::calibration::{ECE_BINS, ece};
+    let curves = sets
+        .iter()
+        .map(|(name, scores, labels)| {
+            let e = ece(scores, labels, ECE_BINS);
+            let label = format!("{name}: ECE {e:.4} (n={})", scores.len());
+            (label, reliability_points(scores, labels))
+        })
+        .collect();
+    let axes = ("mean p_fake in the bin", "share of FAKE images in the bin");
+    unit_square_curves(path, "Reliability (calibration)", axes, curves, true)
 }
