@@ -127,13 +127,10 @@ pub struct GanRunInfo {
 
 impl GanRunInfo {
     pub fn load(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join("run.json");
-        serde_json::from_slice(&crate::error::read_file(&path)?)
-            .map_err(|e| Error::dataset(&path, e.to_string()))
+        run::read_json(&run_dir.join(run::INFO_FILE))
     }
     fn save(&self, run_dir: &Path) -> Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| Error::Model(e.to_string()))?;
-        write_file(&run_dir.join("run.json"), json)
+        run::write_json(&run_dir.join(run::INFO_FILE), self)
     }
 }
 

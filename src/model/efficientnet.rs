@@ -6,7 +6,7 @@
 //! Named blocks (Grad-CAM targets): `stem`, `stage1` … `stage7`, `head_conv`. Any input size
 //! of at least 32 works: the padding is computed from the input at each call.
 
-use super::{Head, head};
+use super::Head;
 use crate::error::{Error, Result};
 use burn::nn::{
     BatchNorm, BatchNormConfig, PaddingConfig2d,
@@ -201,15 +201,7 @@ pub(super) fn init(
     };
     blocks.push(super::Block::ConvBn(head_conv));
     names.push("head_conv".to_string());
-    let head = head(
-        HEAD,
-        &c.hidden,
-        c.dropout,
-        super::GlobalPool::Avg,
-        super::Activation::Relu,
-        device,
-    )
-    .with_classes(c.classes, device);
+    let head = super::pretrained_head(HEAD, &c.hidden, c.dropout, c.classes, device);
     (blocks, names, head)
 }
 

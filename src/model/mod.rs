@@ -472,6 +472,26 @@ impl Network {
     }
 }
 
+/// The head of an ImageNet backbone: average pooling, optional hidden ReLU layers, and
+/// `classes` outputs.
+pub(crate) fn pretrained_head(
+    features: usize,
+    hidden: &[usize],
+    dropout: f64,
+    classes: usize,
+    device: &Device,
+) -> Head {
+    head(
+        features,
+        hidden,
+        dropout,
+        GlobalPool::Avg,
+        Activation::Relu,
+        device,
+    )
+    .with_classes(classes, device)
+}
+
 fn head(
     features: usize,
     hidden: &[usize],

@@ -5,7 +5,7 @@
 //!
 //! Named blocks (Grad-CAM targets): `stem` (conv1, bn1, ReLU, max-pool), `layer1` … `layer4`.
 
-use super::{Head, head};
+use super::Head;
 use crate::error::{Error, Result};
 use burn::nn::{
     BatchNorm, BatchNormConfig, PaddingConfig2d,
@@ -208,15 +208,7 @@ pub(super) fn init(c: &TvResNetConfig, device: &Device) -> (Vec<super::Block>, V
         blocks.push(super::Block::TvLayer(layer));
         names.push(format!("layer{}", l + 1));
     }
-    let mut head = head(
-        c_in,
-        &c.hidden,
-        c.dropout,
-        super::GlobalPool::Avg,
-        super::Activation::Relu,
-        device,
-    )
-    .with_classes(c.classes, device);
+    let mut head = super::pretrained_head(c_in, &c.hidden, c.dropout, c.classes, device);
     if c.hidden_batch_norm
         && let Some(&first) = c.hidden.first()
     {

@@ -151,12 +151,14 @@ pub fn fresh_path(out: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+/// Write any serialisable value as pretty JSON (naming the file on failure).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::output(path, e))?;
     write_file(path, json)
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+/// Read a JSON file of the run folder (a broken one is a run-folder error naming it).
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&read_file(path)?).map_err(|e| Error::run_folder(path, e.to_string()))
 }
 
