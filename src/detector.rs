@@ -168,7 +168,9 @@ impl Detector {
         match path {
             Some(p) if !p.exists() && crate::zoo::named(p).is_some() => {
                 let (bytes, label) = crate::zoo::named(p).unwrap_or_default();
-                Self::from_bytes(bytes, Path::new(label))
+                let mut det = Self::from_bytes(bytes, Path::new(label))?;
+                det.name = p.display().to_string();
+                Ok(det)
             }
             Some(p) => Self::load(p),
             None => Self::embedded(),

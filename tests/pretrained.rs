@@ -167,6 +167,7 @@ fn the_realworld_model_is_reachable_by_name_from_any_folder() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert!(lines.iter().all(|l| l["p_fake"].as_f64().is_some()));
+    assert!(lines.iter().all(|l| l["model"] == "realworld"), "{lines:?}");
     // A name that is neither a file nor a built-in model is an error naming it.
     let out = bin()
         .current_dir(&dir)
