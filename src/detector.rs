@@ -424,7 +424,7 @@ impl Detector {
     /// Read, decode and prepare one file as the model's input pixels (HWC), the model's way
     /// (resized, or a native-resolution crop: [`crate::transfer::Preprocess`]).
     pub fn load_input(&self, path: &Path) -> Result<Vec<u8>> {
-        let img = data::decode::decode_rgb(&crate::error::read_file(path)?, path)?;
+        let img = data::decode::read_rgb(path)?;
         Ok(self.prepare(&img))
     }
 

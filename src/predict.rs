@@ -45,8 +45,7 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
         .into_par_iter()
         .map(|item| match item {
             Ok(path) => {
-                let r = crate::error::read_file(&path)
-                    .and_then(|b| decode::decode_rgb(&b, &path))
+                let r = decode::read_rgb(&path)
                     .map(|img| (detector.prepare(&img), img.width(), img.height()));
                 (path, r)
             }

@@ -89,8 +89,12 @@ pub fn resize_square(image: &RgbImage, size: u32) -> RgbImage {
 
 /// Read, decode and resize one file into `size`×`size` RGB bytes (HWC).
 pub fn load_rgb(path: &Path, size: u32) -> Result<Vec<u8>> {
-    let bytes = crate::error::read_file(path)?;
-    Ok(resize_square(&decode_rgb(&bytes, path)?, size).into_raw())
+    Ok(resize_square(&read_rgb(path)?, size).into_raw())
+}
+
+/// Read and decode a file at its own size (errors name the file).
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    decode_rgb(&crate::error::read_file(path)?, path)
 }
 
 #[cfg(test)]

@@ -429,7 +429,7 @@ fn explain_file(
     opts: &ExplainOptions,
     stems: &mut HashSet<String>,
 ) -> Result<Explanation> {
-    let image = data::decode::decode_rgb(&crate::error::read_file(path)?, path)?;
+    let image = data::decode::read_rgb(path)?;
     let map = cam.map(&image, opts.target)?;
     let stem = unique_stem(path, stems);
     let files = write_outputs(&map, &image, &opts.out_dir, &stem, opts.alpha)?;

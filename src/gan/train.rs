@@ -500,10 +500,7 @@ fn read_grids(run_dir: &Path) -> Result<Vec<image::RgbImage>> {
         })
         .collect();
     files.sort();
-    files
-        .iter()
-        .map(|p| data::decode::decode_rgb(&crate::error::read_file(p)?, p))
-        .collect()
+    files.iter().map(|p| data::decode::read_rgb(p)).collect()
 }
 
 fn new_info(

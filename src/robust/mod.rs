@@ -52,7 +52,7 @@ pub fn load_originals(dir: &Path, limit: Option<usize>) -> Result<(Vec<RgbImage>
     let decoded: Vec<Option<(RgbImage, u8)>> = items
         .par_iter()
         .map(|(path, label)| {
-            let img = crate::error::read_file(path).and_then(|b| decode::decode_rgb(&b, path));
+            let img = decode::read_rgb(path);
             match img {
                 Ok(img) => Some((img, *label)),
                 Err(e) => {

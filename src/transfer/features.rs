@@ -235,8 +235,7 @@ pub fn extract(
             let mut per_image = Vec::new();
             let mut batch = Vec::new();
             for (k, (path, label)) in chunk.iter().enumerate() {
-                let img =
-                    crate::error::read_file(path).and_then(|b| data::decode::decode_rgb(&b, path));
+                let img = data::decode::read_rgb(path);
                 match img {
                     Ok(img) => {
                         let v = views(
