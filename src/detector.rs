@@ -88,6 +88,12 @@ pub fn default_device() -> Device {
     Device::default()
 }
 
+/// Images per forward pass when `n` images are scored with `passes` passes side by side: at
+/// most [`INFER_BATCH`], and small enough that every pass gets a share.
+pub fn pass_size(n: usize, passes: usize) -> usize {
+    n.div_ceil(passes.max(1)).clamp(1, INFER_BATCH)
+}
+
 /// How many passes to run side by side on `device`: one per core on the CPU backends (each of
 /// their passes uses one core), one on a GPU (which parallelises inside the pass).
 pub fn parallel_passes(device: &Device) -> usize {
@@ -396,16 +402,18 @@ impl Detector {
     pub fn score_set(&self, set: &ImageSet) -> Vec<f32> {
         use rayon::prelude::*;
         // The CPU backend runs one forward pass on one core, so batches go through the network
-        // side by side, one per core; order is kept by collecting in chunk order.
+        // side by side, one per core (a batch smaller than one pass per core is split too);
+        // order is kept by collecting in chunk order.
         let indices: Vec<usize> = (0..set.len()).collect();
-        if parallel_passes(&self.device) == 1 {
+        let passes = parallel_passes(&self.device);
+        if passes == 1 {
             return indices
                 .chunks(INFER_BATCH)
                 .flat_map(|chunk| self.score_tensor(self.input_tensor(set, chunk)))
                 .collect();
         }
         indices
-            .par_chunks(INFER_BATCH)
+            .par_chunks(pass_size(set.len(), passes))
             .map(|chunk| self.score_tensor(self.input_tensor(set, chunk)))
             .collect::<Vec<_>>()
             .concat()
@@ -485,6 +493,16 @@ pub fn encode_model(meta: &ModelMeta, network: Network) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_pass_gets_a_share_of_a_small_batch() {
+        assert_eq!(pass_size(64, 2), 32);
+        assert_eq!(pass_size(65, 2), 33);
+        assert_eq!(pass_size(1, 2), 1);
+        assert_eq!(pass_size(0, 2), 1);
+        assert_eq!(pass_size(10_000, 2), INFER_BATCH);
+        assert_eq!(pass_size(300, 1), INFER_BATCH);
+    }
 
     fn tiny() -> Detector {
         let arch = crate::model::preset("cifake-paper").unwrap();

@@ -1,8 +1,10 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::Result;
+use synthscan::bench::reference::{self, Measure, ReferenceOptions};
 use synthscan::bench::{self, BenchOptions, BenchReport};
+use synthscan::detector::{Detector, ModelMeta, default_device};
+use synthscan::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -17,30 +19,108 @@ pub struct BenchArgs {
     config: Option<PathBuf>,
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
+    /// Time the network of this model file (or built-in model name, e.g. `realworld`) at its
+    /// input size, with its weights.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Timed training steps.
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Time the same network in PyTorch and ONNX Runtime too, in interleaved rounds, and print
+    /// the ratios (needs a Python with torch, onnxruntime and onnx).
+    #[arg(long)]
+    reference: bool,
+    /// Interleaved rounds of `--reference`.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// The Python interpreter of `--reference`.
+    #[arg(long, default_value = "python3")]
+    python: PathBuf,
+    /// The reference script.
+    #[arg(long, default_value_os_t = reference::default_script())]
+    reference_script: PathBuf,
+    /// Batch sizes of the `--reference` inference rows.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 64, 256])]
+    infer_batches: Vec<usize>,
+    /// Seconds each `--reference` inference measurement runs at least.
+    #[arg(long, default_value_t = 2.0)]
+    min_secs: f64,
+    /// Write the `--reference` table (Markdown) here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
-    let (name, arch) = match a.config {
-        Some(path) => {
-            let c = synthscan::config::load(&path)?;
-            (c.name, c.model.into())
-        }
-        None => {
-            let arch = synthscan::model::preset(&a.preset)?;
-            (a.preset, arch)
-        }
-    };
-    let report = bench::run(&BenchOptions {
-        data: a.data,
+    let (name, arch, optimizer, det) = subject(&a)?;
+    let opts = BenchOptions {
+        data: a.data.clone(),
         name,
         arch,
         batch_size: a.batch_size,
         steps: a.steps,
-    })?;
-    print_report(&report);
+        optimizer,
+    };
+    if a.reference {
+        return run_reference(&a, &opts, &det);
+    }
+    print_report(&bench::run(&opts)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What to time: a model file's network (with its weights), an experiment's, or a preset's; the
+/// optimiser of its training steps; a detector of it for inference.
+fn subject(
+    a: &BenchArgs,
+) -> Result<(
+    String,
+    synthscan::model::ArchConfig,
+    synthscan::config::OptimizerConfig,
+    Detector,
+)> {
+    if let Some(path) = &a.model {
+        let det = Detector::load_or_default(Some(path))?;
+        let name = det.name.clone();
+        return Ok((name, det.meta.arch.clone(), bench::default_optimizer(), det));
+    }
+    let (name, arch, optimizer, size) = match &a.config {
+        Some(path) => {
+            let c = synthscan::config::load(path)?;
+            (c.name, c.model.into(), c.optimizer, c.input_size)
+        }
+        None => {
+            let arch = synthscan::model::preset(&a.preset)?;
+            (a.preset.clone(), arch, bench::default_optimizer(), 32)
+        }
+    };
+    let norm = synthscan::data::Normalization::unit();
+    let device = default_device();
+    let network = synthscan::model::ArchConfig::init(&arch, size as usize, &device);
+    let meta = ModelMeta::untrained(arch.clone(), size, norm);
+    Ok((name, arch, optimizer, Detector::new(meta, network, device)))
+}
+
+fn run_reference(a: &BenchArgs, opts: &BenchOptions, det: &Detector) -> Result<ExitCode> {
+    let mut measures = vec![Measure::Train(a.batch_size)];
+    measures.extend(a.infer_batches.iter().map(|&b| Measure::Infer(b)));
+    if a.data.is_some() {
+        measures.push(Measure::Evaluate);
+    }
+    let ropts = ReferenceOptions {
+        python: a.python.clone(),
+        script: a.reference_script.clone(),
+        rounds: a.rounds.max(1),
+        measures,
+        data: a.data.clone(),
+        min_secs: a.min_secs,
+    };
+    if let Some(why) = reference::unavailable(&ropts) {
+        return Err(Error::Invalid(format!("bench --reference: {why}")));
+    }
+    let table = reference::compare(opts, det, &ropts)?.to_markdown();
+    println!("{table}");
+    if let Some(out) = &a.out {
+        std::fs::write(out, &table).map_err(|e| Error::io(out, e))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -269,8 +269,22 @@ impl ConvUnit {
     }
 }
 
-fn max_pool2(x: Tensor<4>) -> Tensor<4> {
-    burn::tensor::module::max_pool2d(x, burn::tensor::ops::MaxPoolOptions::new([2, 2]))
+/// 2×2 max-pooling with stride 2 (the last row or column of an odd size dropped, as
+/// `max_pool2d` does), as two pairwise maxima over a reshaped view: on the CPU backend this is
+/// several times faster than its general `max_pool2d`, and exact (a maximum is a maximum).
+pub fn max_pool2(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let (ho, wo) = (h / 2, w / 2);
+    let x = if h % 2 == 1 || w % 2 == 1 {
+        x.slice([0..b, 0..c, 0..ho * 2, 0..wo * 2])
+    } else {
+        x
+    };
+    // Neighbouring columns, then neighbouring rows.
+    let x = x.reshape([b * c * ho * 2, wo, 2]).max_dim(2);
+    x.reshape([b * c * ho, 2, wo])
+        .max_dim(1)
+        .reshape([b, c, ho, wo])
 }
 
 /// A post-activation basic residual block.
@@ -607,6 +621,59 @@ mod tests {
 
     fn device() -> Device {
         Device::default()
+    }
+
+    #[test]
+    fn max_pool2_equals_burns_max_pool2d_on_odd_and_even_shapes() {
+        use burn::tensor::Distribution;
+        let d = device();
+        for [b, c, h, w] in [
+            [2, 3, 8, 8],
+            [1, 5, 7, 9],
+            [3, 2, 2, 3],
+            [1, 1, 5, 4],
+            [4, 16, 16, 16],
+        ] {
+            let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &d);
+            let want = burn::tensor::module::max_pool2d(
+                x.clone(),
+                burn::tensor::ops::MaxPoolOptions::new([2, 2]),
+            );
+            let got = max_pool2(x);
+            assert_eq!(got.dims(), want.dims(), "shape {:?}", [b, c, h, w]);
+            let diff: f32 = (got - want).abs().max().into_scalar();
+            assert!(
+                diff <= 1e-6,
+                "shape {:?}: max difference {diff}",
+                [b, c, h, w]
+            );
+        }
+    }
+
+    #[test]
+    fn max_pool2_passes_the_same_gradient_back_as_max_pool2d() {
+        use burn::tensor::Distribution;
+        let d = device().autodiff();
+        for [b, c, h, w] in [[2, 3, 6, 6], [1, 4, 5, 7]] {
+            let x = Tensor::<4>::random([b, c, h, w], Distribution::Normal(0.0, 1.0), &d);
+            // A loss that weighs every output differently, so a misrouted gradient shows.
+            let weights = Tensor::<4>::random([b, c, h / 2, w / 2], Distribution::Default, &d);
+            let grad = |pool: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+                let x = x.clone().require_grad();
+                let g = (pool(x.clone()) * weights.clone()).sum().backward();
+                x.grad(&g).expect("input gradient")
+            };
+            let want = grad(&|x| {
+                burn::tensor::module::max_pool2d(x, burn::tensor::ops::MaxPoolOptions::new([2, 2]))
+            });
+            let got = grad(&max_pool2);
+            let diff: f32 = (got - want).abs().max().into_scalar();
+            assert!(
+                diff <= 1e-6,
+                "shape {:?}: gradient differs by {diff}",
+                [b, c, h, w]
+            );
+        }
     }
 
     #[test]

@@ -133,7 +133,7 @@ mod tests {
         let model = arch.init(16, &device);
         let cfg: crate::config::TrainConfig =
             yaml_serde::from_str("model: {preset: fast}").unwrap();
-        let optim = super::super::optim::build_optimizer(&cfg, &model);
+        let optim = super::super::optim::build_optimizer(&cfg.optimizer, &model);
         let meta = ModelMeta::untrained(arch.clone(), 16, Normalization::unit());
         let state = ResumeState {
             epoch: 2,
@@ -150,7 +150,7 @@ mod tests {
         assert!(run.checkpoint(BEST).is_file() && run.checkpoint(LAST).is_file());
 
         let mut fresh = arch.init(16, &device);
-        let mut fresh_optim = super::super::optim::build_optimizer(&cfg, &fresh);
+        let mut fresh_optim = super::super::optim::build_optimizer(&cfg.optimizer, &fresh);
         let back = restore(&run, &mut fresh, &mut fresh_optim, None).unwrap();
         assert_eq!(back, state);
         let x = Tensor::<4>::ones([1, 3, 16, 16], &device);

@@ -207,7 +207,7 @@ impl<'a> Trainer<'a> {
             tta: cfg.tta,
             ..ModelMeta::untrained(cfg.model.0.clone(), cfg.input_size, normalization)
         };
-        let optim = optim::build_optimizer(cfg, &model);
+        let optim = optim::build_optimizer(&cfg.optimizer, &model);
         let ema = cfg
             .ema
             .as_ref()

@@ -1,6 +1,6 @@
 //! The optimiser of a run and its parameter groups.
 
-use crate::config::{OptimizerKind, TrainConfig};
+use crate::config::{OptimizerConfig, OptimizerKind};
 use crate::model::Network;
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::decay::WeightDecayConfig;
@@ -38,8 +38,7 @@ fn with_no_decay_group<O: burn::optim::DynOptimizer + 'static>(
 
 /// The optimiser the experiment asks for, with biases and norms out of weight decay unless
 /// `optimizer.decay_norms_and_biases` is set.
-pub fn build_optimizer(cfg: &TrainConfig, model: &Network) -> ModuleOptimizer {
-    let o = &cfg.optimizer;
+pub fn build_optimizer(o: &OptimizerConfig, model: &Network) -> ModuleOptimizer {
     let split = o.weight_decay > 0.0 && !o.decay_norms_and_biases;
     let no_decay = split.then(|| ParamGroup::from_ids(rank1_param_ids(model)));
     let decay = |wd: f64| (wd > 0.0).then_some(WeightDecayConfig::new(wd as f32));

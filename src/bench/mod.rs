@@ -1,14 +1,18 @@
 //! `synthscan bench`: images/second of each stage, in one process, with the ratios that matter —
-//! the loader must outrun the model it feeds.
+//! the loader must outrun the model it feeds — and, with [`reference`], the same network timed
+//! in PyTorch and ONNX Runtime in interleaved rounds.
 
+pub mod reference;
+
+use crate::config::{OptimizerConfig, OptimizerKind};
 use crate::data::{self, AugmentConfig, ImageSet, Normalization};
 use crate::detector::{Detector, ModelMeta, default_device};
 use crate::error::Result;
 use crate::model::ArchConfig;
+use crate::train::optim::build_optimizer;
 use crate::train::{BatchSpec, train_step};
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::AdamConfig;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,6 +23,20 @@ pub struct BenchOptions {
     pub arch: ArchConfig,
     pub batch_size: usize,
     pub steps: usize,
+    /// The optimiser of the timed training steps.
+    pub optimizer: OptimizerConfig,
+}
+
+/// The optimiser `bench` times when no experiment names one: the default experiment's SGD with
+/// Nesterov momentum 0.9 and weight decay 5e-4.
+pub fn default_optimizer() -> OptimizerConfig {
+    OptimizerConfig {
+        kind: OptimizerKind::Sgd,
+        lr: 0.01,
+        weight_decay: 5e-4,
+        nesterov: true,
+        ..Default::default()
+    }
 }
 
 /// Synthetic 32×32 images, encoded as JPEG, for decode timing without a dataset.
@@ -74,7 +92,7 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     let (set, decode) = decode_stage(opts.data.as_deref())?;
     let norm = Normalization::unit();
     let augment_batch = batch_stage(&set, &norm, opts.batch_size);
-    let (model, train_step) = train_stage(opts, &set, &norm);
+    let (model, train_step) = train_stage(opts, &set, &norm, opts.batch_size, opts.steps);
     let params = model.num_params();
     let meta = ModelMeta::untrained(opts.arch.clone(), 32, norm);
     let det = Detector::new(meta, model.valid(), default_device());
@@ -142,19 +160,21 @@ fn batch_stage(set: &ImageSet, norm: &Normalization, batch_size: usize) -> f64 {
     rate(n, t0.elapsed().as_secs_f64())
 }
 
-/// Training steps (forward, loss, backward, Adam) with the training loop's own step: the
-/// trained model and images/second.
+/// Training steps (forward, loss, backward, optimiser) with the training loop's own step at
+/// `batch` images: the trained model and images/second over `steps` timed steps.
 fn train_stage(
     opts: &BenchOptions,
     set: &ImageSet,
     norm: &Normalization,
+    batch: usize,
+    steps: usize,
 ) -> (crate::model::Network, f64) {
     let device = default_device().autodiff();
     device.seed(0);
-    let mut model = opts.arch.init(32, &device);
-    let mut optim = AdamConfig::new().init();
+    let mut model = opts.arch.init(set.size as usize, &device);
+    let mut optim = build_optimizer(&opts.optimizer, &model);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let b = opts.batch_size.min(set.len());
+    let b = batch.min(set.len());
     let step =
         |model: crate::model::Network, optim: &mut burn::optim::ModuleOptimizer, k: usize| {
             let chunk: Vec<usize> = (0..b).map(|i| (i + k * b) % set.len()).collect();
@@ -165,14 +185,14 @@ fn train_stage(
                 augment: None,
                 parts: crate::train::step::step_parts(&device, chunk.len()),
             };
-            train_step(model, optim, &loss_fn, &batch, 1e-3, &device).model
+            train_step(model, optim, &loss_fn, &batch, opts.optimizer.lr, &device).model
         };
     for k in 0..2 {
         model = step(model, &mut optim, k);
     }
     let t0 = Instant::now();
-    for k in 0..opts.steps {
+    for k in 0..steps {
         model = step(model, &mut optim, k);
     }
-    (model, rate(opts.steps * b, t0.elapsed().as_secs_f64()))
+    (model, rate(steps * b, t0.elapsed().as_secs_f64()))
 }
