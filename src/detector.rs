@@ -6,7 +6,7 @@
 use crate::data::{self, ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::eval::calibration::{self, CalibrationFacts};
-use crate::model::{ArchConfig, Network};
+use crate::model::{ArchConfig, CnnEngine, Network};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
@@ -146,16 +146,29 @@ pub struct Detector {
     /// What the model is called in answers: its file stem, or `default` when embedded.
     pub name: String,
     device: Device,
+    /// The channels-last CPU path for plain ReLU CNNs, compiled from `network` when it is
+    /// built (see [`CnnEngine`]); `None` on a GPU, for other networks, or with
+    /// `SYNTHSCAN_INFERENCE=burn` (the reference path, for comparisons).
+    engine: Option<CnnEngine>,
 }
 
 impl Detector {
     pub fn new(meta: ModelMeta, network: Network, device: Device) -> Self {
+        let network = network.valid();
+        let use_engine =
+            is_cpu(&device) && std::env::var("SYNTHSCAN_INFERENCE").map_or(true, |v| v != "burn");
         Self {
+            engine: use_engine.then(|| CnnEngine::compile(&network)).flatten(),
             meta,
-            network: network.valid(),
+            network,
             name: "model".into(),
             device,
         }
+    }
+
+    /// Whether scoring runs on the compiled CPU path rather than burn's modules.
+    pub fn uses_engine(&self) -> bool {
+        self.engine.is_some()
     }
 
     pub fn device(&self) -> &Device {
@@ -398,6 +411,32 @@ impl Detector {
         p.into_data().try_to_vec::<f32>().unwrap_or_default()
     }
 
+    /// p_fake of the images `indices` of a decoded set, as one batch: the one place a batch of
+    /// pixels becomes scores (compiled path or burn's modules, flip averaging, temperature).
+    pub fn score_batch(&self, set: &ImageSet, indices: &[usize]) -> Vec<f32> {
+        let Some(engine) = &self.engine else {
+            return self.score_tensor(self.input_tensor(set, indices));
+        };
+        let (n, s) = (indices.len(), set.size as usize);
+        let mut floats = data::batch_floats(set, indices, &self.meta.normalization, None);
+        let t = self.meta.temperature;
+        let probs = |logits: Vec<f32>| -> Vec<f32> {
+            logits
+                .chunks_exact(2)
+                .map(|z| crate::eval::calibration::sigmoid((z[1] - z[0]) / t))
+                .collect()
+        };
+        let p = probs(engine.logits(&floats, n, s));
+        if !self.meta.tta {
+            return p;
+        }
+        for row in floats.chunks_exact_mut(s) {
+            row.reverse();
+        }
+        let mirrored = probs(engine.logits(&floats, n, s));
+        p.iter().zip(mirrored).map(|(a, b)| (a + b) / 2.0).collect()
+    }
+
     /// p_fake for every image of a decoded set (which must be at the model's input size).
     pub fn score_set(&self, set: &ImageSet) -> Vec<f32> {
         use rayon::prelude::*;
@@ -409,12 +448,12 @@ impl Detector {
         if passes == 1 {
             return indices
                 .chunks(INFER_BATCH)
-                .flat_map(|chunk| self.score_tensor(self.input_tensor(set, chunk)))
+                .flat_map(|chunk| self.score_batch(set, chunk))
                 .collect();
         }
         indices
             .par_chunks(pass_size(set.len(), passes))
-            .map(|chunk| self.score_tensor(self.input_tensor(set, chunk)))
+            .map(|chunk| self.score_batch(set, chunk))
             .collect::<Vec<_>>()
             .concat()
     }
@@ -513,6 +552,21 @@ mod tests {
             ..ModelMeta::untrained(arch.clone(), 16, Normalization::unit())
         };
         Detector::new(meta, arch.init(16, &device), device)
+    }
+
+    #[test]
+    fn the_compiled_path_scores_like_burns_modules_with_flips_and_temperature() {
+        let mut det = tiny();
+        det.meta.temperature = 1.7;
+        assert!(det.uses_engine(), "a ReLU CNN on the CPU compiles");
+        let set = noise_set(5);
+        let idx: Vec<usize> = (0..5).collect();
+        let fast = det.score_batch(&set, &idx);
+        let reference = det.score_tensor(det.input_tensor(&set, &idx));
+        assert_eq!(fast.len(), 5);
+        for (a, b) in fast.iter().zip(&reference) {
+            assert!((a - b).abs() < 1e-5, "{fast:?} vs {reference:?}");
+        }
     }
 
     fn noise_set(n: usize) -> ImageSet {

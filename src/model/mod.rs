@@ -4,6 +4,7 @@
 //! any block: `features(x, k)` runs blocks `0..=k`, `classify_from(f, k)` the rest.
 
 pub mod efficientnet;
+pub mod engine;
 pub mod import;
 mod presets;
 pub mod resnet_tv;
@@ -18,6 +19,7 @@ use burn::tensor::activation;
 use serde::{Deserialize, Serialize};
 
 pub use efficientnet::EfficientNetConfig;
+pub use engine::CnnEngine;
 pub use presets::{PRESETS, preset};
 pub use resnet_tv::TvResNetConfig;
 

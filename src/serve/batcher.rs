@@ -209,9 +209,7 @@ fn score_batch(det: &Detector, jobs: &[Job]) -> Vec<Score> {
         set.labels.push(0);
     }
     let indices: Vec<usize> = (0..jobs.len()).collect();
-    let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        det.score_tensor(det.input_tensor(&set, &indices))
-    }));
+    let run = std::panic::catch_unwind(AssertUnwindSafe(|| det.score_batch(&set, &indices)));
     match run {
         Ok(scores) if scores.len() == jobs.len() => scores.into_iter().map(Ok).collect(),
         Ok(scores) => {

@@ -1,0 +1,485 @@
+//! A CPU inference path for the plain CNNs (`arch: cnn`, ReLU): the network's weights compiled
+//! once, at load time, into channels-last (NHWC) kernels that fuse what the general backend runs
+//! as separate passes.
+//!
+//! Each convolution unit (convolution → optional 2×2 max-pool → batch-norm → ReLU) is one
+//! im2col copy of contiguous NHWC runs, one matrix product through the `gemm` crate (the kernels
+//! burn's CPU backend uses too) with weights packed at load time, and one epilogue pass that
+//! pools, applies batch-norm as a per-channel scale and shift (with the convolution bias folded
+//! into the shift: a per-channel constant commutes with the max) and clamps at zero. Activations
+//! stay channels-last from the first layer to the global pool, so no layout conversion runs
+//! between layers, and no tensor is allocated per operation. Training and Grad-CAM keep using
+//! burn's modules; this path only scores, and [`CnnEngine::compile`] declines any network it
+//! does not reproduce exactly (other activations, heads with batch-norm, other architectures).
+//! Tested against burn's forward pass to 1e-4 on random networks and odd sizes.
+
+use super::{Activation, Block, ConvUnit, GlobalPool, Network};
+use burn::nn::{BatchNorm, Linear, PaddingConfig2d, conv::Conv2d};
+use burn::prelude::*;
+
+/// Rows of one im2col block: big enough for the matrix kernels to run at speed, small enough to
+/// stay in cache-sized buffers whatever the batch.
+const BLOCK_ROWS: usize = 2048;
+
+struct ConvLayer {
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    /// `[k·k·c_in, c_out]`, row `(ky·k + kx)·c_in + ci`: the im2col order of NHWC input.
+    weight: Vec<f32>,
+    pool: bool,
+    /// After the optional pool: `relu(scale · x + shift)` per channel.
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+}
+
+struct Dense {
+    /// `[d_in, d_out]`, as burn stores it.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    d_in: usize,
+    d_out: usize,
+}
+
+/// The compiled network: convolution units, then global pooling and the dense head.
+pub struct CnnEngine {
+    layers: Vec<ConvLayer>,
+    pool: GlobalPool,
+    hidden: Vec<Dense>,
+    output: Dense,
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().ok()
+}
+
+impl ConvLayer {
+    fn compile(u: &ConvUnit) -> Option<Self> {
+        if u.act != Activation::Relu {
+            return None;
+        }
+        let conv: &Conv2d = &u.conv;
+        let [c_out, c_in, kh, kw] = conv.weight.val().dims();
+        let pad = match &conv.padding {
+            PaddingConfig2d::Explicit(t, l, b, r) if t == l && l == b && b == r => *t,
+            PaddingConfig2d::Valid => 0,
+            _ => return None,
+        };
+        let square = kh == kw && conv.stride[0] == conv.stride[1];
+        if !square || conv.groups != 1 || conv.dilation != [1, 1] {
+            return None;
+        }
+        let k = kh;
+        let w = values(conv.weight.val())?;
+        let mut weight = vec![0f32; k * k * c_in * c_out];
+        for co in 0..c_out {
+            for ci in 0..c_in {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let src = ((co * c_in + ci) * k + ky) * k + kx;
+                        weight[((ky * k + kx) * c_in + ci) * c_out + co] = w[src];
+                    }
+                }
+            }
+        }
+        let bias = match &conv.bias {
+            Some(b) => values(b.val())?,
+            None => vec![0.0; c_out],
+        };
+        let (scale, shift) = match &u.norm {
+            Some(bn) => batch_norm_affine(bn)?,
+            None => (vec![1.0; c_out], vec![0.0; c_out]),
+        };
+        let shift = shift
+            .iter()
+            .zip(&scale)
+            .zip(&bias)
+            .map(|((s, a), b)| s + a * b)
+            .collect();
+        Some(Self {
+            c_in,
+            c_out,
+            k,
+            stride: conv.stride[0],
+            pad,
+            weight,
+            pool: u.pool,
+            scale,
+            shift,
+        })
+    }
+
+    fn out_size(&self, size: usize) -> usize {
+        (size + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    /// Channels-last `[n, size, size, c_in]` → `([n, s, s, c_out], s)`.
+    fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
+        let o = self.out_size(size);
+        let kk = self.k * self.k * self.c_in;
+        let pixels = o * o;
+        let mut y = vec![0f32; n * pixels * self.c_out];
+        // Whole images per block (at least one), so a block is one contiguous run of rows.
+        let per_block = (BLOCK_ROWS / pixels).max(1);
+        let mut cols = vec![0f32; per_block.min(n) * pixels * kk];
+        for first in (0..n).step_by(per_block) {
+            let count = per_block.min(n - first);
+            let rows = count * pixels;
+            for i in 0..count {
+                let img = &x[(first + i) * size * size * self.c_in..][..size * size * self.c_in];
+                self.im2col(img, size, o, &mut cols[i * pixels * kk..][..pixels * kk]);
+            }
+            let out = &mut y[first * pixels * self.c_out..][..rows * self.c_out];
+            matmul(&cols[..rows * kk], &self.weight, out, rows, kk, self.c_out);
+        }
+        if self.pool {
+            let (pooled, p) = max_pool2_nhwc(&y, n, o, self.c_out);
+            (self.epilogue(pooled), p)
+        } else {
+            (self.epilogue(y), o)
+        }
+    }
+
+    /// One image's patches, row `oy·o + ox`, column `(ky·k + kx)·c_in + ci`, zeros off the edge.
+    fn im2col(&self, img: &[f32], size: usize, o: usize, cols: &mut [f32]) {
+        let (k, c, s, p) = (self.k, self.c_in, self.stride, self.pad as isize);
+        let kk = k * k * c;
+        for oy in 0..o {
+            for ox in 0..o {
+                let row = &mut cols[(oy * o + ox) * kk..][..kk];
+                for ky in 0..k {
+                    let iy = (oy * s + ky) as isize - p;
+                    let dst = &mut row[ky * k * c..][..k * c];
+                    if iy < 0 || iy >= size as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let line = &img[iy as usize * size * c..][..size * c];
+                    for kx in 0..k {
+                        let ix = (ox * s + kx) as isize - p;
+                        let d = &mut dst[kx * c..][..c];
+                        if ix < 0 || ix >= size as isize {
+                            d.fill(0.0);
+                        } else {
+                            d.copy_from_slice(&line[ix as usize * c..][..c]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn epilogue(&self, mut y: Vec<f32>) -> Vec<f32> {
+        for px in y.chunks_exact_mut(self.c_out) {
+            for ((v, a), b) in px.iter_mut().zip(&self.scale).zip(&self.shift) {
+                *v = (*v * a + b).max(0.0);
+            }
+        }
+        y
+    }
+}
+
+/// Batch-norm in inference as `scale · x + shift` per channel.
+fn batch_norm_affine(bn: &BatchNorm) -> Option<(Vec<f32>, Vec<f32>)> {
+    let gamma = values(bn.gamma.val())?;
+    let beta = values(bn.beta.val())?;
+    let mean = values(bn.running_mean.value())?;
+    let var = values(bn.running_var.value())?;
+    let eps = bn.epsilon as f32;
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + eps).sqrt())
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(&mean)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    Some((scale, shift))
+}
+
+/// 2×2, stride-2 max-pool of channels-last `[n, size, size, c]` (an odd last row or column is
+/// dropped, as burn's `max_pool2d` does).
+fn max_pool2_nhwc(x: &[f32], n: usize, size: usize, c: usize) -> (Vec<f32>, usize) {
+    let p = size / 2;
+    let mut y = vec![0f32; n * p * p * c];
+    for img in 0..n {
+        let src = &x[img * size * size * c..][..size * size * c];
+        for py in 0..p {
+            for px in 0..p {
+                let dst = &mut y[((img * p + py) * p + px) * c..][..c];
+                let at =
+                    |dy: usize, dx: usize| &src[((2 * py + dy) * size + 2 * px + dx) * c..][..c];
+                let (a, b, cc, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+                for ch in 0..c {
+                    dst[ch] = a[ch].max(b[ch]).max(cc[ch]).max(d[ch]);
+                }
+            }
+        }
+    }
+    (y, p)
+}
+
+/// `out[m, n] = a[m, k] · b[k, n]`, all row-major, on the calling thread.
+fn matmul(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
+    assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the three buffers hold at least m·k, k·n and m·n floats (checked above), the
+    // strides describe row-major matrices of exactly those shapes, and `out` is borrowed
+    // mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+impl Dense {
+    fn compile(l: &Linear) -> Option<Self> {
+        let [d_in, d_out] = l.weight.val().dims();
+        Some(Self {
+            weight: values(l.weight.val())?,
+            bias: match &l.bias {
+                Some(b) => values(b.val())?,
+                None => vec![0.0; d_out],
+            },
+            d_in,
+            d_out,
+        })
+    }
+
+    fn forward(&self, x: &[f32], n: usize, relu: bool) -> Vec<f32> {
+        let mut y = vec![0f32; n * self.d_out];
+        matmul(x, &self.weight, &mut y, n, self.d_in, self.d_out);
+        for row in y.chunks_exact_mut(self.d_out) {
+            for (v, b) in row.iter_mut().zip(&self.bias) {
+                *v += b;
+                if relu {
+                    *v = v.max(0.0);
+                }
+            }
+        }
+        y
+    }
+}
+
+impl CnnEngine {
+    /// The engine for `net`, or `None` when it has parts this path does not reproduce exactly.
+    pub fn compile(net: &Network) -> Option<Self> {
+        let mut layers = Vec::new();
+        for block in &net.blocks {
+            match block {
+                Block::Plain(units) => {
+                    for u in units {
+                        layers.push(ConvLayer::compile(u)?);
+                    }
+                }
+                _ => return None,
+            }
+        }
+        let h = &net.head;
+        if h.hidden_norm.is_some() || (h.act != Activation::Relu && !h.hidden.is_empty()) {
+            return None;
+        }
+        let hidden = h.hidden.iter().map(Dense::compile).collect::<Option<_>>()?;
+        Some(Self {
+            layers,
+            pool: h.pool,
+            hidden,
+            output: Dense::compile(&h.output)?,
+        })
+    }
+
+    /// Logits `[n, 2]` (row-major) of `n` normalised channels-first `[n, 3, size, size]` images.
+    pub fn logits(&self, nchw: &[f32], n: usize, size: usize) -> Vec<f32> {
+        let c = nchw.len() / (n * size * size).max(1);
+        let mut x = vec![0f32; nchw.len()];
+        for img in 0..n {
+            for ch in 0..c {
+                let src = &nchw[(img * c + ch) * size * size..][..size * size];
+                for (p, v) in src.iter().enumerate() {
+                    x[(img * size * size + p) * c + ch] = *v;
+                }
+            }
+        }
+        let mut size = size;
+        for layer in &self.layers {
+            (x, size) = layer.forward(&x, n, size);
+        }
+        let c = self.layers.last().map_or(c, |l| l.c_out);
+        let mut feat = global_pool(&x, n, size, c, self.pool);
+        for layer in &self.hidden {
+            feat = layer.forward(&feat, n, true);
+        }
+        self.output.forward(&feat, n, false)
+    }
+}
+
+/// `[n, size, size, c]` → `[n, features]`: max or mean per channel, or everything flattened in
+/// burn's channels-first order (channel, then row, then column).
+fn global_pool(x: &[f32], n: usize, size: usize, c: usize, pool: GlobalPool) -> Vec<f32> {
+    let pixels = size * size;
+    let mut out = Vec::with_capacity(
+        n * c
+            * if pool == GlobalPool::Flatten {
+                pixels
+            } else {
+                1
+            },
+    );
+    for img in x.chunks_exact(pixels * c).take(n) {
+        match pool {
+            GlobalPool::Max | GlobalPool::Avg => {
+                let mut acc = img[..c].to_vec();
+                for px in img.chunks_exact(c).skip(1) {
+                    for (a, v) in acc.iter_mut().zip(px) {
+                        *a = if pool == GlobalPool::Max {
+                            a.max(*v)
+                        } else {
+                            *a + v
+                        };
+                    }
+                }
+                if pool == GlobalPool::Avg {
+                    acc.iter_mut().for_each(|a| *a /= pixels as f32);
+                }
+                out.extend(acc);
+            }
+            GlobalPool::Flatten => {
+                for ch in 0..c {
+                    out.extend((0..pixels).map(|p| img[p * c + ch]));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ArchConfig, CnnConfig, StageConfig};
+    use burn::tensor::Distribution;
+
+    fn cnn(
+        stem: usize,
+        stride: usize,
+        pool: GlobalPool,
+        hidden: Vec<usize>,
+        bn: bool,
+    ) -> ArchConfig {
+        ArchConfig::Cnn(CnnConfig {
+            stem,
+            stem_stride: stride,
+            stages: vec![
+                StageConfig {
+                    channels: 8,
+                    convs: 2,
+                    pool: true,
+                },
+                StageConfig {
+                    channels: 12,
+                    convs: 1,
+                    pool: false,
+                },
+                StageConfig {
+                    channels: 16,
+                    convs: 2,
+                    pool: true,
+                },
+            ],
+            kernel: 3,
+            batch_norm: bn,
+            activation: Activation::Relu,
+            global_pool: pool,
+            hidden,
+            dropout: 0.0,
+        })
+    }
+
+    /// A network whose batch-norm statistics are not the identity: one training-mode forward
+    /// pass on the autodiff device moves the running mean and variance.
+    fn trained_stats(arch: &ArchConfig, size: usize) -> Network {
+        let ad = Device::default().autodiff();
+        ad.seed(11);
+        let net = arch.init(size, &ad);
+        let x = Tensor::<4>::random([6, 3, size, size], Distribution::Normal(0.3, 1.5), &ad);
+        let _ = net.forward(x);
+        net.valid()
+    }
+
+    #[test]
+    fn the_engine_matches_burns_forward_on_random_networks_and_odd_sizes() {
+        let d = Device::default();
+        let cases = [
+            (cnn(8, 2, GlobalPool::Max, vec![], true), 32, 5),
+            (cnn(6, 1, GlobalPool::Avg, vec![10], true), 19, 3),
+            (cnn(0, 1, GlobalPool::Flatten, vec![7], false), 17, 2),
+            (cnn(5, 3, GlobalPool::Max, vec![], true), 33, 1),
+            (crate::model::preset("default").unwrap(), 32, 4),
+        ];
+        for (arch, size, n) in cases {
+            let net = trained_stats(&arch, size);
+            let engine = CnnEngine::compile(&net).expect("a ReLU CNN compiles");
+            let x = Tensor::<4>::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), &d);
+            let floats = x.clone().into_data().try_to_vec::<f32>().unwrap();
+            let want = net.forward(x).into_data().try_to_vec::<f32>().unwrap();
+            let got = engine.logits(&floats, n, size);
+            assert_eq!(got.len(), want.len());
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            assert!(
+                err <= 1e-4 * scale,
+                "{arch:?} at {size}: max error {err} (scale {scale})"
+            );
+        }
+    }
+
+    #[test]
+    fn networks_it_cannot_reproduce_are_declined() {
+        let d = Device::default();
+        let gelu = crate::model::preset("fullres").unwrap();
+        assert!(CnnEngine::compile(&gelu.init(32, &d)).is_none());
+        let resnet = crate::model::preset("resnet8").unwrap();
+        assert!(CnnEngine::compile(&resnet.init(32, &d)).is_none());
+    }
+
+    #[test]
+    fn the_nhwc_pool_keeps_the_maximum_of_each_window() {
+        // One image, 3×3, two channels: channel 1 is channel 0 negated.
+        let mut x = Vec::new();
+        for v in 0..9 {
+            x.extend([v as f32, -(v as f32)]);
+        }
+        let (y, p) = max_pool2_nhwc(&x, 1, 3, 2);
+        assert_eq!((p, y), (1, vec![4.0, 0.0]));
+    }
+}
