@@ -157,8 +157,14 @@ impl ConvLayer {
                         continue;
                     }
                     let line = &img[iy as usize * size * c..][..size * c];
+                    let x0 = (ox * s) as isize - p;
+                    if x0 >= 0 && x0 as usize + k <= size {
+                        // The whole kernel row is inside: k neighbouring pixels, one copy.
+                        dst.copy_from_slice(&line[x0 as usize * c..][..k * c]);
+                        continue;
+                    }
                     for kx in 0..k {
-                        let ix = (ox * s + kx) as isize - p;
+                        let ix = x0 + kx as isize;
                         let d = &mut dst[kx * c..][..c];
                         if ix < 0 || ix >= size as isize {
                             d.fill(0.0);
