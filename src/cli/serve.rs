@@ -26,8 +26,9 @@ pub struct ServeArgs {
     /// Most images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
-    /// Longest wait, in ms, for more images to join a batch.
-    #[arg(long, default_value_t = 2)]
+    /// Longest wait, in ms, for more images to join a batch (0: a pass takes whatever is
+    /// queued when it starts, so batches still grow with load but no image waits for others).
+    #[arg(long, default_value_t = 0)]
     pub max_wait_ms: u64,
     /// Inference threads (default: one per core).
     #[arg(long)]

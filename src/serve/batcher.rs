@@ -33,7 +33,10 @@ impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             max_batch: 64,
-            max_wait: Duration::from_millis(2),
+            // Greedy batching: whatever is queued when a worker is free. With the compiled CPU
+            // path a pass costs about the same per image at any batch size, so waiting for
+            // company only adds latency (docs/benchmarks.md, serving).
+            max_wait: Duration::ZERO,
             workers: rayon::current_num_threads().max(1),
             queue_capacity: 1024,
             simulate_slow: Duration::ZERO,
