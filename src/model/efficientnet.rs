@@ -126,8 +126,8 @@ fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Convolution, batch-norm, ReLU6 (the stem and the 1×1 head convolution).
 #[derive(Module, Debug)]
 pub struct ConvBnRelu6 {
-    conv: Conv2d,
-    bn: BatchNorm,
+    pub(super) conv: Conv2d,
+    pub(super) bn: BatchNorm,
 }
 
 impl ConvBnRelu6 {
@@ -139,14 +139,14 @@ impl ConvBnRelu6 {
 /// Mobile inverted bottleneck without squeeze-and-excitation.
 #[derive(Module, Debug)]
 pub struct MbConv {
-    expand_conv: Option<Conv2d>,
-    bn0: Option<BatchNorm>,
-    depthwise_conv: Conv2d,
-    bn1: BatchNorm,
-    project_conv: Conv2d,
-    bn2: BatchNorm,
+    pub(super) expand_conv: Option<Conv2d>,
+    pub(super) bn0: Option<BatchNorm>,
+    pub(super) depthwise_conv: Conv2d,
+    pub(super) bn1: BatchNorm,
+    pub(super) project_conv: Conv2d,
+    pub(super) bn2: BatchNorm,
     #[module(skip)]
-    residual: bool,
+    pub(super) residual: bool,
 }
 
 impl MbConv {
