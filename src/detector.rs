@@ -88,10 +88,17 @@ pub fn default_device() -> Device {
     Device::default()
 }
 
-/// Images per forward pass when `n` images are scored with `passes` passes side by side: at
-/// most [`INFER_BATCH`], and small enough that every pass gets a share.
-pub fn pass_size(n: usize, passes: usize) -> usize {
-    n.div_ceil(passes.max(1)).clamp(1, INFER_BATCH)
+/// Images per forward pass when `n` images of `size`×`size` are scored with `passes` passes side
+/// by side: small enough that every pass gets a share, and at most [`INFER_BATCH`] images of
+/// 32×32 or as many pixels (5 images at 224×224), so that activations stay in memory that is
+/// reused rather than mapped and unmapped for every pass.
+pub fn pass_size(n: usize, passes: usize, size: usize) -> usize {
+    n.div_ceil(passes.max(1)).clamp(1, images_per_pass(size))
+}
+
+/// The most images of `size`×`size` one forward pass takes.
+pub fn images_per_pass(size: usize) -> usize {
+    (INFER_BATCH * 32 * 32 / (size * size).max(1)).clamp(1, INFER_BATCH)
 }
 
 /// How many passes to run side by side on `device`: one per core on the CPU backends (each of
@@ -414,6 +421,13 @@ impl Detector {
     /// p_fake of the images `indices` of a decoded set, as one batch: the one place a batch of
     /// pixels becomes scores (compiled path or burn's modules, flip averaging, temperature).
     pub fn score_batch(&self, set: &ImageSet, indices: &[usize]) -> Vec<f32> {
+        let most = images_per_pass(set.size as usize);
+        if indices.len() > most {
+            return indices
+                .chunks(most)
+                .flat_map(|chunk| self.score_batch(set, chunk))
+                .collect();
+        }
         let Some(engine) = &self.engine else {
             return self.score_tensor(self.input_tensor(set, indices));
         };
@@ -445,14 +459,15 @@ impl Detector {
         // order is kept by collecting in chunk order.
         let indices: Vec<usize> = (0..set.len()).collect();
         let passes = parallel_passes(&self.device);
+        let size = set.size as usize;
         if passes == 1 {
             return indices
-                .chunks(INFER_BATCH)
+                .chunks(images_per_pass(size))
                 .flat_map(|chunk| self.score_batch(set, chunk))
                 .collect();
         }
         indices
-            .par_chunks(pass_size(set.len(), passes))
+            .par_chunks(pass_size(set.len(), passes, size))
             .map(|chunk| self.score_batch(set, chunk))
             .collect::<Vec<_>>()
             .concat()
@@ -535,12 +550,14 @@ mod tests {
 
     #[test]
     fn every_pass_gets_a_share_of_a_small_batch() {
-        assert_eq!(pass_size(64, 2), 32);
-        assert_eq!(pass_size(65, 2), 33);
-        assert_eq!(pass_size(1, 2), 1);
-        assert_eq!(pass_size(0, 2), 1);
-        assert_eq!(pass_size(10_000, 2), INFER_BATCH);
-        assert_eq!(pass_size(300, 1), INFER_BATCH);
+        assert_eq!(pass_size(64, 2, 32), 32);
+        assert_eq!(pass_size(65, 2, 32), 33);
+        assert_eq!(pass_size(1, 2, 32), 1);
+        assert_eq!(pass_size(0, 2, 32), 1);
+        assert_eq!(pass_size(10_000, 2, 32), INFER_BATCH);
+        assert_eq!(pass_size(300, 1, 32), INFER_BATCH);
+        assert_eq!(pass_size(300, 2, 224), 5);
+        assert_eq!(images_per_pass(4096), 1);
     }
 
     fn tiny() -> Detector {
