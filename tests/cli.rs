@@ -325,3 +325,70 @@ fn tta_flag_overrides_the_models_stored_choice() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("maybe"), "{}", stderr(&out));
 }
+
+/// `bench --reference` with a stand-in for Python that answers like the reference script: the
+/// CLI runs its own side, asks the reference for PyTorch and ONNX Runtime at every inference
+/// batch, and prints the ratio table.
+#[test]
+fn bench_reference_prints_ratios_against_the_reference_and_names_a_missing_torch() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("bench-ref");
+    let script = dir.join("reference.py");
+    std::fs::write(&script, "# stand-in; the fake interpreter ignores it\n").unwrap();
+    let python = dir.join("fake-python");
+    std::fs::write(
+        &python,
+        "#!/bin/sh\n\
+         [ \"$1\" = -c ] && exit 0\n\
+         echo '{\"what\":\"train\",\"batch\":8,\"framework\":\"pytorch\",\"img_per_s\":100.0,\"n\":5}'\n\
+         echo '{\"what\":\"infer\",\"batch\":4,\"framework\":\"pytorch\",\"img_per_s\":400.0,\"n\":5}'\n\
+         echo '{\"what\":\"ort\",\"batch\":4,\"framework\":\"onnxruntime\",\"img_per_s\":800.0,\"n\":5}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = |py: &std::path::Path| {
+        vec![
+            "bench".to_string(),
+            "--reference".into(),
+            "--preset".into(),
+            "fast".into(),
+            "--batch-size".into(),
+            "8".into(),
+            "--steps".into(),
+            "1".into(),
+            "--infer-batches".into(),
+            "4".into(),
+            "--rounds".into(),
+            "1".into(),
+            "--min-secs".into(),
+            "0.01".into(),
+            "--reference-script".into(),
+            script.to_str().unwrap().into(),
+            "--python".into(),
+            py.to_str().unwrap().into(),
+        ]
+    };
+    let a = args(&python);
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("| training step, batch 8 |"), "{table}");
+    let infer = table
+        .lines()
+        .find(|l| l.starts_with("| inference, batch 4 |"))
+        .unwrap_or_else(|| panic!("{table}"));
+    // synthscan's own rate, then the stand-in's 400 and 800, then two ratios.
+    let cells: Vec<&str> = infer.split('|').map(str::trim).collect();
+    assert_eq!((cells[3], cells[4]), ("400", "800"), "{infer}");
+    let ours: f64 = cells[2].replace(',', "").parse().unwrap();
+    assert!(ours > 0.0, "{infer}");
+    assert!(
+        cells[5].starts_with("**") && cells[6].starts_with("**"),
+        "{infer}"
+    );
+
+    let b = args(std::path::Path::new("/bin/false"));
+    let out = run(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("import torch"), "{}", stderr(&out));
+}
