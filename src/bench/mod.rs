@@ -21,6 +21,8 @@ pub struct BenchOptions {
     /// What the model is called in the output (a preset or experiment name).
     pub name: String,
     pub arch: ArchConfig,
+    /// Side of the square input the network is timed at (a model file's own input size).
+    pub input_size: u32,
     pub batch_size: usize,
     pub steps: usize,
     /// The optimiser of the timed training steps.
@@ -39,18 +41,18 @@ pub fn default_optimizer() -> OptimizerConfig {
     }
 }
 
-/// Synthetic 32×32 images, encoded as JPEG, for decode timing without a dataset.
-fn synthetic_jpegs(n: usize) -> Vec<Vec<u8>> {
+/// Synthetic `size`×`size` images, encoded as JPEG, for decode timing without a dataset.
+fn synthetic_jpegs(n: usize, size: u32) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
-            let img = image::RgbImage::from_fn(32, 32, |x, y| {
-                image::Rgb([(x * 8) as u8, (y * 8) as u8, (i % 256) as u8])
+            let img = image::RgbImage::from_fn(size, size, |x, y| {
+                image::Rgb([(x * 8 % 256) as u8, (y * 8 % 256) as u8, (i % 256) as u8])
             });
             let mut buf = Vec::new();
             let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 90).encode(
                 img.as_raw(),
-                32,
-                32,
+                size,
+                size,
                 image::ExtendedColorType::Rgb8,
             );
             buf
@@ -89,12 +91,12 @@ impl BenchReport {
 
 /// Time each stage once, in order: decoding, augmentation + batching, training steps, inference.
 pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
-    let (set, decode) = decode_stage(opts.data.as_deref())?;
+    let (set, decode) = decode_stage(opts.data.as_deref(), opts.input_size)?;
     let norm = Normalization::unit();
     let augment_batch = batch_stage(&set, &norm, opts.batch_size);
     let (model, train_step) = train_stage(opts, &set, &norm, opts.batch_size, opts.steps);
     let params = model.num_params();
-    let meta = ModelMeta::untrained(opts.arch.clone(), 32, norm);
+    let meta = ModelMeta::untrained(opts.arch.clone(), opts.input_size, norm);
     let det = Detector::new(meta, model.valid(), default_device());
     let _ = det.score_set(&set.subset(&(0..256.min(set.len())).collect::<Vec<_>>()));
     let t0 = Instant::now();
@@ -113,19 +115,21 @@ pub fn run(opts: &BenchOptions) -> Result<BenchReport> {
     })
 }
 
-/// Decode a sample of `data` (or generated JPEGs) at 32×32: the set and images/second.
-fn decode_stage(data: Option<&std::path::Path>) -> Result<(ImageSet, f64)> {
+/// Decode a sample of `data` (or generated JPEGs) at `size`×`size`: the set and images/second.
+fn decode_stage(data: Option<&std::path::Path>, size: u32) -> Result<(ImageSet, f64)> {
     if let Some(dir) = data {
         let root = data::resolve_class_root(dir, data::Part::Train)?;
         let items = data::discover(&root)?;
         let items: Vec<_> = items.into_iter().step_by(8).take(8000).collect();
         let t0 = Instant::now();
-        let (set, _) = data::load_labelled(&items, 32, false)?;
+        let (set, _) = data::load_labelled(&items, size, false)?;
         let r = rate(set.len(), t0.elapsed().as_secs_f64());
         return Ok((set, r));
     }
     use rayon::prelude::*;
-    let jpegs = synthetic_jpegs(4000);
+    // 4,000 images at 32×32, as many pixels (at least 64 images) at larger sizes.
+    let n = (4000 * 32 * 32 / (size as usize * size as usize)).max(64);
+    let jpegs = synthetic_jpegs(n, size);
     let t0 = Instant::now();
     let pixels: Vec<Vec<u8>> = jpegs
         .par_iter()
@@ -137,9 +141,9 @@ fn decode_stage(data: Option<&std::path::Path>) -> Result<(ImageSet, f64)> {
         .collect();
     let r = rate(pixels.len(), t0.elapsed().as_secs_f64());
     let set = ImageSet {
-        size: 32,
+        size,
         pixels: pixels.concat(),
-        labels: (0..4000).map(|i| (i % 2) as u8).collect(),
+        labels: (0..n).map(|i| (i % 2) as u8).collect(),
         paths: vec![],
     };
     Ok((set, r))

@@ -51,11 +51,12 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
-    let (name, arch, optimizer, det) = subject(&a)?;
+    let (name, optimizer, det) = subject(&a)?;
     let opts = BenchOptions {
         data: a.data.clone(),
         name,
-        arch,
+        arch: det.meta.arch.clone(),
+        input_size: det.meta.input_size,
         batch_size: a.batch_size,
         steps: a.steps,
         optimizer,
@@ -67,20 +68,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What to time: a model file's network (with its weights), an experiment's, or a preset's; the
-/// optimiser of its training steps; a detector of it for inference.
-fn subject(
-    a: &BenchArgs,
-) -> Result<(
-    String,
-    synthscan::model::ArchConfig,
-    synthscan::config::OptimizerConfig,
-    Detector,
-)> {
+/// What to time: a model file's network (with its weights, at its input size), an experiment's
+/// or a preset's (fresh weights); the optimiser of its training steps; a detector of it.
+fn subject(a: &BenchArgs) -> Result<(String, synthscan::config::OptimizerConfig, Detector)> {
     if let Some(path) = &a.model {
         let det = Detector::load_or_default(Some(path))?;
-        let name = det.name.clone();
-        return Ok((name, det.meta.arch.clone(), bench::default_optimizer(), det));
+        return Ok((det.name.clone(), bench::default_optimizer(), det));
     }
     let (name, arch, optimizer, size) = match &a.config {
         Some(path) => {
@@ -95,8 +88,8 @@ fn subject(
     let norm = synthscan::data::Normalization::unit();
     let device = default_device();
     let network = synthscan::model::ArchConfig::init(&arch, size as usize, &device);
-    let meta = ModelMeta::untrained(arch.clone(), size, norm);
-    Ok((name, arch, optimizer, Detector::new(meta, network, device)))
+    let meta = ModelMeta::untrained(arch, size, norm);
+    Ok((name, optimizer, Detector::new(meta, network, device)))
 }
 
 fn run_reference(a: &BenchArgs, opts: &BenchOptions, det: &Detector) -> Result<ExitCode> {
