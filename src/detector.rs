@@ -44,6 +44,9 @@ pub struct ModelMeta {
     /// Temperature T of the calibrated p_fake = softmax(logits / T)[FAKE] (1: uncalibrated).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub temperature: f32,
+    /// A monotone correction applied after the temperature (fitted on validation with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isotonic: Option<calibration::Isotonic>,
     /// p_fake in `[lo, hi)` is answered UNCERTAIN: outside it the validation answers were at
     /// least `calibration.target_accuracy` right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +79,7 @@ impl ModelMeta {
             preprocess: Default::default(),
             provenance: serde_json::Value::Null,
             temperature: 1.0,
+            isotonic: None,
             uncertain: None,
             real_quantiles: Vec::new(),
             calibration: None,
@@ -350,20 +354,25 @@ impl Detector {
         target_accuracy: f64,
         rule: Option<crate::eval::ThresholdRule>,
     ) -> (Vec<f32>, CalibrationFacts) {
-        let old = self.meta.temperature;
+        let (old_t, old_iso) = (self.meta.temperature, self.meta.isotonic.take());
         self.meta.temperature = 1.0;
         let before = self.score_set(val);
         let margins: Vec<f32> = before.iter().map(|&p| calibration::margin(p)).collect();
         let t = calibration::fit_temperature(&margins, &val.labels);
         self.meta.temperature = t;
-        let after = self.score_set(val);
+        let scaled = self.score_set(val);
+        let iso = calibration::fit_isotonic(&scaled, &val.labels);
+        let after: Vec<f32> = scaled.iter().map(|&p| iso.apply(p)).collect();
         self.meta.threshold = match rule {
             Some(rule) => crate::eval::choose_threshold(&after, &val.labels, rule),
             None => {
-                let raw = calibration::margin(self.meta.threshold) * old;
-                calibration::sigmoid(raw / t)
+                // The raw margin of the current threshold, through the new temperature and map.
+                let old = old_iso.map_or(self.meta.threshold, |m| m.inverse(self.meta.threshold));
+                let raw = calibration::margin(old) * old_t;
+                iso.apply(calibration::sigmoid(raw / t))
             }
         };
+        self.meta.isotonic = Some(iso);
         let real: Vec<f32> = after
             .iter()
             .zip(&val.labels)
@@ -415,7 +424,15 @@ impl Detector {
         } else {
             p
         };
-        p.into_data().try_to_vec::<f32>().unwrap_or_default()
+        self.corrected(p.into_data().try_to_vec::<f32>().unwrap_or_default())
+    }
+
+    /// Temperature-scaled scores through the stored isotonic map, if any.
+    fn corrected(&self, mut p: Vec<f32>) -> Vec<f32> {
+        if let Some(iso) = &self.meta.isotonic {
+            p.iter_mut().for_each(|v| *v = iso.apply(*v));
+        }
+        p
     }
 
     /// p_fake of the images `indices` of a decoded set, as one batch: the one place a batch of
@@ -442,13 +459,13 @@ impl Detector {
         };
         let p = probs(engine.logits(&floats, n, s));
         if !self.meta.tta {
-            return p;
+            return self.corrected(p);
         }
         for row in floats.chunks_exact_mut(s) {
             row.reverse();
         }
         let mirrored = probs(engine.logits(&floats, n, s));
-        p.iter().zip(mirrored).map(|(a, b)| (a + b) / 2.0).collect()
+        self.corrected(p.iter().zip(mirrored).map(|(a, b)| (a + b) / 2.0).collect())
     }
 
     /// p_fake for every image of a decoded set (which must be at the model's input size).
@@ -644,6 +661,7 @@ mod tests {
             "temperature scaling must not change decisions"
         );
         assert!(det.meta.temperature > 0.0);
+        assert!(det.meta.isotonic.as_ref().is_some_and(|m| !m.x.is_empty()));
         assert_eq!(det.meta.real_quantiles.len(), calibration::QUANTILES);
         let [lo, hi] = det.meta.uncertain.unwrap();
         assert!(lo <= det.meta.threshold && det.meta.threshold <= hi);

@@ -371,8 +371,16 @@ fn model_section(md: &mut String, detector: &Detector, extra: &ModelCardFacts) {
     if let Some(c) = &meta.calibration {
         let _ = writeln!(
             md,
-            "- Calibration: temperature {:.3} fitted on {} validation images (ECE {:.4} before, {:.4} after)",
-            meta.temperature, c.images, c.ece_before, c.ece_after
+            "- Calibration: temperature {:.3}{} fitted on {} validation images (ECE {:.4} before, {:.4} after)",
+            meta.temperature,
+            if meta.isotonic.is_some() {
+                ", then an isotonic correction,"
+            } else {
+                ""
+            },
+            c.images,
+            c.ece_before,
+            c.ece_after
         );
     }
     if let Some([lo, hi]) = meta.uncertain {
@@ -535,7 +543,7 @@ fn use_and_limits(md: &mut String, extra: &ModelCardFacts) {
              figures above.",
             "Only generators represented in the training data are covered; new generators, upscaling, heavy JPEG \
              compression, cropping, screenshots and edits can all move scores either way.",
-            "p_fake is calibrated (temperature scaling) on validation data like the training data; outside that distribution it is not a calibrated probability.",
+            "p_fake is calibrated on validation data like the training data; outside that distribution it is not a calibrated probability.",
         ]
         .map(String::from),
     );
