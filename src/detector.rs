@@ -408,35 +408,40 @@ impl Detector {
         )
     }
 
-    /// p_fake for a batch tensor (with flip averaging when the model asks for it).
+    /// p_fake for a batch tensor (with flip averaging when the model asks for it), through
+    /// burn's modules.
     pub fn score_tensor(&self, x: Tensor<4>) -> Vec<f32> {
-        let t = self.meta.temperature;
-        let prob = |logits: Tensor<2>| {
-            if t == 1.0 {
-                fake_probability(logits)
-            } else {
-                fake_probability(logits.div_scalar(t))
-            }
+        let logits = |x: Tensor<4>| {
+            let z = self.network.forward(x).into_data();
+            z.try_to_vec::<f32>().unwrap_or_default()
         };
-        let p = prob(self.network.forward(x.clone()));
-        let p = if self.meta.tta {
-            (p + prob(self.network.forward(x.flip([3])))) / 2.0
-        } else {
-            p
-        };
-        self.corrected(p.into_data().try_to_vec::<f32>().unwrap_or_default())
+        let mirrored = self.meta.tta.then(|| logits(x.clone().flip([3])));
+        self.scores_from_logits(logits(x), mirrored)
     }
 
-    /// Temperature-scaled scores through the stored isotonic map, if any.
-    fn corrected(&self, mut p: Vec<f32>) -> Vec<f32> {
+    /// Calibrated p_fake from `[n, 2]` logits (row-major), averaged with the mirrored images'
+    /// when given: σ((z_FAKE − z_REAL) / T), then the isotonic map. Both scoring paths end here.
+    fn scores_from_logits(&self, logits: Vec<f32>, mirrored: Option<Vec<f32>>) -> Vec<f32> {
+        let t = self.meta.temperature;
+        let probs = |z: Vec<f32>| -> Vec<f32> {
+            z.chunks_exact(2)
+                .map(|z| calibration::sigmoid((z[1] - z[0]) / t))
+                .collect()
+        };
+        let mut p = probs(logits);
+        if let Some(m) = mirrored {
+            p.iter_mut()
+                .zip(probs(m))
+                .for_each(|(a, b)| *a = (*a + b) / 2.0);
+        }
         if let Some(iso) = &self.meta.isotonic {
             p.iter_mut().for_each(|v| *v = iso.apply(*v));
         }
         p
     }
 
-    /// p_fake of the images `indices` of a decoded set, as one batch: the one place a batch of
-    /// pixels becomes scores (compiled path or burn's modules, flip averaging, temperature).
+    /// p_fake of the images `indices` of a decoded set, as one batch: the compiled path when
+    /// there is one, else burn's modules; at most [`images_per_pass`] images per pass.
     pub fn score_batch(&self, set: &ImageSet, indices: &[usize]) -> Vec<f32> {
         let most = images_per_pass(set.size as usize);
         if indices.len() > most {
@@ -450,22 +455,13 @@ impl Detector {
         };
         let (n, s) = (indices.len(), set.size as usize);
         let mut floats = data::batch_floats(set, indices, &self.meta.normalization, None);
-        let t = self.meta.temperature;
-        let probs = |logits: Vec<f32>| -> Vec<f32> {
-            logits
-                .chunks_exact(2)
-                .map(|z| crate::eval::calibration::sigmoid((z[1] - z[0]) / t))
-                .collect()
-        };
-        let p = probs(engine.logits(&floats, n, s));
-        if !self.meta.tta {
-            return self.corrected(p);
-        }
-        for row in floats.chunks_exact_mut(s) {
-            row.reverse();
-        }
-        let mirrored = probs(engine.logits(&floats, n, s));
-        self.corrected(p.iter().zip(mirrored).map(|(a, b)| (a + b) / 2.0).collect())
+        let logits = engine.logits(&floats, n, s);
+        let mirrored = self.meta.tta.then(|| {
+            // Each row of each channel reversed: the image mirrored left to right.
+            floats.chunks_exact_mut(s).for_each(|row| row.reverse());
+            engine.logits(&floats, n, s)
+        });
+        self.scores_from_logits(logits, mirrored)
     }
 
     /// p_fake for every image of a decoded set (which must be at the model's input size).
@@ -476,15 +472,11 @@ impl Detector {
         // order is kept by collecting in chunk order.
         let indices: Vec<usize> = (0..set.len()).collect();
         let passes = parallel_passes(&self.device);
-        let size = set.size as usize;
         if passes == 1 {
-            return indices
-                .chunks(images_per_pass(size))
-                .flat_map(|chunk| self.score_batch(set, chunk))
-                .collect();
+            return self.score_batch(set, &indices);
         }
         indices
-            .par_chunks(pass_size(set.len(), passes, size))
+            .par_chunks(pass_size(set.len(), passes, set.size as usize))
             .map(|chunk| self.score_batch(set, chunk))
             .collect::<Vec<_>>()
             .concat()
@@ -596,10 +588,18 @@ mod tests {
         let set = noise_set(5);
         let idx: Vec<usize> = (0..5).collect();
         let fast = det.score_batch(&set, &idx);
-        let reference = det.score_tensor(det.input_tensor(&set, &idx));
-        assert_eq!(fast.len(), 5);
-        for (a, b) in fast.iter().zip(&reference) {
+        // Burn's modules, by hand: softmax of logits / T, averaged with the mirror.
+        let x = det.input_tensor(&set, &idx);
+        let prob = |x: Tensor<4>| fake_probability(det.network.forward(x).div_scalar(1.7));
+        let reference = ((prob(x.clone()) + prob(x.clone().flip([3]))) / 2.0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let slow = det.score_tensor(x);
+        assert_eq!((fast.len(), slow.len()), (5, 5));
+        for ((a, b), c) in fast.iter().zip(&reference).zip(&slow) {
             assert!((a - b).abs() < 1e-5, "{fast:?} vs {reference:?}");
+            assert!((c - b).abs() < 1e-5, "{slow:?} vs {reference:?}");
         }
     }
 
@@ -660,6 +660,14 @@ mod tests {
             before, after,
             "temperature scaling must not change decisions"
         );
+        // Calibrating a calibrated model maps its threshold back through the old isotonic map.
+        det.calibrate(&set, 0.99, None);
+        let again: Vec<u8> = det
+            .score_set(&set)
+            .iter()
+            .map(|&p| det.class_of(p))
+            .collect();
+        assert_eq!(before, again, "recalibration must not change decisions");
         assert!(det.meta.temperature > 0.0);
         assert!(det.meta.isotonic.as_ref().is_some_and(|m| !m.x.is_empty()));
         assert_eq!(det.meta.real_quantiles.len(), calibration::QUANTILES);
@@ -674,6 +682,7 @@ mod tests {
             (m.temperature, m.threshold, m.uncertain, &m.real_quantiles),
             (b.temperature, b.threshold, b.uncertain, &b.real_quantiles)
         );
+        assert_eq!(m.isotonic, b.isotonic);
         let (fm, fb) = (
             m.calibration.clone().unwrap(),
             b.calibration.clone().unwrap(),

@@ -391,4 +391,26 @@ fn bench_reference_prints_ratios_against_the_reference_and_names_a_missing_torch
     let out = run(&b.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!out.status.success());
     assert!(stderr(&out).contains("import torch"), "{}", stderr(&out));
+
+    // A reference that fails while measuring: its last error line, with the script named.
+    let failing = dir.join("failing-python");
+    std::fs::write(
+        &failing,
+        "#!/bin/sh
+[ \"$1\" = -c ] && exit 0
+echo 'no module named onnxruntime' >&2
+exit 1
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = args(&failing);
+    let out = run(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("reference.py failed: no module named onnxruntime")
+            && err.lines().count() == 1,
+        "{err}"
+    );
 }

@@ -166,23 +166,26 @@ fn gan_detect_trains_a_detector_and_scores_bundled_models() {
     )
     .unwrap();
     let out = tmp.join("detect");
-    let o = run(&[
-        "gan",
-        "detect",
-        "--real",
-        data.to_str().unwrap(),
-        "--generator",
-        runs.join("tiny/G.gan").to_str().unwrap(),
-        "--count",
-        "20",
-        "--config",
-        det_cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--models",
-        "models",
-        "--json",
-        "--quiet",
+    let generator = runs.join("tiny/G.gan");
+    let detect = |extra: &[&str]| {
+        let mut args = vec![
+            "gan",
+            "detect",
+            "--real",
+            data.to_str().unwrap(),
+            "--generator",
+            generator.to_str().unwrap(),
+            "--count",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let det_cfg = det_cfg.to_str().unwrap();
+    let o = detect(&[
+        "--config", det_cfg, "--models", "models", "--json", "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -208,18 +211,7 @@ fn gan_detect_trains_a_detector_and_scores_bundled_models() {
         5
     );
     // A second run into the same folder refuses to mix datasets.
-    let o = run(&[
-        "gan",
-        "detect",
-        "--real",
-        data.to_str().unwrap(),
-        "--generator",
-        runs.join("tiny/G.gan").to_str().unwrap(),
-        "--count",
-        "20",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = detect(&[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     std::fs::remove_dir_all(&tmp).unwrap();

@@ -11,6 +11,22 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+/// `POST /v1/detect` of a JPEG on its own thread, so that several can be in flight at once.
+fn post_jpeg_in_background(
+    addr: std::net::SocketAddr,
+    body: Vec<u8>,
+) -> std::thread::JoinHandle<Result<Response, String>> {
+    std::thread::spawn(move || {
+        request(
+            addr,
+            "POST",
+            "/v1/detect",
+            &[("Content-Type", "image/jpeg")],
+            &body,
+        )
+    })
+}
+
 fn jpeg32() -> Vec<u8> {
     encode(&picture(32, 32, 1), ImageFormat::Jpeg)
 }
@@ -262,15 +278,7 @@ fn full_queue_answers_503_with_retry_after() {
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let body = jpeg.clone();
-            std::thread::spawn(move || {
-                request(
-                    addr,
-                    "POST",
-                    "/v1/detect",
-                    &[("Content-Type", "image/jpeg")],
-                    &body,
-                )
-            })
+            post_jpeg_in_background(addr, body)
         })
         .collect();
     let responses: Vec<Response> = handles
@@ -294,15 +302,7 @@ fn sigterm_lets_in_flight_requests_finish() {
     let mut s = Server::start(&["--simulate-slow-ms", "1200"]);
     let addr = s.addr;
     let body = jpeg32();
-    let inflight = std::thread::spawn(move || {
-        request(
-            addr,
-            "POST",
-            "/v1/detect",
-            &[("Content-Type", "image/jpeg")],
-            &body,
-        )
-    });
+    let inflight = post_jpeg_in_background(addr, body);
     // Wait until the detection request is being handled (the gauge counts this poll as well).
     let t0 = Instant::now();
     while !s

@@ -660,9 +660,31 @@ mod tests {
         net.valid()
     }
 
+    /// The engine's logits for `n` random images against burn's forward pass of the same
+    /// network, to 1e-4 of the largest logit.
+    fn assert_matches_burn(arch: &ArchConfig, size: usize, n: usize) {
+        let net = trained_stats(arch, size);
+        let engine = CnnEngine::compile(&net).expect("the network compiles");
+        let d = Device::default();
+        let x = Tensor::<4>::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), &d);
+        let floats = x.clone().into_data().try_to_vec::<f32>().unwrap();
+        let want = net.forward(x).into_data().try_to_vec::<f32>().unwrap();
+        let got = engine.logits(&floats, n, size);
+        assert_eq!(got.len(), want.len());
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        assert!(
+            err <= 1e-4 * scale,
+            "{arch:?} at {size}: max error {err} (scale {scale})"
+        );
+    }
+
     #[test]
     fn the_engine_matches_burns_forward_on_random_networks_and_odd_sizes() {
-        let d = Device::default();
         let cases = [
             (cnn(8, 2, GlobalPool::Max, vec![], true), 32, 5),
             (cnn(6, 1, GlobalPool::Avg, vec![10], true), 19, 3),
@@ -671,51 +693,19 @@ mod tests {
             (crate::model::preset("default").unwrap(), 32, 4),
         ];
         for (arch, size, n) in cases {
-            let net = trained_stats(&arch, size);
-            let engine = CnnEngine::compile(&net).expect("a ReLU CNN compiles");
-            let x = Tensor::<4>::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), &d);
-            let floats = x.clone().into_data().try_to_vec::<f32>().unwrap();
-            let want = net.forward(x).into_data().try_to_vec::<f32>().unwrap();
-            let got = engine.logits(&floats, n, size);
-            assert_eq!(got.len(), want.len());
-            let err = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-            assert!(
-                err <= 1e-4 * scale,
-                "{arch:?} at {size}: max error {err} (scale {scale})"
-            );
+            assert_matches_burn(&arch, size, n);
         }
     }
 
     #[test]
     fn the_engine_matches_burns_forward_on_efficientnet_lite0() {
-        let d = Device::default();
         let arch = ArchConfig::Efficientnet(crate::model::EfficientNetConfig {
             hidden: vec![16],
             ..crate::model::EfficientNetConfig::lite0()
         });
         // 64 and an odd 45: "same" padding is asymmetric at stride 2 on odd sizes.
         for (size, n) in [(64, 2), (45, 1)] {
-            let net = trained_stats(&arch, size);
-            let engine = CnnEngine::compile(&net).expect("Lite0 compiles");
-            let x = Tensor::<4>::random([n, 3, size, size], Distribution::Normal(0.0, 1.0), &d);
-            let floats = x.clone().into_data().try_to_vec::<f32>().unwrap();
-            let want = net.forward(x).into_data().try_to_vec::<f32>().unwrap();
-            let got = engine.logits(&floats, n, size);
-            let err = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
-            assert!(
-                err <= 1e-4 * scale,
-                "Lite0 at {size}: max error {err} (scale {scale})"
-            );
+            assert_matches_burn(&arch, size, n);
         }
     }
 
