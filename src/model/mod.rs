@@ -5,6 +5,8 @@
 
 pub mod efficientnet;
 pub mod engine;
+#[cfg(feature = "flex")]
+pub mod fused;
 pub mod import;
 mod presets;
 pub mod resnet_tv;
@@ -260,6 +262,18 @@ pub struct ConvUnit {
 
 impl ConvUnit {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        #[cfg(feature = "flex")]
+        if let Some(norm) = &self.norm
+            && self.act == Activation::Relu
+            && fused::fits(&self.conv, norm, &x)
+        {
+            return fused::conv_unit(&self.conv, norm, self.pool, x);
+        }
+        self.forward_modules(x)
+    }
+
+    /// The unit through burn's modules (every backend; the reference of the fused op).
+    fn forward_modules(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self.conv.forward(x);
         if self.pool {
             x = max_pool2(x);

@@ -1,0 +1,376 @@
+//! A fused training op for the CPU backend: convolution → optional 2×2 max-pool → batch-norm
+//! with batch statistics → ReLU as one autodiff node with a handwritten backward pass.
+//!
+//! burn's CPU backend trains these units as five separate ops: a convolution whose gradients go
+//! through a transposed convolution and a convolution with swapped axes, a max-pool whose
+//! gradient is a scatter, and batch-norm and ReLU as element-wise graphs, each with its own
+//! layout copies and buffers. Here the unit is one burn *backend extension*
+//! (`#[backend_extension]`, implemented for `Flex` and `Autodiff<Flex>`), whose kernels
+//! ([`kernels`]) do the convolution and both of its gradients as three matrix products in one
+//! channel-major layout. [`ConvUnit`](super::ConvUnit) calls it in training mode on the CPU
+//! backend when its configuration fits ([`fits`]); everything else, and every other backend,
+//! keeps burn's modules. The op is tested against burn's own ops, forward and backward.
+//! `SYNTHSCAN_TRAIN_KERNELS=burn` turns it off (for comparisons).
+
+pub mod kernels;
+
+use burn::backend::autodiff::{
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
+use burn::nn::{BatchNorm, PaddingConfig2d, conv::Conv2d};
+use burn::prelude::*;
+use burn::tensor::DType;
+use kernels::UnitShape;
+use std::sync::{Arc, OnceLock};
+
+/// The fused unit as a backend operation: returns the output, the batch mean and the batch
+/// (biased) variance.
+#[backend_extension(Flex, Autodiff)]
+pub trait ConvUnitBackend: Backend {
+    fn conv_unit_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stride: usize,
+        pool: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+fn floats(t: &FlexTensor) -> Vec<f32> {
+    let t = t.to_contiguous();
+    match t.as_slice::<f32>() {
+        Some(s) => s.to_vec(),
+        None => t
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap_or_default(),
+    }
+}
+
+fn with_floats<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    let t = t.to_contiguous();
+    match t.as_slice::<f32>() {
+        Some(s) => f(s),
+        None => f(&floats(&t)),
+    }
+}
+
+fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+fn run_forward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    stride: usize,
+    pool: bool,
+    epsilon: f64,
+) -> kernels::Forward {
+    let [n, c, h, w] = x.layout().shape().dims::<4>();
+    let [co, _, k, _] = weight.layout().shape().dims::<4>();
+    let shape = UnitShape {
+        n,
+        c,
+        h,
+        w,
+        co,
+        k,
+        stride,
+        pool,
+    };
+    let (weight, gamma, beta) = (floats(weight), floats(gamma), floats(beta));
+    with_floats(x, |x| {
+        kernels::forward(x, shape, &weight, &gamma, &beta, epsilon)
+    })
+}
+
+fn outputs(f: kernels::Forward) -> (FlexTensor, FlexTensor, FlexTensor, kernels::Saved) {
+    let s = f.saved.shape;
+    let (hp, wp) = s.out();
+    (
+        tensor(f.y, vec![s.n, s.co, hp, wp]),
+        tensor(f.mean, vec![s.co]),
+        tensor(f.var, vec![s.co]),
+        f.saved,
+    )
+}
+
+impl ConvUnitBackend for Flex {
+    fn conv_unit_train(
+        x: FlexTensor,
+        weight: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stride: usize,
+        pool: bool,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (y, mean, var, _) = outputs(run_forward(
+            &x, &weight, &gamma, &beta, stride, pool, epsilon,
+        ));
+        (y, mean, var)
+    }
+}
+
+#[derive(Debug)]
+struct UnitBackward;
+
+impl Backward<Flex, 4> for UnitBackward {
+    type State = Arc<kernels::Saved>;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pw, pg, pb] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let saved = &ops.state;
+        let s = saved.shape;
+        let g = with_floats(&dy, |dy| kernels::backward(saved, dy, px.is_some()));
+        if let (Some(node), Some(dx)) = (px, g.dx) {
+            grads.register::<Flex>(node.id, tensor(dx, vec![s.n, s.c, s.h, s.w]));
+        }
+        if let Some(node) = pw {
+            grads.register::<Flex>(node.id, tensor(g.dweight, vec![s.co, s.c, s.k, s.k]));
+        }
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, tensor(g.dgamma, vec![s.co]));
+        }
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, tensor(g.dbeta, vec![s.co]));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> ConvUnitBackend for Autodiff<Flex, C> {
+    fn conv_unit_train(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        stride: usize,
+        pool: bool,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let forward = run_forward(
+            x.primitive(),
+            weight.primitive(),
+            gamma.primitive(),
+            beta.primitive(),
+            stride,
+            pool,
+            epsilon,
+        );
+        let (y, mean, var, saved) = outputs(forward);
+        let y = match UnitBackward
+            .prepare::<C>([x.node(), weight.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(Arc::new(saved), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        (y, Self::from_inner(mean), Self::from_inner(var))
+    }
+}
+
+/// Whether the fused op is switched on (`SYNTHSCAN_TRAIN_KERNELS=burn` switches it off).
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("SYNTHSCAN_TRAIN_KERNELS").map_or(true, |v| !v.eq_ignore_ascii_case("burn"))
+    })
+}
+
+/// Whether a conv → [pool] → batch-norm → ReLU unit can run as the fused op on input `x`: a
+/// training pass (autodiff, batch-norm in training mode) on the CPU backend, in f32, with an
+/// odd square kernel, padding `k / 2`, no bias, no dilation or groups.
+pub fn fits(conv: &Conv2d, norm: &BatchNorm, x: &Tensor<4>) -> bool {
+    let device = x.device();
+    let [k, k2] = conv.kernel_size;
+    let p = k / 2;
+    let [_, _, h, w] = x.dims();
+    enabled()
+        && device.is_autodiff()
+        && device == Device::flex()
+        && norm.training.is_enabled()
+        && x.dtype() == DType::F32
+        && conv.bias.is_none()
+        && conv.groups == 1
+        && conv.dilation == [1, 1]
+        && k == k2
+        && k % 2 == 1
+        && conv.stride[0] == conv.stride[1]
+        && conv.stride[0] >= 1
+        && h + 2 * p >= k
+        && w + 2 * p >= k
+        && matches!(conv.padding, PaddingConfig2d::Explicit(a, b, c, d) if [a, b, c, d] == [p; 4])
+}
+
+/// Runs the unit as the fused op (check [`fits`] first) and moves batch-norm's running
+/// statistics as `BatchNorm::forward` does in training mode.
+pub fn conv_unit(conv: &Conv2d, norm: &BatchNorm, pool: bool, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let (y, mean, var) = <Dispatch as ConvUnitBackend>::conv_unit_train(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        conv.stride[0],
+        pool,
+        norm.epsilon,
+    );
+    let (mean, var) = (
+        Tensor::<1>::from_dispatch(mean),
+        Tensor::<1>::from_dispatch(var),
+    );
+    let m = norm.momentum;
+    let running = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let moved = state
+            .value_sync()
+            .to_device(&device)
+            .mul_scalar(1.0 - m)
+            .add(batch.detach().mul_scalar(m));
+        state.update(moved.detach());
+    };
+    running(&norm.running_mean, mean);
+    running(&norm.running_var, var);
+    Tensor::from_dispatch(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Param;
+    use burn::nn::BatchNormConfig;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Distribution;
+
+    /// A unit's conv and norm on the autodiff CPU device, with non-trivial gamma and beta.
+    fn unit(c: usize, co: usize, k: usize, stride: usize, device: &Device) -> (Conv2d, BatchNorm) {
+        let p = k / 2;
+        let conv = Conv2dConfig::new([c, co], [k, k])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+            .with_bias(false)
+            .init(device);
+        let r = |shift: f64| {
+            Tensor::<1>::random([co], Distribution::Uniform(-0.5, 0.5), device) + shift
+        };
+        (conv, fresh_norm(r(1.0), r(0.1)))
+    }
+
+    /// A batch-norm with these gamma and beta and its own (initial) running statistics.
+    fn fresh_norm(gamma: Tensor<1>, beta: Tensor<1>) -> BatchNorm {
+        let mut norm = BatchNormConfig::new(gamma.dims()[0]).init(&gamma.device());
+        norm.gamma = Param::from_tensor(gamma);
+        norm.beta = Param::from_tensor(beta);
+        norm
+    }
+
+    /// burn's ops, in the order the model applies them.
+    fn reference(conv: &Conv2d, norm: &BatchNorm, pool: bool, x: Tensor<4>) -> Tensor<4> {
+        let mut z = conv.forward(x);
+        if pool {
+            z = crate::model::max_pool2(z);
+        }
+        burn::tensor::activation::relu(norm.forward(z))
+    }
+
+    fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+        let err = (a - b).abs().max().into_scalar::<f32>();
+        assert!(
+            err <= 1e-4 * scale,
+            "{what}: max error {err} (scale {scale})"
+        );
+    }
+
+    fn grad_of<const D: usize>(t: &Tensor<D>, g: &burn::tensor::Gradients) -> Tensor<D> {
+        t.grad(g).expect("a gradient")
+    }
+
+    /// Forward, backward and running statistics of the fused op against burn's modules, on odd
+    /// sizes, strides 1–2, kernels 1/3/5, with and without the pool.
+    #[test]
+    fn fused_unit_equals_burns_conv_pool_batch_norm_relu_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            (3, 4, 9, 7, 5, 3, 1, true),
+            (2, 3, 8, 8, 6, 3, 2, false),
+            (2, 5, 7, 10, 4, 5, 1, true),
+            (4, 3, 6, 5, 8, 1, 1, false),
+            (1, 2, 11, 9, 3, 3, 3, true),
+        ];
+        for (n, c, h, w, co, k, stride, pool) in cases {
+            let (conv, norm) = unit(c, co, k, stride, &device);
+            let x = Tensor::<4>::random([n, c, h, w], Distribution::Normal(0.0, 1.0), &device);
+            assert!(fits(&conv, &norm, &x.clone().require_grad()));
+            let run = |fused: bool| {
+                let conv = conv.clone();
+                let norm = fresh_norm(norm.gamma.val(), norm.beta.val());
+                let x = x.clone().require_grad();
+                let y = if fused {
+                    conv_unit(&conv, &norm, pool, x.clone())
+                } else {
+                    reference(&conv, &norm, pool, x.clone())
+                };
+                let weights = y.clone().ones_like().cumsum(3).sin();
+                let grads = (y.clone() * weights).sum().backward();
+                let g = (
+                    grad_of(&x, &grads),
+                    grad_of(&conv.weight.val(), &grads),
+                    grad_of(&norm.gamma.val(), &grads),
+                    grad_of(&norm.beta.val(), &grads),
+                );
+                (y, g, norm.running_mean.value(), norm.running_var.value())
+            };
+            let (y, (dx, dw, dg, db), mean, var) = run(true);
+            let (ry, (rdx, rdw, rdg, rdb), rmean, rvar) = run(false);
+            let case = format!("n{n} c{c} {h}x{w} co{co} k{k} s{stride} pool {pool}");
+            assert_eq!(y.dims(), ry.dims(), "{case}");
+            close(y, ry, &format!("{case}: output"));
+            close(dx, rdx, &format!("{case}: dx"));
+            close(dw, rdw, &format!("{case}: dweight"));
+            close(dg, rdg, &format!("{case}: dgamma"));
+            close(db, rdb, &format!("{case}: dbeta"));
+            close(mean, rmean, &format!("{case}: running mean"));
+            close(var, rvar, &format!("{case}: running var"));
+        }
+    }
+
+    #[test]
+    fn fused_op_is_not_used_outside_training_or_for_unsupported_convs() {
+        let device = Device::flex().autodiff();
+        let (conv, norm) = unit(3, 4, 3, 1, &device);
+        let x = Tensor::<4>::zeros([2, 3, 8, 8], &device);
+        assert!(fits(&conv, &norm, &x));
+        let plain = Tensor::<4>::zeros([2, 3, 8, 8], &Device::flex());
+        assert!(
+            !fits(&conv, &norm, &plain),
+            "inference passes keep burn's modules"
+        );
+        assert!(
+            !fits(&conv, &norm.clone().valid(), &x),
+            "batch-norm in eval mode keeps burn's modules"
+        );
+        let even = Conv2dConfig::new([3, 4], [2, 2])
+            .with_bias(false)
+            .init(&device);
+        assert!(!fits(&even, &norm, &x), "even kernels keep burn's modules");
+        let biased = Conv2dConfig::new([3, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        assert!(
+            !fits(&biased, &norm, &x),
+            "a conv bias keeps burn's modules"
+        );
+    }
+}
