@@ -2,9 +2,11 @@
 //! with batch statistics → ReLU, forward and backward, on contiguous `f32` buffers.
 //!
 //! Between its steps the unit keeps activations channel-major ("CNHW": one row per channel over
-//! the whole batch). The convolution is then one matrix product per pass (weights `[Co, C·k·k]`
-//! times the transposed im2col matrix `[C·k·k, N·Ho·Wo]`), its two gradients are two more, and
-//! the pool and batch-norm reductions run over contiguous rows. Inputs and outputs are NCHW, as
+//! the whole batch). The convolution is then a matrix product (weights `[Co, C·k·k]` times the
+//! transposed im2col matrix `[C·k·k, N·Ho·Wo]`), its two gradients are two more, and the pool
+//! and batch-norm reductions run over contiguous rows. The im2col matrix is built for a few
+//! images at a time, sized to stay in the core's cache, and rebuilt in the backward pass rather
+//! than kept. Inputs and outputs are NCHW, as
 //! burn's tensors are. Every kernel is single-threaded: the training step already runs one pass
 //! per core.
 
@@ -66,7 +68,6 @@ impl UnitShape {
 /// What the backward pass needs from the forward one.
 pub struct Saved {
     pub shape: UnitShape,
-    cols: Vec<f32>,
     weight: Vec<f32>,
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -101,26 +102,34 @@ pub struct Grads {
     pub dbeta: Vec<f32>,
 }
 
-/// `dst[m×n]` (row-major, contiguous) `= lhs · rhs`, each operand `[m×k]` / `[k×n]` given with its
-/// row and column strides, through the `gemm` crate's kernels on the calling thread.
-pub fn gemm_strided(
+/// A matrix operand: its values, row stride and column stride.
+pub type Operand<'a> = (&'a [f32], usize, usize);
+
+/// `dst = lhs · rhs` (`dst += lhs · rhs` when `accumulate`) for `lhs` `[m×k]`, `rhs` `[k×n]` and
+/// `dst` `[m×n]` with row stride `dst_rs` (columns contiguous), through the `gemm` crate's
+/// kernels on the calling thread.
+pub fn gemm_into(
     [m, n, k]: [usize; 3],
     dst: &mut [f32],
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize, usize),
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Operand,
+    rhs: Operand,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
-    assert!(dst.len() >= m * n);
+    assert!(dst.len() > last(m, n, dst_rs, 1) && dst_rs >= n);
     if k == 0 {
-        dst[..m * n].fill(0.0);
+        if !accumulate {
+            dst.chunks_mut(dst_rs).for_each(|r| r[..n].fill(0.0));
+        }
         return;
     }
     assert!(lhs.0.len() > last(m, k, lhs.1, lhs.2) && rhs.0.len() > last(k, n, rhs.1, rhs.2));
-    // SAFETY: every index the strides reach is in bounds (checked above), `dst` holds m·n floats
-    // and is borrowed mutably, so it aliases neither operand.
+    // SAFETY: every index the strides reach is in bounds (checked above), and `dst` is borrowed
+    // mutably, so it aliases neither operand.
     unsafe {
         gemm::gemm(
             m,
@@ -128,15 +137,15 @@ pub fn gemm_strided(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
-            false,
+            dst_rs as isize,
+            accumulate,
             lhs.0.as_ptr(),
             lhs.2 as isize,
             lhs.1 as isize,
             rhs.0.as_ptr(),
             rhs.2 as isize,
             rhs.1 as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,
@@ -158,73 +167,166 @@ fn valid_columns(s: &UnitShape, kx: usize, wo: usize) -> std::ops::Range<usize> 
     lo.min(hi)..hi
 }
 
-/// The transposed im2col matrix `[c·k·k, n·ho·wo]` of an NCHW input (zeros where the filter
-/// overhangs the border).
-fn im2col(x: &[f32], s: &UnitShape) -> Vec<f32> {
+/// Floats of im2col matrix that one block may hold: about a megabyte, so that the block is
+/// still in cache when the matrix product reads it.
+const BLOCK_FLOATS: usize = 1 << 18;
+
+/// Images per im2col block.
+fn block_images(s: &UnitShape) -> usize {
     let (ho, wo) = s.conv_out();
-    let (plane, cols) = (ho * wo, s.positions());
-    let mut out = vec![0.0f32; s.taps() * cols];
-    for (row, dst) in out.chunks_exact_mut(cols).enumerate() {
-        let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
-        let valid = valid_columns(s, kx, wo);
-        if valid.is_empty() {
-            continue;
-        }
-        for ni in 0..s.n {
-            let src = &x[(ni * s.c + ci) * s.h * s.w..][..s.h * s.w];
-            for oy in 0..ho {
-                let Some(iy) = (oy * s.stride + ky)
-                    .checked_sub(s.pad())
-                    .filter(|&y| y < s.h)
-                else {
-                    continue;
-                };
-                let d = &mut dst[ni * plane + oy * wo..][..wo];
-                let line = &src[iy * s.w..][..s.w];
-                let first = valid.start * s.stride + kx - s.pad();
-                if s.stride == 1 {
-                    d[valid.clone()].copy_from_slice(&line[first..first + valid.len()]);
-                } else {
-                    for (j, v) in d[valid.clone()].iter_mut().enumerate() {
-                        *v = line[first + j * s.stride];
-                    }
-                }
-            }
-        }
-    }
-    out
+    (BLOCK_FLOATS / (s.taps() * ho * wo).max(1)).clamp(1, s.n.max(1))
 }
 
-/// The adjoint of [`im2col`]: sums each column entry back onto the input pixel it was read from.
-fn col2im(cols: &[f32], s: &UnitShape) -> Vec<f32> {
+/// One im2col segment: for each (tap row, image, output row), the input line it reads (`None`
+/// where the filter overhangs the top or bottom), the valid output columns and the first input
+/// column they read.
+fn for_each_segment(
+    s: &UnitShape,
+    images: std::ops::Range<usize>,
+    mut f: impl FnMut(usize, usize, Option<usize>, &std::ops::Range<usize>, usize),
+) {
     let (ho, wo) = s.conv_out();
-    let (plane, width) = (ho * wo, s.positions());
-    let mut dx = vec![0.0f32; s.n * s.c * s.h * s.w];
-    for (row, src) in cols.chunks_exact(width).enumerate() {
+    for row in 0..s.taps() {
         let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
         let valid = valid_columns(s, kx, wo);
-        if valid.is_empty() {
-            continue;
-        }
-        for ni in 0..s.n {
-            let img = &mut dx[(ni * s.c + ci) * s.h * s.w..][..s.h * s.w];
+        let first = (valid.start * s.stride + kx).saturating_sub(s.pad());
+        for (j, ni) in images.clone().enumerate() {
             for oy in 0..ho {
-                let Some(iy) = (oy * s.stride + ky)
+                let iy = (oy * s.stride + ky)
                     .checked_sub(s.pad())
-                    .filter(|&y| y < s.h)
-                else {
-                    continue;
-                };
-                let g = &src[ni * plane + oy * wo..][..wo];
-                let line = &mut img[iy * s.w..][..s.w];
-                let first = valid.start * s.stride + kx - s.pad();
-                for (j, v) in g[valid.clone()].iter().enumerate() {
-                    line[first + j * s.stride] += v;
-                }
+                    .filter(|&y| y < s.h);
+                let start = (row * images.len() + j) * ho * wo + oy * wo;
+                let line = iy.map(|iy| ((ni * s.c + ci) * s.h + iy) * s.w);
+                f(start, wo, line.filter(|_| !valid.is_empty()), &valid, first);
             }
         }
     }
-    dx
+}
+
+/// For a stride-1 tap `(ky, kx)` on an `h`×`w` plane: the flat offset from an output pixel to
+/// the input pixel it reads, the output rows that read inside the plane, and the output columns
+/// that wrap around a row edge instead (to be zeroed).
+fn shift(
+    s: &UnitShape,
+    ky: usize,
+    kx: usize,
+) -> (isize, std::ops::Range<usize>, std::ops::Range<usize>) {
+    let (h, w, p) = (s.h, s.w, s.pad());
+    let rows = p.saturating_sub(ky).min(h)..(h + p).saturating_sub(ky).min(h);
+    let wrap = if kx < p {
+        0..(p - kx).min(w)
+    } else {
+        w.saturating_sub(kx - p)..w
+    };
+    let offset = (ky as isize - p as isize) * w as isize + (kx as isize - p as isize);
+    (offset, rows, wrap)
+}
+
+/// Stride-1 convolutions: each tap row of the block is the input plane shifted by a flat offset,
+/// so it is copied a whole plane at a time, then the wrapped columns and overhanging rows zeroed.
+fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: std::ops::Range<usize>, out: &mut [f32]) {
+    let plane = s.h * s.w;
+    for (row, dst_row) in out
+        .chunks_exact_mut(images.len() * plane)
+        .enumerate()
+        .take(s.taps())
+    {
+        let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
+        let (offset, rows, wrap) = shift(s, ky, kx);
+        for (ni, dst) in images.clone().zip(dst_row.chunks_exact_mut(plane)) {
+            let src = &x[(ni * s.c + ci) * plane..][..plane];
+            let (q0, q1) = (rows.start * s.w, rows.end * s.w);
+            let lo = q0.max((-offset).max(0) as usize);
+            let hi = q1.min((plane as isize - offset).max(0) as usize).max(lo);
+            let from = (lo as isize + offset) as usize;
+            dst[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            for r in rows.clone() {
+                dst[r * s.w..][wrap.clone()].fill(0.0);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_unit_stride`]: zeroes the wrapped entries of the block, then adds
+/// each tap row onto the input plane at its flat offset.
+fn col2im_unit_stride(
+    cols: &mut [f32],
+    s: &UnitShape,
+    images: std::ops::Range<usize>,
+    dx: &mut [f32],
+) {
+    let plane = s.h * s.w;
+    for (row, src_row) in cols
+        .chunks_exact_mut(images.len() * plane)
+        .enumerate()
+        .take(s.taps())
+    {
+        let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
+        let (offset, rows, wrap) = shift(s, ky, kx);
+        for (ni, src) in images.clone().zip(src_row.chunks_exact_mut(plane)) {
+            for r in rows.clone() {
+                src[r * s.w..][wrap.clone()].fill(0.0);
+            }
+            let (q0, q1) = (rows.start * s.w, rows.end * s.w);
+            let lo = q0.max((-offset).max(0) as usize);
+            let hi = q1.min((plane as isize - offset).max(0) as usize).max(lo);
+            let from = (lo as isize + offset) as usize;
+            let dst = &mut dx[(ni * s.c + ci) * plane..][..plane];
+            for (d, v) in dst[from..from + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                *d += v;
+            }
+        }
+    }
+}
+
+/// The transposed im2col block `[c·k·k, g·ho·wo]` of images `images` of an NCHW input (zeros
+/// where the filter overhangs the border), written into `out`.
+fn im2col(x: &[f32], s: &UnitShape, images: std::ops::Range<usize>, out: &mut [f32]) {
+    if s.stride == 1 {
+        return im2col_unit_stride(x, s, images, out);
+    }
+    let stride = s.stride;
+    for_each_segment(s, images, |start, wo, line, valid, first| {
+        let d = &mut out[start..start + wo];
+        let Some(line) = line else {
+            d.fill(0.0);
+            return;
+        };
+        let src = &x[line..line + s.w];
+        d[..valid.start].fill(0.0);
+        if stride == 1 {
+            d[valid.clone()].copy_from_slice(&src[first..first + valid.len()]);
+        } else {
+            for (j, v) in d[valid.clone()].iter_mut().enumerate() {
+                *v = src[first + j * stride];
+            }
+        }
+        d[valid.end..].fill(0.0);
+    });
+}
+
+/// The adjoint of [`im2col`]: adds each block entry onto the input pixel it was read from.
+fn col2im(cols: &mut [f32], s: &UnitShape, images: std::ops::Range<usize>, dx: &mut [f32]) {
+    if s.stride == 1 {
+        return col2im_unit_stride(cols, s, images, dx);
+    }
+    let stride = s.stride;
+    for_each_segment(s, images, |start, wo, line, valid, first| {
+        let Some(line) = line else { return };
+        let g = &cols[start..start + wo][valid.clone()];
+        let dst = &mut dx[line..line + s.w];
+        if stride == 1 {
+            for (d, v) in dst[first..first + g.len()].iter_mut().zip(g) {
+                *d += v;
+            }
+        } else {
+            for (j, v) in g.iter().enumerate() {
+                dst[first + j * stride] += v;
+            }
+        }
+    });
 }
 
 /// 2×2 max-pool of each channel-major row (`[n][ho][wo]` → `[n][ho/2][wo/2]`, an odd last row or
@@ -253,11 +355,17 @@ fn pool_rows(z: &[f32], s: &UnitShape) -> (Vec<f32>, Vec<u8>) {
     (out, arg)
 }
 
-/// Mean and biased variance of a row, accumulated in f64.
+/// Mean and biased variance of a row (f32 partial sums of 256 values, added in f64).
 fn moments(row: &[f32]) -> (f64, f64) {
     let m = row.len().max(1) as f64;
-    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / m;
-    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+    let sum = |f: &dyn Fn(f32) -> f32| {
+        row.chunks(256)
+            .map(|c| c.iter().map(|&v| f(v)).sum::<f32>() as f64)
+            .sum::<f64>()
+    };
+    let mean = sum(&|v| v) / m;
+    let mu = mean as f32;
+    let var = sum(&|v| (v - mu) * (v - mu)) / m;
     (mean, var)
 }
 
@@ -271,15 +379,25 @@ pub fn forward(
     beta: &[f32],
     epsilon: f64,
 ) -> Forward {
-    let cols = im2col(x, &s);
     let positions = s.positions();
+    let (ho, wo) = s.conv_out();
+    let per_image = ho * wo;
+    let group = block_images(&s);
+    let mut cols = vec![0.0f32; s.taps() * group * per_image];
     let mut z = vec![0.0f32; s.co * positions];
-    gemm_strided(
-        [s.co, positions, s.taps()],
-        &mut z,
-        (weight, s.taps(), 1),
-        (&cols, positions, 1),
-    );
+    for first in (0..s.n).step_by(group) {
+        let images = first..(first + group).min(s.n);
+        let width = images.len() * per_image;
+        im2col(x, &s, images, &mut cols);
+        gemm_into(
+            [s.co, width, s.taps()],
+            &mut z[first * per_image..],
+            positions,
+            false,
+            (weight, s.taps(), 1),
+            (&cols, width, 1),
+        );
+    }
     let (mut xhat, argmax) = if s.pool {
         pool_rows(&z, &s)
     } else {
@@ -288,18 +406,20 @@ pub fn forward(
     let m = s.per_channel();
     let plane = m / s.n.max(1);
     let (mut mean, mut var, mut inv_std) = (vec![0.0; s.co], vec![0.0; s.co], vec![0.0; s.co]);
-    let mut y = vec![0.0f32; s.co * m];
     for (c, row) in xhat.chunks_exact_mut(m.max(1)).enumerate().take(s.co) {
         let (mu, v) = moments(row);
         let inv = 1.0 / (v + epsilon).sqrt();
         (mean[c], var[c], inv_std[c]) = (mu as f32, v as f32, inv as f32);
-        let (g, b, mu, inv) = (gamma[c], beta[c], mu as f32, inv as f32);
-        for (ni, img) in row.chunks_exact_mut(plane.max(1)).enumerate() {
-            let out = &mut y[(ni * s.co + c) * plane..][..plane];
-            for (value, o) in img.iter_mut().zip(out) {
-                *value = (*value - mu) * inv;
-                *o = (g * *value + b).max(0.0);
-            }
+        let (mu, inv) = (mu as f32, inv as f32);
+        row.iter_mut()
+            .for_each(|value| *value = (*value - mu) * inv);
+    }
+    let mut y = Vec::with_capacity(s.co * m);
+    for ni in 0..s.n {
+        for c in 0..s.co {
+            let (g, b) = (gamma[c], beta[c]);
+            let xs = &xhat[c * m + ni * plane..][..plane];
+            y.extend(xs.iter().map(|&v| (g * v + b).max(0.0)));
         }
     }
     Forward {
@@ -308,7 +428,6 @@ pub fn forward(
         var,
         saved: Saved {
             shape: s,
-            cols,
             weight: weight.to_vec(),
             gamma: gamma.to_vec(),
             beta: beta.to_vec(),
@@ -326,23 +445,19 @@ fn norm_backward(saved: &Saved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = s.per_channel();
     let plane = m / s.n.max(1);
     let (mut dgamma, mut dbeta) = (vec![0.0f32; s.co], vec![0.0f32; s.co]);
-    let mut dz = vec![0.0f32; s.co * m];
+    let mut dz = Vec::with_capacity(s.co * m);
     for c in 0..s.co {
         let xhat = &saved.xhat[c * m..][..m];
-        let row = &mut dz[c * m..][..m];
         let (g, b) = (saved.gamma[c], saved.beta[c]);
         let (mut sum, mut sum_x) = (0.0f64, 0.0f64);
-        for (ni, (img, xs)) in row
-            .chunks_exact_mut(plane.max(1))
-            .zip(xhat.chunks_exact(plane.max(1)))
-            .enumerate()
-        {
+        for (ni, xs) in xhat.chunks_exact(plane.max(1)).enumerate() {
             let grads = &dy[(ni * s.co + c) * plane..][..plane];
             let (mut part, mut part_x) = (0.0f32, 0.0f32);
-            for ((d, &xh), &grad) in img.iter_mut().zip(xs).zip(grads) {
-                *d = if g * xh + b > 0.0 { grad } else { 0.0 };
-                part += *d;
-                part_x += *d * xh;
+            for (&xh, &grad) in xs.iter().zip(grads) {
+                let d = if g * xh + b > 0.0 { grad } else { 0.0 };
+                dz.push(d);
+                part += d;
+                part_x += d * xh;
             }
             sum += part as f64;
             sum_x += part_x as f64;
@@ -350,7 +465,7 @@ fn norm_backward(saved: &Saved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         (dbeta[c], dgamma[c]) = (sum as f32, sum_x as f32);
         let (mean_d, mean_dx) = ((sum / m as f64) as f32, (sum_x / m as f64) as f32);
         let scale = g * saved.inv_std[c];
-        for (d, &xh) in row.iter_mut().zip(xhat) {
+        for (d, &xh) in dz[c * m..].iter_mut().zip(xhat) {
             *d = scale * (*d - mean_d - xh * mean_dx);
         }
     }
@@ -363,42 +478,65 @@ fn unpool_rows(dp: &[f32], saved: &Saved) -> Vec<f32> {
     let (ho, wo) = s.conv_out();
     let (hp, wp) = s.out();
     let mut dz = vec![0.0f32; s.co * s.positions()];
-    for (img, (grads, args)) in dz.chunks_exact_mut(ho * wo).zip(
-        dp.chunks_exact((hp * wp).max(1))
-            .zip(saved.argmax.chunks_exact((hp * wp).max(1))),
-    ) {
-        for (i, (&g, &a)) in grads.iter().zip(args).enumerate() {
-            let (py, px) = (i / wp, i % wp);
-            let (dy, dx) = (usize::from(a >> 1), usize::from(a & 1));
-            img[(2 * py + dy) * wo + 2 * px + dx] = g;
+    let pooled = (hp * wp).max(1);
+    let windows = dp
+        .chunks_exact(pooled)
+        .zip(saved.argmax.chunks_exact(pooled));
+    for (img, (grads, args)) in dz.chunks_exact_mut(ho * wo).zip(windows) {
+        for py in 0..hp {
+            let (g, a) = (&grads[py * wp..][..wp], &args[py * wp..][..wp]);
+            for (px, (&g, &a)) in g.iter().zip(a).enumerate() {
+                let (dy, dx) = (usize::from(a >> 1), usize::from(a & 1));
+                img[(2 * py + dy) * wo + 2 * px + dx] = g;
+            }
         }
     }
     dz
 }
 
-/// Backward pass: gradients of the unit given the gradient `dy` of its NCHW output.
-pub fn backward(saved: &Saved, dy: &[f32], want_dx: bool) -> Grads {
+/// Backward pass: gradients of the unit given its input `x` (NCHW, as passed forward) and the
+/// gradient `dy` of its NCHW output.
+pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
     let s = &saved.shape;
     let (dp, dgamma, dbeta) = norm_backward(saved, dy);
     let dz = if s.pool { unpool_rows(&dp, saved) } else { dp };
     let (taps, positions) = (s.taps(), s.positions());
-    let mut dweight = vec![0.0f32; s.co * taps];
-    gemm_strided(
-        [s.co, taps, positions],
-        &mut dweight,
-        (&dz, positions, 1),
-        (&saved.cols, 1, positions),
-    );
-    let dx = want_dx.then(|| {
-        let mut dcols = vec![0.0f32; taps * positions];
-        gemm_strided(
-            [taps, positions, s.co],
-            &mut dcols,
-            (&saved.weight, 1, taps),
-            (&dz, positions, 1),
+    let (ho, wo) = s.conv_out();
+    let per_image = ho * wo;
+    let group = block_images(s);
+    let mut cols = vec![0.0f32; taps * group * per_image];
+    // The filter gradient is accumulated transposed (`[taps, co]`): with the few output channels
+    // as the product's narrow side, the `gemm` kernels run two to three times faster.
+    let mut dweight_t = vec![0.0f32; taps * s.co];
+    let mut dx = want_dx.then(|| vec![0.0f32; s.n * s.c * s.h * s.w]);
+    for first in (0..s.n).step_by(group) {
+        let images = first..(first + group).min(s.n);
+        let width = images.len() * per_image;
+        let dz_block = (&dz[first * per_image..], positions, 1);
+        im2col(x, s, images.clone(), &mut cols);
+        gemm_into(
+            [taps, s.co, width],
+            &mut dweight_t,
+            s.co,
+            first > 0,
+            (&cols, width, 1),
+            (&dz[first * per_image..], 1, positions),
         );
-        col2im(&dcols, s)
-    });
+        if let Some(dx) = dx.as_mut() {
+            gemm_into(
+                [taps, width, s.co],
+                &mut cols,
+                width,
+                false,
+                (&saved.weight, 1, taps),
+                dz_block,
+            );
+            col2im(&mut cols, s, images, dx);
+        }
+    }
+    let dweight = (0..s.co * taps)
+        .map(|i| dweight_t[(i % taps) * s.co + i / taps])
+        .collect();
     Grads {
         dx,
         dweight,

@@ -126,14 +126,17 @@ impl ConvUnitBackend for Flex {
 struct UnitBackward;
 
 impl Backward<Flex, 4> for UnitBackward {
-    type State = Arc<kernels::Saved>;
+    /// What the forward pass saved, and its input (the im2col blocks are rebuilt from it).
+    type State = Arc<(kernels::Saved, FlexTensor)>;
 
     fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [px, pw, pg, pb] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let saved = &ops.state;
+        let (saved, x) = &*ops.state;
         let s = saved.shape;
-        let g = with_floats(&dy, |dy| kernels::backward(saved, dy, px.is_some()));
+        let g = with_floats(x, |x| {
+            with_floats(&dy, |dy| kernels::backward(saved, x, dy, px.is_some()))
+        });
         if let (Some(node), Some(dx)) = (px, g.dx) {
             grads.register::<Flex>(node.id, tensor(dx, vec![s.n, s.c, s.h, s.w]));
         }
@@ -174,7 +177,7 @@ impl<C: CheckpointStrategy> ConvUnitBackend for Autodiff<Flex, C> {
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => prep.finish(Arc::new(saved), y),
+            OpsKind::Tracked(prep) => prep.finish(Arc::new((saved, x.primitive().clone())), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         };
         (y, Self::from_inner(mean), Self::from_inner(var))
