@@ -329,43 +329,66 @@ fn col2im(cols: &mut [f32], s: &UnitShape, images: std::ops::Range<usize>, dx: &
     });
 }
 
-/// 2×2 max-pool of each channel-major row (`[n][ho][wo]` → `[n][ho/2][wo/2]`, an odd last row or
-/// column dropped), with the winner of each window.
-fn pool_rows(z: &[f32], s: &UnitShape) -> (Vec<f32>, Vec<u8>) {
+/// 2×2 max-pool of one block (`[co][g][ho][wo]`, rows `width` long) into the channel-major
+/// pooled rows (`[co][n][hp][wp]`) at image `first`, an odd last row or column dropped, with
+/// the winner of each window (row · 2 + column).
+fn pool_block(zb: &[f32], s: &UnitShape, first: usize, out: &mut [f32], arg: &mut [u8]) {
     let (ho, wo) = s.conv_out();
     let (hp, wp) = s.out();
-    let mut out = Vec::with_capacity(s.co * s.per_channel());
-    let mut arg = Vec::with_capacity(out.capacity());
-    for img in z.chunks_exact(ho * wo) {
-        for py in 0..hp {
-            let (r0, r1) = (&img[2 * py * wo..][..wo], &img[(2 * py + 1) * wo..][..wo]);
-            for px in 0..wp {
-                let cands = [r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]];
-                let mut best = 0;
-                for (i, v) in cands.iter().enumerate().skip(1) {
-                    if *v > cands[best] {
-                        best = i;
+    let (m, pooled) = (s.per_channel(), hp * wp);
+    let width = zb.len() / s.co.max(1);
+    for (c, row) in zb.chunks_exact(width.max(1)).enumerate() {
+        let base = c * m + first * pooled;
+        for (j, img) in row.chunks_exact((ho * wo).max(1)).enumerate() {
+            let at = base + j * pooled;
+            let (o, a) = (&mut out[at..at + pooled], &mut arg[at..at + pooled]);
+            for py in 0..hp {
+                let (r0, r1) = (&img[2 * py * wo..][..wo], &img[(2 * py + 1) * wo..][..wo]);
+                for px in 0..wp {
+                    let cands = [r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]];
+                    let mut best = 0;
+                    for (i, v) in cands.iter().enumerate().skip(1) {
+                        if *v > cands[best] {
+                            best = i;
+                        }
                     }
+                    o[py * wp + px] = cands[best];
+                    a[py * wp + px] = best as u8;
                 }
-                out.push(cands[best]);
-                arg.push(best as u8);
             }
         }
     }
-    (out, arg)
 }
 
-/// Mean and biased variance of a row (f32 partial sums of 256 values, added in f64).
+/// `Σ f(a_i, b_i)` over two equal-length rows: sixteen f32 lanes (so that it vectorises) over
+/// blocks of 4,096 values, the blocks added in f64.
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let mut total = 0.0f64;
+    for (a, b) in a.chunks(4096).zip(b.chunks(4096)) {
+        let mut lanes = [0.0f32; 16];
+        let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+        let tail: f32 = a16
+            .remainder()
+            .iter()
+            .zip(b16.remainder())
+            .map(|(&x, &y)| f(x, y))
+            .sum();
+        for (x, y) in a16.zip(b16) {
+            for l in 0..16 {
+                lanes[l] += f(x[l], y[l]);
+            }
+        }
+        total += lanes.iter().sum::<f32>() as f64 + tail as f64;
+    }
+    total
+}
+
+/// Mean and biased variance of a row.
 fn moments(row: &[f32]) -> (f64, f64) {
     let m = row.len().max(1) as f64;
-    let sum = |f: &dyn Fn(f32) -> f32| {
-        row.chunks(256)
-            .map(|c| c.iter().map(|&v| f(v)).sum::<f32>() as f64)
-            .sum::<f64>()
-    };
-    let mean = sum(&|v| v) / m;
+    let mean = lane_sum(row, row, |v, _| v) / m;
     let mu = mean as f32;
-    let var = sum(&|v| (v - mu) * (v - mu)) / m;
+    let var = lane_sum(row, row, |v, _| (v - mu) * (v - mu)) / m;
     (mean, var)
 }
 
@@ -384,25 +407,32 @@ pub fn forward(
     let per_image = ho * wo;
     let group = block_images(&s);
     let mut cols = vec![0.0f32; s.taps() * group * per_image];
-    let mut z = vec![0.0f32; s.co * positions];
+    // Without a pool the product lands in its rows directly; with one, each block is pooled
+    // while it is still in cache.
+    let mut xhat = vec![0.0f32; s.co * s.per_channel()];
+    let mut argmax = vec![0u8; if s.pool { xhat.len() } else { 0 }];
+    let mut block = vec![0.0f32; if s.pool { s.co * group * per_image } else { 0 }];
     for first in (0..s.n).step_by(group) {
         let images = first..(first + group).min(s.n);
         let width = images.len() * per_image;
         im2col(x, &s, images, &mut cols);
+        let (dst, rs) = if s.pool {
+            (&mut block[..s.co * width], width)
+        } else {
+            (&mut xhat[first * per_image..], positions)
+        };
         gemm_into(
             [s.co, width, s.taps()],
-            &mut z[first * per_image..],
-            positions,
+            dst,
+            rs,
             false,
             (weight, s.taps(), 1),
             (&cols, width, 1),
         );
+        if s.pool {
+            pool_block(&block[..s.co * width], &s, first, &mut xhat, &mut argmax);
+        }
     }
-    let (mut xhat, argmax) = if s.pool {
-        pool_rows(&z, &s)
-    } else {
-        (z, Vec::new())
-    };
     let m = s.per_channel();
     let plane = m / s.n.max(1);
     let (mut mean, mut var, mut inv_std) = (vec![0.0; s.co], vec![0.0; s.co], vec![0.0; s.co]);
@@ -449,19 +479,17 @@ fn norm_backward(saved: &Saved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     for c in 0..s.co {
         let xhat = &saved.xhat[c * m..][..m];
         let (g, b) = (saved.gamma[c], saved.beta[c]);
-        let (mut sum, mut sum_x) = (0.0f64, 0.0f64);
         for (ni, xs) in xhat.chunks_exact(plane.max(1)).enumerate() {
             let grads = &dy[(ni * s.co + c) * plane..][..plane];
-            let (mut part, mut part_x) = (0.0f32, 0.0f32);
-            for (&xh, &grad) in xs.iter().zip(grads) {
-                let d = if g * xh + b > 0.0 { grad } else { 0.0 };
-                dz.push(d);
-                part += d;
-                part_x += d * xh;
-            }
-            sum += part as f64;
-            sum_x += part_x as f64;
+            dz.extend(
+                xs.iter()
+                    .zip(grads)
+                    .map(|(&xh, &grad)| if g * xh + b > 0.0 { grad } else { 0.0 }),
+            );
         }
+        let row = &dz[c * m..];
+        let sum = lane_sum(row, row, |d, _| d);
+        let sum_x = lane_sum(row, xhat, |d, x| d * x);
         (dbeta[c], dgamma[c]) = (sum as f32, sum_x as f32);
         let (mean_d, mean_dx) = ((sum / m as f64) as f32, (sum_x / m as f64) as f32);
         let scale = g * saved.inv_std[c];
@@ -472,34 +500,33 @@ fn norm_backward(saved: &Saved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     (dz, dgamma, dbeta)
 }
 
-/// Routes pooled gradients back to the window winners: `[co][n·hp·wp]` → `[co][n·ho·wo]`.
-fn unpool_rows(dp: &[f32], saved: &Saved) -> Vec<f32> {
+/// Routes the pooled gradients of images `images` back to their window winners: a block
+/// `[co][g·ho·wo]` (zero elsewhere), written into `dz`.
+fn unpool_block(dp: &[f32], saved: &Saved, images: std::ops::Range<usize>, dz: &mut [f32]) {
     let s = &saved.shape;
     let (ho, wo) = s.conv_out();
     let (hp, wp) = s.out();
-    let mut dz = vec![0.0f32; s.co * s.positions()];
-    let pooled = (hp * wp).max(1);
-    let windows = dp
-        .chunks_exact(pooled)
-        .zip(saved.argmax.chunks_exact(pooled));
-    for (img, (grads, args)) in dz.chunks_exact_mut(ho * wo).zip(windows) {
-        for py in 0..hp {
-            let (g, a) = (&grads[py * wp..][..wp], &args[py * wp..][..wp]);
-            for (px, (&g, &a)) in g.iter().zip(a).enumerate() {
+    let (m, pooled) = (s.per_channel(), hp * wp);
+    let width = images.len() * ho * wo;
+    dz[..s.co * width].fill(0.0);
+    for (c, row) in dz.chunks_exact_mut(width.max(1)).enumerate().take(s.co) {
+        for (j, img) in row.chunks_exact_mut((ho * wo).max(1)).enumerate() {
+            let at = c * m + (images.start + j) * pooled;
+            let (g, a) = (&dp[at..at + pooled], &saved.argmax[at..at + pooled]);
+            for (i, (&g, &a)) in g.iter().zip(a).enumerate() {
+                let (py, px) = (i / wp.max(1), i % wp.max(1));
                 let (dy, dx) = (usize::from(a >> 1), usize::from(a & 1));
                 img[(2 * py + dy) * wo + 2 * px + dx] = g;
             }
         }
     }
-    dz
 }
 
 /// Backward pass: gradients of the unit given its input `x` (NCHW, as passed forward) and the
 /// gradient `dy` of its NCHW output.
 pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
     let s = &saved.shape;
-    let (dp, dgamma, dbeta) = norm_backward(saved, dy);
-    let dz = if s.pool { unpool_rows(&dp, saved) } else { dp };
+    let (dz, dgamma, dbeta) = norm_backward(saved, dy);
     let (taps, positions) = (s.taps(), s.positions());
     let (ho, wo) = s.conv_out();
     let per_image = ho * wo;
@@ -509,10 +536,16 @@ pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
     // as the product's narrow side, the `gemm` kernels run two to three times faster.
     let mut dweight_t = vec![0.0f32; taps * s.co];
     let mut dx = want_dx.then(|| vec![0.0f32; s.n * s.c * s.h * s.w]);
+    let mut block = vec![0.0f32; if s.pool { s.co * group * per_image } else { 0 }];
     for first in (0..s.n).step_by(group) {
         let images = first..(first + group).min(s.n);
         let width = images.len() * per_image;
-        let dz_block = (&dz[first * per_image..], positions, 1);
+        let dz_block = if s.pool {
+            unpool_block(&dz, saved, images.clone(), &mut block);
+            (&block[..], width, 1)
+        } else {
+            (&dz[first * per_image..], positions, 1)
+        };
         im2col(x, s, images.clone(), &mut cols);
         gemm_into(
             [taps, s.co, width],
@@ -520,7 +553,7 @@ pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
             s.co,
             first > 0,
             (&cols, width, 1),
-            (&dz[first * per_image..], 1, positions),
+            (dz_block.0, 1, dz_block.1),
         );
         if let Some(dx) = dx.as_mut() {
             gemm_into(
