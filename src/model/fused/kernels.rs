@@ -155,18 +155,6 @@ pub fn gemm_into(
     }
 }
 
-/// Output columns `ox` whose input column `ox·s + kx − p` lies inside `0..w`.
-fn valid_columns(s: &UnitShape, kx: usize, wo: usize) -> std::ops::Range<usize> {
-    let p = s.pad();
-    let lo = p.saturating_sub(kx).div_ceil(s.stride);
-    let hi = if s.w + p > kx {
-        ((s.w + p - kx - 1) / s.stride + 1).min(wo)
-    } else {
-        0
-    };
-    lo.min(hi)..hi
-}
-
 /// Floats of im2col matrix that one block may hold: about a megabyte, so that the block is
 /// still in cache when the matrix product reads it.
 const BLOCK_FLOATS: usize = 1 << 18;
@@ -175,32 +163,6 @@ const BLOCK_FLOATS: usize = 1 << 18;
 fn block_images(s: &UnitShape) -> usize {
     let (ho, wo) = s.conv_out();
     (BLOCK_FLOATS / (s.taps() * ho * wo).max(1)).clamp(1, s.n.max(1))
-}
-
-/// One im2col segment: for each (tap row, image, output row), the input line it reads (`None`
-/// where the filter overhangs the top or bottom), the valid output columns and the first input
-/// column they read.
-fn for_each_segment(
-    s: &UnitShape,
-    images: std::ops::Range<usize>,
-    mut f: impl FnMut(usize, usize, Option<usize>, &std::ops::Range<usize>, usize),
-) {
-    let (ho, wo) = s.conv_out();
-    for row in 0..s.taps() {
-        let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
-        let valid = valid_columns(s, kx, wo);
-        let first = (valid.start * s.stride + kx).saturating_sub(s.pad());
-        for (j, ni) in images.clone().enumerate() {
-            for oy in 0..ho {
-                let iy = (oy * s.stride + ky)
-                    .checked_sub(s.pad())
-                    .filter(|&y| y < s.h);
-                let start = (row * images.len() + j) * ho * wo + oy * wo;
-                let line = iy.map(|iy| ((ni * s.c + ci) * s.h + iy) * s.w);
-                f(start, wo, line.filter(|_| !valid.is_empty()), &valid, first);
-            }
-        }
-    }
 }
 
 /// For a stride-1 tap `(ky, kx)` on an `h`×`w` plane: the flat offset from an output pixel to
@@ -281,52 +243,125 @@ fn col2im_unit_stride(
     }
 }
 
-/// The transposed im2col block `[c·k·k, g·ho·wo]` of images `images` of an NCHW input (zeros
-/// where the filter overhangs the border), written into `out`.
-fn im2col(x: &[f32], s: &UnitShape, images: std::ops::Range<usize>, out: &mut [f32]) {
-    if s.stride == 1 {
-        return im2col_unit_stride(x, s, images, out);
-    }
-    let stride = s.stride;
-    for_each_segment(s, images, |start, wo, line, valid, first| {
-        let d = &mut out[start..start + wo];
-        let Some(line) = line else {
-            d.fill(0.0);
-            return;
-        };
-        let src = &x[line..line + s.w];
-        d[..valid.start].fill(0.0);
-        if stride == 1 {
-            d[valid.clone()].copy_from_slice(&src[first..first + valid.len()]);
-        } else {
-            for (j, v) in d[valid.clone()].iter_mut().enumerate() {
-                *v = src[first + j * stride];
-            }
-        }
-        d[valid.end..].fill(0.0);
-    });
+/// Planes at most this large (and every strided convolution) build their im2col rows by a
+/// table gather: whole-plane shifts cost more in calls than they save on so few values.
+const GATHER_PLANE: usize = 4;
+
+/// Whether the block is built by whole-plane shifts (stride 1, larger planes).
+fn by_shift(s: &UnitShape) -> bool {
+    s.stride == 1 && s.h * s.w > GATHER_PLANE
 }
 
-/// The adjoint of [`im2col`]: adds each block entry onto the input pixel it was read from.
-fn col2im(cols: &mut [f32], s: &UnitShape, images: std::ops::Range<usize>, dx: &mut [f32]) {
-    if s.stride == 1 {
-        return col2im_unit_stride(cols, s, images, dx);
-    }
-    let stride = s.stride;
-    for_each_segment(s, images, |start, wo, line, valid, first| {
-        let Some(line) = line else { return };
-        let g = &cols[start..start + wo][valid.clone()];
-        let dst = &mut dx[line..line + s.w];
-        if stride == 1 {
-            for (d, v) in dst[first..first + g.len()].iter_mut().zip(g) {
-                *d += v;
-            }
-        } else {
-            for (j, v) in g.iter().enumerate() {
-                dst[first + j * stride] += v;
+/// Marks an output pixel whose filter tap falls outside the input (it reads zero).
+const OUTSIDE: u32 = u32::MAX;
+
+/// For each tap `(ky, kx)`, the input pixel (index in its plane) that each output pixel reads.
+fn tap_table(s: &UnitShape) -> Vec<u32> {
+    let (ho, wo) = s.conv_out();
+    let mut table = Vec::with_capacity(s.k * s.k * ho * wo);
+    for ky in 0..s.k {
+        for kx in 0..s.k {
+            for oy in 0..ho {
+                let iy = (oy * s.stride + ky)
+                    .checked_sub(s.pad())
+                    .filter(|&y| y < s.h);
+                for ox in 0..wo {
+                    let ix = (ox * s.stride + kx)
+                        .checked_sub(s.pad())
+                        .filter(|&x| x < s.w);
+                    table.push(match (iy, ix) {
+                        (Some(iy), Some(ix)) => (iy * s.w + ix) as u32,
+                        _ => OUTSIDE,
+                    });
+                }
             }
         }
-    });
+    }
+    table
+}
+
+/// The rows of the block by table gather: row `(ci, tap)`, image `ni` reads plane `(ni, ci)`.
+fn im2col_gather(
+    x: &[f32],
+    s: &UnitShape,
+    images: std::ops::Range<usize>,
+    out: &mut [f32],
+    table: &[u32],
+) {
+    let (plane_in, plane_out) = (s.h * s.w, table.len() / (s.k * s.k));
+    for (row, dst_row) in out
+        .chunks_exact_mut(images.len() * plane_out)
+        .enumerate()
+        .take(s.taps())
+    {
+        let (ci, tap) = (row / (s.k * s.k), row % (s.k * s.k));
+        let sources = &table[tap * plane_out..][..plane_out];
+        for (ni, dst) in images.clone().zip(dst_row.chunks_exact_mut(plane_out)) {
+            let src = &x[(ni * s.c + ci) * plane_in..][..plane_in];
+            for (d, &i) in dst.iter_mut().zip(sources) {
+                *d = if i == OUTSIDE { 0.0 } else { src[i as usize] };
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col_gather`].
+fn col2im_scatter(
+    cols: &[f32],
+    s: &UnitShape,
+    images: std::ops::Range<usize>,
+    dx: &mut [f32],
+    table: &[u32],
+) {
+    let (plane_in, plane_out) = (s.h * s.w, table.len() / (s.k * s.k));
+    for (row, src_row) in cols
+        .chunks_exact(images.len() * plane_out)
+        .enumerate()
+        .take(s.taps())
+    {
+        let (ci, tap) = (row / (s.k * s.k), row % (s.k * s.k));
+        let sources = &table[tap * plane_out..][..plane_out];
+        for (ni, src) in images.clone().zip(src_row.chunks_exact(plane_out)) {
+            let dst = &mut dx[(ni * s.c + ci) * plane_in..][..plane_in];
+            for (&v, &i) in src.iter().zip(sources) {
+                if i != OUTSIDE {
+                    dst[i as usize] += v;
+                }
+            }
+        }
+    }
+}
+
+/// The transposed im2col block `[c·k·k, g·ho·wo]` of images `images` of an NCHW input (zeros
+/// where the filter overhangs the border), written into `out`.
+fn im2col(
+    x: &[f32],
+    s: &UnitShape,
+    images: std::ops::Range<usize>,
+    out: &mut [f32],
+    table: &[u32],
+) {
+    if by_shift(s) {
+        im2col_unit_stride(x, s, images, out);
+    } else {
+        im2col_gather(x, s, images, out, table);
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each block entry onto the input pixel it was read from
+/// (`cols` is scratch: its wrapped entries may be zeroed).
+fn col2im(
+    cols: &mut [f32],
+    s: &UnitShape,
+    images: std::ops::Range<usize>,
+    dx: &mut [f32],
+    table: &[u32],
+) {
+    if by_shift(s) {
+        col2im_unit_stride(cols, s, images, dx);
+    } else {
+        col2im_scatter(cols, s, images, dx, table);
+    }
 }
 
 /// 2×2 max-pool of one block (`[co][g][ho][wo]`, rows `width` long) into the channel-major
@@ -407,6 +442,11 @@ pub fn forward(
     let per_image = ho * wo;
     let group = block_images(&s);
     let mut cols = vec![0.0f32; s.taps() * group * per_image];
+    let table = if by_shift(&s) {
+        Vec::new()
+    } else {
+        tap_table(&s)
+    };
     // Without a pool the product lands in its rows directly; with one, each block is pooled
     // while it is still in cache.
     let mut xhat = vec![0.0f32; s.co * s.per_channel()];
@@ -415,7 +455,7 @@ pub fn forward(
     for first in (0..s.n).step_by(group) {
         let images = first..(first + group).min(s.n);
         let width = images.len() * per_image;
-        im2col(x, &s, images, &mut cols);
+        im2col(x, &s, images, &mut cols, &table);
         let (dst, rs) = if s.pool {
             (&mut block[..s.co * width], width)
         } else {
@@ -532,6 +572,11 @@ pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
     let per_image = ho * wo;
     let group = block_images(s);
     let mut cols = vec![0.0f32; taps * group * per_image];
+    let table = if by_shift(s) {
+        Vec::new()
+    } else {
+        tap_table(s)
+    };
     // The filter gradient is accumulated transposed (`[taps, co]`): with the few output channels
     // as the product's narrow side, the `gemm` kernels run two to three times faster.
     let mut dweight_t = vec![0.0f32; taps * s.co];
@@ -546,7 +591,7 @@ pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
         } else {
             (&dz[first * per_image..], positions, 1)
         };
-        im2col(x, s, images.clone(), &mut cols);
+        im2col(x, s, images.clone(), &mut cols, &table);
         gemm_into(
             [taps, s.co, width],
             &mut dweight_t,
@@ -564,7 +609,7 @@ pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
                 (&saved.weight, 1, taps),
                 dz_block,
             );
-            col2im(&mut cols, s, images, dx);
+            col2im(&mut cols, s, images, dx, &table);
         }
     }
     let dweight = (0..s.co * taps)

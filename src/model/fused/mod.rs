@@ -301,16 +301,24 @@ mod tests {
     }
 
     /// Forward, backward and running statistics of the fused op against burn's modules, on odd
-    /// sizes, strides 1–2, kernels 1/3/5, with and without the pool.
+    /// sizes, strides 1–3, kernels 1/3/5, with and without the pool, on planes built both by
+    /// table gather and by whole-plane shifts.
     #[test]
     fn fused_unit_equals_burns_conv_pool_batch_norm_relu_forward_and_backward() {
         let device = Device::flex().autodiff();
+        device.seed(7);
         let cases = [
             (3, 4, 9, 7, 5, 3, 1, true),
+            (2, 6, 2, 2, 5, 3, 1, false),
             (2, 3, 8, 8, 6, 3, 2, false),
             (2, 5, 7, 10, 4, 5, 1, true),
             (4, 3, 6, 5, 8, 1, 1, false),
-            (1, 2, 11, 9, 3, 3, 3, true),
+            (2, 2, 13, 14, 3, 3, 3, true),
+            (2, 3, 13, 9, 4, 3, 1, false),
+            (3, 2, 12, 12, 3, 3, 1, true),
+            // Several im2col blocks per pass (a block holds about 2^18 floats).
+            (4, 32, 16, 16, 8, 3, 1, true),
+            (5, 32, 17, 15, 6, 3, 1, false),
         ];
         for (n, c, h, w, co, k, stride, pool) in cases {
             let (conv, norm) = unit(c, co, k, stride, &device);
