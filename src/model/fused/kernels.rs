@@ -11,6 +11,7 @@
 //! per core.
 
 use std::fmt;
+use std::ops::Range;
 
 /// The shape of one unit's pass: input `[n, c, h, w]`, `co` square `k`×`k` filters (odd `k`,
 /// padding `k / 2`), one stride, and whether a 2×2 max-pool follows the convolution.
@@ -184,6 +185,17 @@ fn shift(
     (offset, rows, wrap)
 }
 
+/// Zeroes columns `cols` of rows `rows` of a plane `w` wide.
+fn zero_columns(plane: &mut [f32], w: usize, rows: &Range<usize>, cols: &Range<usize>) {
+    if cols.is_empty() || rows.is_empty() {
+        return;
+    }
+    let region = &mut plane[rows.start * w..rows.end * w];
+    for c in cols.clone() {
+        region[c..].iter_mut().step_by(w).for_each(|v| *v = 0.0);
+    }
+}
+
 /// Stride-1 convolutions: each tap row of the block is the input plane shifted by a flat offset,
 /// so it is copied a whole plane at a time, then the wrapped columns and overhanging rows zeroed.
 fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: std::ops::Range<usize>, out: &mut [f32]) {
@@ -204,9 +216,7 @@ fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: std::ops::Range<usize>, 
             dst[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
             dst[..lo].fill(0.0);
             dst[hi..].fill(0.0);
-            for r in rows.clone() {
-                dst[r * s.w..][wrap.clone()].fill(0.0);
-            }
+            zero_columns(dst, s.w, &rows, &wrap);
         }
     }
 }
@@ -228,9 +238,7 @@ fn col2im_unit_stride(
         let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
         let (offset, rows, wrap) = shift(s, ky, kx);
         for (ni, src) in images.clone().zip(src_row.chunks_exact_mut(plane)) {
-            for r in rows.clone() {
-                src[r * s.w..][wrap.clone()].fill(0.0);
-            }
+            zero_columns(src, s.w, &rows, &wrap);
             let (q0, q1) = (rows.start * s.w, rows.end * s.w);
             let lo = q0.max((-offset).max(0) as usize);
             let hi = q1.min((plane as isize - offset).max(0) as usize).max(lo);
