@@ -198,7 +198,7 @@ fn zero_columns(plane: &mut [f32], w: usize, rows: &Range<usize>, cols: &Range<u
 
 /// Stride-1 convolutions: each tap row of the block is the input plane shifted by a flat offset,
 /// so it is copied a whole plane at a time, then the wrapped columns and overhanging rows zeroed.
-fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: std::ops::Range<usize>, out: &mut [f32]) {
+fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: Range<usize>, out: &mut [f32]) {
     let plane = s.h * s.w;
     for (row, dst_row) in out
         .chunks_exact_mut(images.len() * plane)
@@ -223,12 +223,7 @@ fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: std::ops::Range<usize>, 
 
 /// The adjoint of [`im2col_unit_stride`]: zeroes the wrapped entries of the block, then adds
 /// each tap row onto the input plane at its flat offset.
-fn col2im_unit_stride(
-    cols: &mut [f32],
-    s: &UnitShape,
-    images: std::ops::Range<usize>,
-    dx: &mut [f32],
-) {
+fn col2im_unit_stride(cols: &mut [f32], s: &UnitShape, images: Range<usize>, dx: &mut [f32]) {
     let plane = s.h * s.w;
     for (row, src_row) in cols
         .chunks_exact_mut(images.len() * plane)
@@ -260,12 +255,11 @@ fn by_shift(s: &UnitShape) -> bool {
     s.stride == 1 && s.h * s.w > GATHER_PLANE
 }
 
-/// Marks an output pixel whose filter tap falls outside the input (it reads zero).
-const OUTSIDE: u32 = u32::MAX;
-
-/// For each tap `(ky, kx)`, the input pixel (index in its plane) that each output pixel reads.
+/// For each tap `(ky, kx)`, the input pixel (index in its plane) that each output pixel reads;
+/// a tap that falls outside the input reads index `h·w`, a zero slot after the plane.
 fn tap_table(s: &UnitShape) -> Vec<u32> {
     let (ho, wo) = s.conv_out();
+    let outside = (s.h * s.w) as u32;
     let mut table = Vec::with_capacity(s.k * s.k * ho * wo);
     for ky in 0..s.k {
         for kx in 0..s.k {
@@ -279,7 +273,7 @@ fn tap_table(s: &UnitShape) -> Vec<u32> {
                         .filter(|&x| x < s.w);
                     table.push(match (iy, ix) {
                         (Some(iy), Some(ix)) => (iy * s.w + ix) as u32,
-                        _ => OUTSIDE,
+                        _ => outside,
                     });
                 }
             }
@@ -288,53 +282,53 @@ fn tap_table(s: &UnitShape) -> Vec<u32> {
     table
 }
 
-/// The rows of the block by table gather: row `(ci, tap)`, image `ni` reads plane `(ni, ci)`.
-fn im2col_gather(
-    x: &[f32],
-    s: &UnitShape,
-    images: std::ops::Range<usize>,
-    out: &mut [f32],
-    table: &[u32],
-) {
-    let (plane_in, plane_out) = (s.h * s.w, table.len() / (s.k * s.k));
-    for (row, dst_row) in out
-        .chunks_exact_mut(images.len() * plane_out)
-        .enumerate()
-        .take(s.taps())
-    {
-        let (ci, tap) = (row / (s.k * s.k), row % (s.k * s.k));
-        let sources = &table[tap * plane_out..][..plane_out];
-        for (ni, dst) in images.clone().zip(dst_row.chunks_exact_mut(plane_out)) {
-            let src = &x[(ni * s.c + ci) * plane_in..][..plane_in];
-            for (d, &i) in dst.iter_mut().zip(sources) {
-                *d = if i == OUTSIDE { 0.0 } else { src[i as usize] };
+/// The rows of the block by table gather: each input plane `(ni, ci)` is copied once beside a
+/// zero slot, then read by the `k·k` tap rows of channel `ci` without a branch.
+fn im2col_gather(x: &[f32], s: &UnitShape, images: Range<usize>, out: &mut [f32], table: &[u32]) {
+    let taps = s.k * s.k;
+    let (plane_in, plane_out) = (s.h * s.w, table.len() / taps);
+    let width = images.len() * plane_out;
+    let mut padded = vec![0.0f32; plane_in + 1];
+    for ci in 0..s.c {
+        for (j, ni) in images.clone().enumerate() {
+            padded[..plane_in].copy_from_slice(&x[(ni * s.c + ci) * plane_in..][..plane_in]);
+            for tap in 0..taps {
+                let sources = &table[tap * plane_out..][..plane_out];
+                let dst = &mut out[(ci * taps + tap) * width + j * plane_out..][..plane_out];
+                for (d, &i) in dst.iter_mut().zip(sources) {
+                    *d = padded[i as usize];
+                }
             }
         }
     }
 }
 
-/// The adjoint of [`im2col_gather`].
+/// The adjoint of [`im2col_gather`]: the tap rows of channel `ci` are summed into a plane with
+/// a discard slot, which is then added onto the input gradient.
 fn col2im_scatter(
     cols: &[f32],
     s: &UnitShape,
-    images: std::ops::Range<usize>,
+    images: Range<usize>,
     dx: &mut [f32],
     table: &[u32],
 ) {
-    let (plane_in, plane_out) = (s.h * s.w, table.len() / (s.k * s.k));
-    for (row, src_row) in cols
-        .chunks_exact(images.len() * plane_out)
-        .enumerate()
-        .take(s.taps())
-    {
-        let (ci, tap) = (row / (s.k * s.k), row % (s.k * s.k));
-        let sources = &table[tap * plane_out..][..plane_out];
-        for (ni, src) in images.clone().zip(src_row.chunks_exact(plane_out)) {
-            let dst = &mut dx[(ni * s.c + ci) * plane_in..][..plane_in];
-            for (&v, &i) in src.iter().zip(sources) {
-                if i != OUTSIDE {
-                    dst[i as usize] += v;
+    let taps = s.k * s.k;
+    let (plane_in, plane_out) = (s.h * s.w, table.len() / taps);
+    let width = images.len() * plane_out;
+    let mut acc = vec![0.0f32; plane_in + 1];
+    for ci in 0..s.c {
+        for (j, ni) in images.clone().enumerate() {
+            acc.fill(0.0);
+            for tap in 0..taps {
+                let sources = &table[tap * plane_out..][..plane_out];
+                let src = &cols[(ci * taps + tap) * width + j * plane_out..][..plane_out];
+                for (&v, &i) in src.iter().zip(sources) {
+                    acc[i as usize] += v;
                 }
+            }
+            let dst = &mut dx[(ni * s.c + ci) * plane_in..][..plane_in];
+            for (d, a) in dst.iter_mut().zip(&acc) {
+                *d += a;
             }
         }
     }
@@ -342,13 +336,7 @@ fn col2im_scatter(
 
 /// The transposed im2col block `[c·k·k, g·ho·wo]` of images `images` of an NCHW input (zeros
 /// where the filter overhangs the border), written into `out`.
-fn im2col(
-    x: &[f32],
-    s: &UnitShape,
-    images: std::ops::Range<usize>,
-    out: &mut [f32],
-    table: &[u32],
-) {
+fn im2col(x: &[f32], s: &UnitShape, images: Range<usize>, out: &mut [f32], table: &[u32]) {
     if by_shift(s) {
         im2col_unit_stride(x, s, images, out);
     } else {
@@ -358,13 +346,7 @@ fn im2col(
 
 /// The adjoint of [`im2col`]: adds each block entry onto the input pixel it was read from
 /// (`cols` is scratch: its wrapped entries may be zeroed).
-fn col2im(
-    cols: &mut [f32],
-    s: &UnitShape,
-    images: std::ops::Range<usize>,
-    dx: &mut [f32],
-    table: &[u32],
-) {
+fn col2im(cols: &mut [f32], s: &UnitShape, images: Range<usize>, dx: &mut [f32], table: &[u32]) {
     if by_shift(s) {
         col2im_unit_stride(cols, s, images, dx);
     } else {
@@ -550,7 +532,7 @@ fn norm_backward(saved: &Saved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
 
 /// Routes the pooled gradients of images `images` back to their window winners: a block
 /// `[co][g·ho·wo]` (zero elsewhere), written into `dz`.
-fn unpool_block(dp: &[f32], saved: &Saved, images: std::ops::Range<usize>, dz: &mut [f32]) {
+fn unpool_block(dp: &[f32], saved: &Saved, images: Range<usize>, dz: &mut [f32]) {
     let s = &saved.shape;
     let (ho, wo) = s.conv_out();
     let (hp, wp) = s.out();
