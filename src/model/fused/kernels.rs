@@ -196,6 +196,15 @@ fn zero_columns(plane: &mut [f32], w: usize, rows: &Range<usize>, cols: &Range<u
     }
 }
 
+/// For a stride-1 tap: the output range `lo..hi` of a plane that is copied from (or added onto)
+/// the input, and the input index `from` where it starts; the rest of the plane reads zero.
+fn copied(rows: &Range<usize>, offset: isize, w: usize, plane: usize) -> (usize, usize, usize) {
+    let (q0, q1) = (rows.start * w, rows.end * w);
+    let lo = q0.max((-offset).max(0) as usize);
+    let hi = q1.min((plane as isize - offset).max(0) as usize).max(lo);
+    (lo, hi, (lo as isize + offset) as usize)
+}
+
 /// Stride-1 convolutions: each tap row of the block is the input plane shifted by a flat offset,
 /// so it is copied a whole plane at a time, then the wrapped columns and overhanging rows zeroed.
 fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: Range<usize>, out: &mut [f32]) {
@@ -207,12 +216,9 @@ fn im2col_unit_stride(x: &[f32], s: &UnitShape, images: Range<usize>, out: &mut 
     {
         let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
         let (offset, rows, wrap) = shift(s, ky, kx);
+        let (lo, hi, from) = copied(&rows, offset, s.w, plane);
         for (ni, dst) in images.clone().zip(dst_row.chunks_exact_mut(plane)) {
             let src = &x[(ni * s.c + ci) * plane..][..plane];
-            let (q0, q1) = (rows.start * s.w, rows.end * s.w);
-            let lo = q0.max((-offset).max(0) as usize);
-            let hi = q1.min((plane as isize - offset).max(0) as usize).max(lo);
-            let from = (lo as isize + offset) as usize;
             dst[lo..hi].copy_from_slice(&src[from..from + hi - lo]);
             dst[..lo].fill(0.0);
             dst[hi..].fill(0.0);
@@ -232,12 +238,9 @@ fn col2im_unit_stride(cols: &mut [f32], s: &UnitShape, images: Range<usize>, dx:
     {
         let (ci, ky, kx) = (row / (s.k * s.k), row / s.k % s.k, row % s.k);
         let (offset, rows, wrap) = shift(s, ky, kx);
+        let (lo, hi, from) = copied(&rows, offset, s.w, plane);
         for (ni, src) in images.clone().zip(src_row.chunks_exact_mut(plane)) {
             zero_columns(src, s.w, &rows, &wrap);
-            let (q0, q1) = (rows.start * s.w, rows.end * s.w);
-            let lo = q0.max((-offset).max(0) as usize);
-            let hi = q1.min((plane as isize - offset).max(0) as usize).max(lo);
-            let from = (lo as isize + offset) as usize;
             let dst = &mut dx[(ni * s.c + ci) * plane..][..plane];
             for (d, v) in dst[from..from + hi - lo].iter_mut().zip(&src[lo..hi]) {
                 *d += v;
