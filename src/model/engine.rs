@@ -17,6 +17,7 @@
 //! Tested against burn's forward pass to 1e-4 on random networks and odd sizes.
 
 use super::efficientnet::{ConvBnRelu6, MbConv};
+use super::winograd;
 use super::{Activation, Block, ConvUnit, GlobalPool, Network};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d, conv::Conv2d};
 use burn::prelude::*;
@@ -27,6 +28,9 @@ use burn::prelude::*;
 /// default net; 512: ~15,000).
 const BLOCK_ROWS: usize = 512;
 
+/// Floats of the widest Winograd-domain matrix (`16 × tiles × channels`) of one block.
+const WINOGRAD_FLOATS: usize = 1 << 16;
+
 /// What follows the per-channel scale and shift.
 #[derive(Clone, Copy, PartialEq)]
 enum Act {
@@ -36,6 +40,15 @@ enum Act {
 }
 
 impl Act {
+    /// The activation as a clamp.
+    fn bounds(self) -> (f32, f32) {
+        match self {
+            Act::Relu => (0.0, f32::INFINITY),
+            Act::Relu6 => (0.0, 6.0),
+            Act::None => (f32::NEG_INFINITY, f32::INFINITY),
+        }
+    }
+
     fn apply(self, v: f32) -> f32 {
         match self {
             Act::Relu => v.max(0.0),
@@ -88,6 +101,8 @@ struct ConvLayer {
     /// After the optional pool: `relu(scale · x + shift)` per channel.
     scale: Vec<f32>,
     shift: Vec<f32>,
+    /// The filters in the Winograd domain, for 3×3, stride-1, padding-1 convolutions.
+    winograd: Option<winograd::Filters>,
 }
 
 struct Dense {
@@ -139,6 +154,9 @@ impl ConvLayer {
             }
         }
         let (scale, shift) = affine(conv, norm, c_out)?;
+        let same = matches!(pad, Pad::Fixed(1) | Pad::Same);
+        let winograd = (k == 3 && conv.stride[0] == 1 && same)
+            .then(|| winograd::Filters::new(&weight, c_in, c_out));
         Some(Self {
             c_in,
             c_out,
@@ -150,12 +168,16 @@ impl ConvLayer {
             pool,
             scale,
             shift,
+            winograd,
         })
     }
 
     /// Channels-last `[n, size, size, c_in]` → `([n, s, s, c_out], s)`.
     fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
+        if let Some(filters) = &self.winograd {
+            return self.forward_winograd(filters, x, n, size);
+        }
         let kk = self.k * self.k * self.c_in;
         let pixels = o * o;
         if self.k == 1 && self.stride == 1 && pad == 0 {
@@ -196,6 +218,37 @@ impl ConvLayer {
                 matmul(&cols[..rows * kk], &self.weight, out, rows, kk, self.c_out);
             }
             epilogue_in_place(out, &self.scale, &self.shift, self.act);
+        }
+        (y, side)
+    }
+
+    /// [`Self::forward`] through Winograd's F(2×2, 3×3), a few whole images per block.
+    fn forward_winograd(
+        &self,
+        filters: &winograd::Filters,
+        x: &[f32],
+        n: usize,
+        size: usize,
+    ) -> (Vec<f32>, usize) {
+        let side = if self.pool { size / 2 } else { size };
+        let t = winograd::tiles_per_side(size, self.pool);
+        let widest = self.c_in.max(self.c_out);
+        let per_block = (WINOGRAD_FLOATS / (16 * t * t * widest).max(1)).max(1);
+        let block = winograd::Block {
+            filters,
+            scale: &self.scale,
+            shift: &self.shift,
+            clamp: self.act.bounds(),
+            pool: self.pool,
+        };
+        let mut y = vec![0f32; n * side * side * self.c_out];
+        let mut scratch = winograd::Scratch::default();
+        let (in_img, out_img) = (size * size * self.c_in, side * side * self.c_out);
+        for first in (0..n).step_by(per_block) {
+            let count = per_block.min(n - first);
+            let src = &x[first * in_img..][..count * in_img];
+            let dst = &mut y[first * out_img..][..count * out_img];
+            block.run(src, count, size, dst, &mut scratch);
         }
         (y, side)
     }

@@ -10,6 +10,7 @@ pub mod fused;
 pub mod import;
 mod presets;
 pub mod resnet_tv;
+pub mod winograd;
 
 use crate::error::{Error, Result};
 use burn::nn::{
