@@ -235,6 +235,8 @@ impl ConvLayer {
         let widest = self.c_in.max(self.c_out);
         let per_block = (WINOGRAD_FLOATS / (16 * t * t * widest).max(1)).max(1);
         let block = winograd::Block {
+            input: winograd::Layout::ChannelsLast,
+            output: winograd::Layout::ChannelsLast,
             filters,
             scale: &self.scale,
             shift: &self.shift,

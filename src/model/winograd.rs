@@ -29,12 +29,22 @@ impl Filters {
     pub fn new(weight: &[f32], c_in: usize, c_out: usize) -> Self {
         assert_eq!(weight.len(), 9 * c_in * c_out);
         let mut u = vec![0f32; TAPS * c_in * c_out];
+        // U[a][b] = Σ G[a][ky] · G[b][kx] · g[ky][kx], a whole row of output channels at a time.
+        const G: [[f32; 3]; 4] = [
+            [1.0, 0.0, 0.0],
+            [0.5, 0.5, 0.5],
+            [0.5, -0.5, 0.5],
+            [0.0, 0.0, 1.0],
+        ];
         for ci in 0..c_in {
-            for co in 0..c_out {
-                let tap = |ky: usize, kx: usize| weight[((ky * 3 + kx) * c_in + ci) * c_out + co];
-                let rows = filter_transform([0, 1, 2].map(|ky| [0, 1, 2].map(|kx| tap(ky, kx))));
-                for (xi, value) in rows.into_iter().flatten().enumerate() {
-                    u[(xi * c_in + ci) * c_out + co] = value;
+            for xi in 0..TAPS {
+                let out = &mut u[(xi * c_in + ci) * c_out..][..c_out];
+                for tap in 0..9 {
+                    let coef = G[xi / 4][tap / 3] * G[xi % 4][tap % 3];
+                    if coef != 0.0 {
+                        let row = &weight[(tap * c_in + ci) * c_out..][..c_out];
+                        out.iter_mut().zip(row).for_each(|(o, g)| *o += coef * g);
+                    }
                 }
             }
         }
@@ -42,12 +52,194 @@ impl Filters {
     }
 }
 
-/// `G g Gᵀ` of one 3×3 filter, with `G` rows (1,0,0), (½,½,½), (½,−½,½), (0,0,1).
-fn filter_transform(g: [[f32; 3]; 3]) -> [[f32; 4]; 4] {
-    let apply = |[a, b, c]: [f32; 3]| [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
-    // G g, column by column, then each of its rows times Gᵀ.
-    let columns = [0, 1, 2].map(|kx| apply([g[0][kx], g[1][kx], g[2][kx]]));
-    [0, 1, 2, 3].map(|r| apply([columns[0][r], columns[1][r], columns[2][r]]))
+impl Filters {
+    /// From burn's `[c_out][c_in][3][3]` filters. `flipped`: the filters of the gradient with
+    /// respect to the input instead (a convolution from `c_out` channels to `c_in`, each filter
+    /// rotated by 180°).
+    pub fn from_oihw(w: &[f32], c_out: usize, c_in: usize, flipped: bool) -> Self {
+        assert_eq!(w.len(), 9 * c_in * c_out);
+        let (from, to) = if flipped {
+            (c_out, c_in)
+        } else {
+            (c_in, c_out)
+        };
+        let mut hwio = vec![0f32; 9 * c_in * c_out];
+        for o in 0..c_out {
+            for i in 0..c_in {
+                for tap in 0..9 {
+                    let value = w[(o * c_in + i) * 9 + tap];
+                    let at = if flipped {
+                        ((8 - tap) * from + o) * to + i
+                    } else {
+                        (tap * from + i) * to + o
+                    };
+                    hwio[at] = value;
+                }
+            }
+        }
+        Self::new(&hwio, from, to)
+    }
+}
+
+/// The filter gradient of a 3×3, stride-1, padding-1 convolution, accumulated block by block
+/// in the Winograd domain: `dU[ξ] += V[ξ]ᵀ · (A dY Aᵀ)[ξ]` over the tiles of each block, then
+/// `dW = Gᵀ dU G` once at the end (the exact adjoint of the forward transforms).
+pub struct FilterGradient {
+    c_in: usize,
+    c_out: usize,
+    /// `[16][c_in][c_out]`.
+    du: Vec<f32>,
+    blocks: usize,
+}
+
+impl FilterGradient {
+    pub fn new(c_in: usize, c_out: usize) -> Self {
+        Self {
+            c_in,
+            c_out,
+            du: vec![0f32; TAPS * c_in * c_out],
+            blocks: 0,
+        }
+    }
+
+    /// Adds the contribution of `count` images: input `x` `[size, size, c_in]` and output
+    /// gradient `dy` `[size, size, c_out]` each, channels-last.
+    pub fn add(
+        &mut self,
+        x: (&[f32], Layout),
+        dy: &[f32],
+        count: usize,
+        size: usize,
+        scratch: &mut Scratch,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { self.add_avx512(x, dy, count, size, scratch) };
+        }
+        self.add_with::<Lanes>(x, dy, count, size, scratch);
+    }
+
+    /// [`Self::add_with`] on AVX-512 registers.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn add_avx512(
+        &mut self,
+        x: (&[f32], Layout),
+        dy: &[f32],
+        count: usize,
+        size: usize,
+        scratch: &mut Scratch,
+    ) {
+        self.add_with::<avx512::F32x16>(x, dy, count, size, scratch);
+    }
+
+    #[inline(always)]
+    fn add_with<V: Vector>(
+        &mut self,
+        x: (&[f32], Layout),
+        dy: &[f32],
+        count: usize,
+        size: usize,
+        scratch: &mut Scratch,
+    ) {
+        let (ci, co) = (self.c_in, self.c_out);
+        let t = tiles_per_side(size, false);
+        let tiles = count * t * t;
+        if tiles == 0 {
+            return;
+        }
+        scratch.v.resize(tiles * TAPS * ci, 0.0);
+        scratch.m.resize(tiles * TAPS * co, 0.0);
+        input_transform::<V>(x, count, size, ci, t, scratch);
+        output_adjoint::<V>(dy, count, size, co, t, &mut scratch.m);
+        for xi in 0..TAPS {
+            gemm_into(
+                [ci, co, tiles],
+                &mut self.du[xi * ci * co..][..ci * co],
+                co,
+                self.blocks > 0,
+                (&scratch.v[xi * ci..], 1, TAPS * ci),
+                (&scratch.m[xi * co..], TAPS * co, 1),
+            );
+        }
+        self.blocks += 1;
+    }
+
+    /// `dW` in burn's `[c_out][c_in][3][3]` layout.
+    pub fn finish(&self) -> Vec<f32> {
+        let (ci, co) = (self.c_in, self.c_out);
+        let mut dw = vec![0f32; co * ci * 9];
+        if self.blocks == 0 {
+            return dw;
+        }
+        for i in 0..ci {
+            for o in 0..co {
+                let du: [f32; TAPS] = std::array::from_fn(|xi| self.du[(xi * ci + i) * co + o]);
+                let g = filter_gradient(&du);
+                dw[(o * ci + i) * 9..][..9].copy_from_slice(&g);
+            }
+        }
+        dw
+    }
+}
+
+/// `Gᵀ dU G` of one 4×4 gradient (row-major) into a 3×3 one: the adjoint of the filter transform
+/// `G g Gᵀ` in [`Filters::new`].
+fn filter_gradient(du: &[f32; TAPS]) -> [f32; 9] {
+    let apply = |[a, b, c, d]: [f32; 4]| [a + 0.5 * (b + c), 0.5 * (b - c), 0.5 * (b + c) + d];
+    let rows: [[f32; 3]; 4] =
+        std::array::from_fn(|r| apply([du[4 * r], du[4 * r + 1], du[4 * r + 2], du[4 * r + 3]]));
+    let columns: [[f32; 3]; 3] =
+        std::array::from_fn(|kx| apply([rows[0][kx], rows[1][kx], rows[2][kx], rows[3][kx]]));
+    std::array::from_fn(|tap| columns[tap % 3][tap / 3])
+}
+
+/// `dM = A dY Aᵀ` of every tile of `dy` (`count` images `[o, o, c]`) into `m`
+/// (`[tiles][16][c]`): the adjoint of the output transform, zero off the edge.
+#[inline(always)]
+fn output_adjoint<V: Vector>(
+    dy: &[f32],
+    count: usize,
+    o: usize,
+    c: usize,
+    t: usize,
+    m: &mut [f32],
+) {
+    for img in 0..count {
+        let src = &dy[img * o * o * c..][..o * o * c];
+        for ty in 0..t {
+            for tx in 0..t {
+                let tile = (img * t + ty) * t + tx;
+                let mt = &mut m[tile * TAPS * c..][..TAPS * c];
+                for ch in (0..c).step_by(LANES) {
+                    let w = LANES.min(c - ch);
+                    let ld = |i: usize| {
+                        let (oy, ox) = (2 * ty + i / 2, 2 * tx + i % 2);
+                        if oy < o && ox < o {
+                            V::load(&src[(oy * o + ox) * c + ch..][..w])
+                        } else {
+                            V::load(&[])
+                        }
+                    };
+                    let dm = transform_out_adjoint([ld(0), ld(1), ld(2), ld(3)]);
+                    for (xi, val) in dm.into_iter().enumerate() {
+                        val.store(&mut mt[xi * c + ch..][..w]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `A y Aᵀ` of one tile's 2×2 gradient (row-major), `A` rows (1,0), (1,1), (1,−1), (0,−1).
+#[inline(always)]
+fn transform_out_adjoint<V: Vector>(y: [V; 4]) -> [V; TAPS] {
+    let zero = V::load(&[]);
+    let apply = |a: V, b: V| [a, a.add(b), a.sub(b), zero.sub(b)];
+    let (r0, r1) = (apply(y[0], y[1]), apply(y[2], y[3]));
+    let c: [[V; 4]; 4] = std::array::from_fn(|j| apply(r0[j], r1[j]));
+    std::array::from_fn(|xi| c[xi % 4][xi / 4])
 }
 
 /// Tiles per side for a convolution output of `o`×`o`: with `pool`, the 2×2 windows of the
@@ -56,8 +248,27 @@ pub fn tiles_per_side(o: usize, pool: bool) -> usize {
     if pool { o / 2 } else { o.div_ceil(2) }
 }
 
+/// Where a planar tensor keeps image `j` (of a block), channel `c`: at `j·image + c·channel`,
+/// then the plane's pixels, contiguous.
+#[derive(Clone, Copy)]
+pub struct Strides {
+    pub image: usize,
+    pub channel: usize,
+}
+
+/// How a block's images are laid out.
+#[derive(Clone, Copy)]
+pub enum Layout {
+    /// `[image][pixel][channel]`, contiguous.
+    ChannelsLast,
+    /// One contiguous plane per image and channel, at [`Strides`].
+    Planar(Strides),
+}
+
 /// One block of whole images through the convolution, pool and epilogue.
 pub struct Block<'a> {
+    pub input: Layout,
+    pub output: Layout,
     pub filters: &'a Filters,
     /// Per-channel `(scale · x + shift).clamp(lo, hi)` after the pool.
     pub scale: &'a [f32],
@@ -72,6 +283,9 @@ pub struct Scratch {
     v: Vec<f32>,
     m: Vec<f32>,
     padded: Vec<f32>,
+    /// Images, side and channels `padded` was zeroed for: only its interior is written, so its
+    /// border stays zero while this does not change.
+    padded_for: (usize, usize, usize),
 }
 
 impl Block<'_> {
@@ -125,7 +339,7 @@ impl Block<'_> {
         }
         scratch.v.resize(tiles * TAPS * ci, 0.0);
         scratch.m.resize(tiles * TAPS * co, 0.0);
-        input_transform::<V>(x, count, size, ci, t, &mut scratch.padded, &mut scratch.v);
+        input_transform::<V>((x, self.input), count, size, ci, t, scratch);
         for xi in 0..TAPS {
             gemm_into(
                 [tiles, co, ci],
@@ -152,12 +366,12 @@ impl Block<'_> {
         let co = self.filters.c_out;
         let (lo, hi) = self.clamp;
         let side = if self.pool { o / 2 } else { o };
+        let plane = side * side;
         for img in 0..count {
             for ty in 0..t {
                 for tx in 0..t {
                     let tile = (img * t + ty) * t + tx;
                     let mt = &m[tile * TAPS * co..][..TAPS * co];
-                    let dst = |oy: usize, ox: usize| ((img * side + oy) * side + ox) * co;
                     for ch in (0..co).step_by(LANES) {
                         let w = LANES.min(co - ch);
                         let ld = |xi: usize| V::load(&mt[xi * co + ch..][..w]);
@@ -184,16 +398,42 @@ impl Block<'_> {
                         let epilogue = |v: V| v.mul_add(scale, shift).clamp(lo, hi);
                         if self.pool {
                             let max = y[0].max(y[1]).max(y[2].max(y[3]));
-                            epilogue(max).store(&mut out[dst(ty, tx) + ch..][..w]);
+                            self.put(epilogue(max), out, (img, ty * side + tx, plane), (ch, w));
                             continue;
                         }
                         for (i, yi) in y.into_iter().enumerate() {
                             let (oy, ox) = (2 * ty + i / 2, 2 * tx + i % 2);
                             if oy < o && ox < o {
-                                epilogue(yi).store(&mut out[dst(oy, ox) + ch..][..w]);
+                                self.put(epilogue(yi), out, (img, oy * side + ox, plane), (ch, w));
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+impl Block<'_> {
+    /// Output `pixel` (of `plane` per image) of image `img`, channels `ch..ch + w`, into `out`
+    /// in its layout.
+    #[inline(always)]
+    fn put<V: Vector>(
+        &self,
+        v: V,
+        out: &mut [f32],
+        (img, pixel, plane): (usize, usize, usize),
+        (ch, w): (usize, usize),
+    ) {
+        let co = self.filters.c_out;
+        match self.output {
+            Layout::ChannelsLast => {
+                v.store(&mut out[(img * plane + pixel) * co + ch..][..w]);
+            }
+            Layout::Planar(at) => {
+                let lanes = v.to_array();
+                for (l, value) in lanes[..w].iter().enumerate() {
+                    out[img * at.image + (ch + l) * at.channel + pixel] = *value;
                 }
             }
         }
@@ -214,6 +454,7 @@ trait Vector: Copy {
     fn load(src: &[f32]) -> Self;
     /// The first `dst.len()` ≤ [`LANES`] values into `dst`.
     fn store(self, dst: &mut [f32]);
+    fn to_array(self) -> Lanes;
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn max(self, o: Self) -> Self;
@@ -233,6 +474,10 @@ impl Vector for Lanes {
     fn store(self, dst: &mut [f32]) {
         let w = dst.len();
         dst.copy_from_slice(&self[..w]);
+    }
+    #[inline(always)]
+    fn to_array(self) -> Lanes {
+        self
     }
     #[inline(always)]
     fn add(self, o: Self) -> Self {
@@ -286,6 +531,12 @@ mod avx512 {
             unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask(dst.len()), self.0) }
         }
         #[inline(always)]
+        fn to_array(self) -> [f32; LANES] {
+            let mut lanes = [0f32; LANES];
+            self.store(&mut lanes);
+            lanes
+        }
+        #[inline(always)]
         fn add(self, o: Self) -> Self {
             // SAFETY: AVX-512F is present (see the type).
             unsafe { Self(_mm512_add_ps(self.0, o.0)) }
@@ -321,27 +572,23 @@ mod avx512 {
 /// `V = Bᵀ d B` of every tile into `v` (`[tiles][16][c]`), zeros off the edge of the image.
 #[inline(always)]
 fn input_transform<V: Vector>(
-    x: &[f32],
+    (x, layout): (&[f32], Layout),
     count: usize,
     size: usize,
     c: usize,
     t: usize,
-    padded: &mut Vec<f32>,
-    v: &mut [f32],
+    scratch: &mut Scratch,
 ) {
-    // The images with a zero border, `side` = 2t + 2 pixels a side, so every tile reads four
-    // runs of four pixels and none is off the edge.
     let side = 2 * t + 2;
-    padded.clear();
-    padded.resize(count * side * side * c, 0.0);
-    let (rows, cols) = (size.min(side - 1), size.min(side - 1));
-    for img in 0..count {
-        for iy in 0..rows {
-            let src = &x[(img * size + iy) * size * c..][..cols * c];
-            padded[((img * side + iy + 1) * side + 1) * c..][..cols * c].copy_from_slice(src);
-        }
-    }
-    let padded = &padded[..];
+    let key = &mut scratch.padded_for;
+    let padded = fill_padded(
+        x,
+        layout,
+        (count, size, c),
+        side,
+        (&mut scratch.padded, key),
+    );
+    let v = &mut scratch.v;
     for img in 0..count {
         for ty in 0..t {
             for tx in 0..t {
@@ -377,6 +624,46 @@ fn input_transform<V: Vector>(
             }
         }
     }
+}
+
+/// The block's images channels-last with a zero border, `side` = 2t + 2 pixels a side, so that
+/// every tile reads four runs of four pixels and none is off the edge.
+fn fill_padded<'a>(
+    x: &[f32],
+    layout: Layout,
+    (count, size, c): (usize, usize, usize),
+    side: usize,
+    (padded, zeroed_for): (&'a mut Vec<f32>, &mut (usize, usize, usize)),
+) -> &'a [f32] {
+    if *zeroed_for != (count, side, c) {
+        padded.clear();
+        padded.resize(count * side * side * c, 0.0);
+        *zeroed_for = (count, side, c);
+    }
+    let inside = size.min(side - 1);
+    let row = |img: usize, iy: usize| ((img * side + iy + 1) * side + 1) * c;
+    for img in 0..count {
+        match layout {
+            Layout::ChannelsLast => {
+                for iy in 0..inside {
+                    let src = &x[(img * size + iy) * size * c..][..inside * c];
+                    padded[row(img, iy)..][..inside * c].copy_from_slice(src);
+                }
+            }
+            Layout::Planar(at) => {
+                for ch in 0..c {
+                    let plane = &x[img * at.image + ch * at.channel..][..size * size];
+                    for iy in 0..inside {
+                        let dst = &mut padded[row(img, iy) + ch..];
+                        for (ix, v) in plane[iy * size..][..inside].iter().enumerate() {
+                            dst[ix * c] = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    &padded[..count * side * side * c]
 }
 
 /// `Bᵀ d B` of one 4×4 tile (row-major), with `Bᵀ` rows (1,0,−1,0), (0,1,1,0), (0,−1,1,0),
@@ -514,6 +801,8 @@ mod tests {
             let want = reference(&x, (n, size, ci, co, pool), &w, (&scale, &shift));
             let filters = Filters::new(&w, ci, co);
             let block = Block {
+                input: Layout::ChannelsLast,
+                output: Layout::ChannelsLast,
                 filters: &filters,
                 scale: &scale,
                 shift: &shift,
@@ -532,6 +821,87 @@ mod tests {
                     (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
                     "n{n} size{size} ci{ci} co{co} pool{pool} at {i}: {g} vs {r}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_filter_gradient_and_the_flipped_filters_equal_direct_sums_on_odd_sizes() {
+        let mut seed = 5;
+        for (n, size, ci, co) in [(3, 5, 3, 4), (2, 1, 2, 3), (4, 8, 17, 33), (2, 3, 16, 16)] {
+            let x = rand(&mut seed, n * size * size * ci);
+            let dy = rand(&mut seed, n * size * size * co);
+            let w = rand(&mut seed, co * ci * 9);
+            let at = |img: usize, y: isize, x_: isize, c: usize, ch: usize, v: &[f32]| {
+                let inside = y >= 0 && x_ >= 0 && y < size as isize && x_ < size as isize;
+                if inside {
+                    v[((img * size + y as usize) * size + x_ as usize) * c + ch]
+                } else {
+                    0.0
+                }
+            };
+            // dW[o][i][ky][kx] = Σ dy[o] · x[i] shifted by the tap.
+            let mut want = vec![0f32; co * ci * 9];
+            // dX[i] = Σ_o Σ_tap dy[o] shifted back · w[o][i][tap].
+            let mut want_dx = vec![0f32; n * size * size * ci];
+            for img in 0..n {
+                for y in 0..size {
+                    for x_ in 0..size {
+                        for tap in 0..9 {
+                            let (ky, kx) = ((tap / 3) as isize - 1, (tap % 3) as isize - 1);
+                            for o in 0..co {
+                                let g = dy[((img * size + y) * size + x_) * co + o];
+                                for i in 0..ci {
+                                    want[(o * ci + i) * 9 + tap] +=
+                                        g * at(img, y as isize + ky, x_ as isize + kx, ci, i, &x);
+                                    let back =
+                                        at(img, y as isize - ky, x_ as isize - kx, co, o, &dy);
+                                    want_dx[((img * size + y) * size + x_) * ci + i] +=
+                                        back * w[(o * ci + i) * 9 + tap];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let mut grad = FilterGradient::new(ci, co);
+            let mut scratch = Scratch::default();
+            let split = n / 2;
+            let (px, pd) = (size * size * ci, size * size * co);
+            grad.add(
+                (&x[..split * px], Layout::ChannelsLast),
+                &dy[..split * pd],
+                split,
+                size,
+                &mut scratch,
+            );
+            grad.add(
+                (&x[split * px..], Layout::ChannelsLast),
+                &dy[split * pd..],
+                n - split,
+                size,
+                &mut scratch,
+            );
+            let flipped = Filters::from_oihw(&w, co, ci, true);
+            let (ones, zeros) = (vec![1f32; ci], vec![0f32; ci]);
+            let block = Block {
+                input: Layout::ChannelsLast,
+                output: Layout::ChannelsLast,
+                filters: &flipped,
+                scale: &ones,
+                shift: &zeros,
+                clamp: (f32::NEG_INFINITY, f32::INFINITY),
+                pool: false,
+            };
+            let mut dx = vec![f32::NAN; want_dx.len()];
+            block.run(&dy, n, size, &mut dx, &mut scratch);
+            for (got, want) in [(grad.finish(), want), (dx, want_dx)] {
+                for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                        "n{n} size{size} ci{ci} co{co} at {i}: {g} vs {r}"
+                    );
+                }
             }
         }
     }

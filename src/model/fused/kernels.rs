@@ -10,6 +10,8 @@
 //! burn's tensors are. Every kernel is single-threaded: the training step already runs one pass
 //! per core.
 
+use super::winograd_pass;
+use crate::model::winograd::Strides;
 use std::fmt;
 use std::ops::Range;
 
@@ -434,7 +436,15 @@ pub fn forward(
     let (ho, wo) = s.conv_out();
     let per_image = ho * wo;
     let group = block_images(&s);
-    let mut cols = vec![0.0f32; s.taps() * group * per_image];
+    let mut winograd = winograd_pass::fits(&s).then(|| winograd_pass::Pass::new(&s, weight, false));
+    let mut cols = vec![
+        0.0f32;
+        if winograd.is_some() {
+            0
+        } else {
+            s.taps() * group * per_image
+        }
+    ];
     let table = if by_shift(&s) {
         Vec::new()
     } else {
@@ -448,20 +458,24 @@ pub fn forward(
     for first in (0..s.n).step_by(group) {
         let images = first..(first + group).min(s.n);
         let width = images.len() * per_image;
-        im2col(x, &s, images, &mut cols, &table);
         let (dst, rs) = if s.pool {
             (&mut block[..s.co * width], width)
         } else {
             (&mut xhat[first * per_image..], positions)
         };
-        gemm_into(
-            [s.co, width, s.taps()],
-            dst,
-            rs,
-            false,
-            (weight, s.taps(), 1),
-            (&cols, width, 1),
-        );
+        if let Some(pass) = winograd.as_mut() {
+            pass.forward(x, images, dst, rs);
+        } else {
+            im2col(x, &s, images, &mut cols, &table);
+            gemm_into(
+                [s.co, width, s.taps()],
+                dst,
+                rs,
+                false,
+                (weight, s.taps(), 1),
+                (&cols, width, 1),
+            );
+        }
         if s.pool {
             pool_block(&block[..s.co * width], &s, first, &mut xhat, &mut argmax);
         }
@@ -555,11 +569,46 @@ fn unpool_block(dp: &[f32], saved: &Saved, images: Range<usize>, dz: &mut [f32])
     }
 }
 
+/// The convolution's part of [`backward`] through Winograd: the filter gradient, and the input
+/// gradient into `dx` when given, from the channel-major gradient `dz` before the pool.
+fn backward_winograd(saved: &Saved, dz: &[f32], x: &[f32], dx: Option<&mut [f32]>) -> Vec<f32> {
+    let s = &saved.shape;
+    let (ho, wo) = s.conv_out();
+    let per_image = ho * wo;
+    let group = block_images(s);
+    let mut block = vec![0.0f32; if s.pool { s.co * group * per_image } else { 0 }];
+    let dy = |images: Range<usize>, out: &mut Vec<f32>| {
+        let count = images.len();
+        let (src, channel) = if s.pool {
+            unpool_block(dz, saved, images.clone(), &mut block);
+            (&block[..], count * per_image)
+        } else {
+            (&dz[images.start * per_image..], s.positions())
+        };
+        let at = Strides {
+            image: per_image,
+            channel,
+        };
+        winograd_pass::to_channels_last(src, at, count, s.co, per_image, out);
+    };
+    winograd_pass::backward(s, &saved.weight, x, group, dy, dx)
+}
+
 /// Backward pass: gradients of the unit given its input `x` (NCHW, as passed forward) and the
 /// gradient `dy` of its NCHW output.
 pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
     let s = &saved.shape;
     let (dz, dgamma, dbeta) = norm_backward(saved, dy);
+    if winograd_pass::fits(s) {
+        let mut dx = want_dx.then(|| vec![0.0f32; s.n * s.c * s.h * s.w]);
+        let dweight = backward_winograd(saved, &dz, x, dx.as_deref_mut());
+        return Grads {
+            dx,
+            dweight,
+            dgamma,
+            dbeta,
+        };
+    }
     let (taps, positions) = (s.taps(), s.positions());
     let (ho, wo) = s.conv_out();
     let per_image = ho * wo;

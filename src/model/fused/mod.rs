@@ -13,6 +13,7 @@
 //! `SYNTHSCAN_TRAIN_KERNELS=burn` turns it off (for comparisons).
 
 pub mod kernels;
+pub mod winograd_pass;
 
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -319,6 +320,9 @@ mod tests {
             // Several im2col blocks per pass (a block holds about 2^18 floats).
             (4, 32, 16, 16, 8, 3, 1, true),
             (5, 32, 17, 15, 6, 3, 1, false),
+            // Square 3×3, stride 1 (through Winograd): odd sides, several blocks, pool or not.
+            (5, 32, 15, 15, 6, 3, 1, true),
+            (3, 4, 9, 9, 5, 3, 1, false),
         ];
         for (n, c, h, w, co, k, stride, pool) in cases {
             let (conv, norm) = unit(c, co, k, stride, &device);
