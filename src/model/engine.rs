@@ -244,7 +244,7 @@ impl ConvLayer {
             pool: self.pool,
         };
         let mut y = vec![0f32; n * side * side * self.c_out];
-        let mut scratch = winograd::Scratch::default();
+        let mut scratch = winograd::Pooled::take();
         let (in_img, out_img) = (size * size * self.c_in, side * side * self.c_out);
         for first in (0..n).step_by(per_block) {
             let count = per_block.min(n - first);

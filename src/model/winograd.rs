@@ -288,6 +288,47 @@ pub struct Scratch {
     padded_for: (usize, usize, usize),
 }
 
+thread_local! {
+    /// Scratch buffers of finished passes on this thread, kept for the next ones (a training
+    /// step runs the same shapes again, so the buffers are neither allocated nor zeroed again).
+    static POOL: std::cell::RefCell<Vec<Scratch>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A [`Scratch`] taken from this thread's pool, given back when dropped.
+pub struct Pooled(Scratch);
+
+impl Pooled {
+    pub fn take() -> Self {
+        Self(POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut Scratch {
+        &mut self.0
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let scratch = std::mem::take(&mut self.0);
+        // At most a few per thread: one per pass alive at once.
+        POOL.with(|p| {
+            let mut pool = p.borrow_mut();
+            if pool.len() < 4 {
+                pool.push(scratch);
+            }
+        });
+    }
+}
+
 impl Block<'_> {
     /// `x`: `count` images `[size, size, c_in]`; `out`: `count` images `[side, side, c_out]`
     /// where `side` is `size / 2` with the pool, `size` without.

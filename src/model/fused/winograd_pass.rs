@@ -6,7 +6,7 @@
 //! output gradient with the filters flipped).
 
 use super::kernels::UnitShape;
-use crate::model::winograd::{Block, FilterGradient, Filters, Layout, Scratch, Strides};
+use crate::model::winograd::{Block, FilterGradient, Filters, Layout, Pooled, Strides};
 use std::ops::Range;
 
 /// Whether the unit's convolution goes through this path: 3×3, stride 1, square planes.
@@ -41,7 +41,7 @@ pub struct Pass {
     filters: Filters,
     ones: Vec<f32>,
     zeros: Vec<f32>,
-    scratch: Scratch,
+    scratch: Pooled,
 }
 
 impl Pass {
@@ -54,7 +54,7 @@ impl Pass {
             filters: Filters::from_oihw(weight, s.co, s.c, flipped),
             ones: vec![1.0; out],
             zeros: vec![0.0; out],
-            scratch: Scratch::default(),
+            scratch: Pooled::take(),
         }
     }
 
@@ -113,7 +113,7 @@ pub fn backward(
     let mut grad = FilterGradient::new(s.c, s.co);
     let mut pass = dx.is_some().then(|| Pass::new(s, weight, true));
     let mut dyb = Vec::new();
-    let mut scratch = Scratch::default();
+    let mut scratch = Pooled::take();
     for first in (0..s.n).step_by(group.max(1)) {
         let images = first..(first + group).min(s.n);
         let count = images.len();
