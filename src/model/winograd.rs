@@ -238,8 +238,17 @@ fn transform_out_adjoint<V: Vector>(y: [V; 4]) -> [V; TAPS] {
     let zero = V::load(&[]);
     let apply = |a: V, b: V| [a, a.add(b), a.sub(b), zero.sub(b)];
     let (r0, r1) = (apply(y[0], y[1]), apply(y[2], y[3]));
-    let c: [[V; 4]; 4] = std::array::from_fn(|j| apply(r0[j], r1[j]));
-    std::array::from_fn(|xi| c[xi % 4][xi / 4])
+    // Column j of the result is `apply(r0[j], r1[j])`; tap ξ = 4i + j is its row i.
+    let (c0, c1, c2, c3) = (
+        apply(r0[0], r1[0]),
+        apply(r0[1], r1[1]),
+        apply(r0[2], r1[2]),
+        apply(r0[3], r1[3]),
+    );
+    [
+        c0[0], c1[0], c2[0], c3[0], c0[1], c1[1], c2[1], c3[1], c0[2], c1[2], c2[2], c3[2], c0[3],
+        c1[3], c2[3], c3[3],
+    ]
 }
 
 /// Tiles per side for a convolution output of `o`×`o`: with `pool`, the 2×2 windows of the
@@ -282,6 +291,8 @@ pub struct Block<'a> {
 pub struct Scratch {
     v: Vec<f32>,
     m: Vec<f32>,
+    /// A channels-last output on its way to a planar one.
+    y: Vec<f32>,
     padded: Vec<f32>,
     /// Images, side and channels `padded` was zeroed for: only its interior is written, so its
     /// border stays zero while this does not change.
@@ -391,7 +402,21 @@ impl Block<'_> {
                 (&self.filters.u[xi * ci * co..][..ci * co], co, 1),
             );
         }
-        self.output_transform::<V>(&scratch.m, count, size, t, out);
+        let Layout::Planar(at) = self.output else {
+            self.output_transform::<V>(&scratch.m, count, size, t, out);
+            return;
+        };
+        // Channels-last first, then each image's planes in 16×16 register transposes.
+        let side = if self.pool { size / 2 } else { size };
+        let plane = side * side;
+        let mut y = std::mem::take(&mut scratch.y);
+        y.resize(count * plane * co, 0.0);
+        self.output_transform::<V>(&scratch.m, count, size, t, &mut y);
+        for img in 0..count {
+            let dst = &mut out[img * at.image..];
+            transpose_with::<V>((&y[img * plane * co..], co), (dst, at.channel), plane, co);
+        }
+        scratch.y = y;
     }
 
     /// The 2×2 outputs (or their maximum) of every tile, through the epilogue, into `out`.
@@ -439,42 +464,19 @@ impl Block<'_> {
                         let epilogue = |v: V| v.mul_add(scale, shift).clamp(lo, hi);
                         if self.pool {
                             let max = y[0].max(y[1]).max(y[2].max(y[3]));
-                            self.put(epilogue(max), out, (img, ty * side + tx, plane), (ch, w));
+                            epilogue(max)
+                                .store(&mut out[(img * plane + ty * side + tx) * co + ch..][..w]);
                             continue;
                         }
                         for (i, yi) in y.into_iter().enumerate() {
                             let (oy, ox) = (2 * ty + i / 2, 2 * tx + i % 2);
                             if oy < o && ox < o {
-                                self.put(epilogue(yi), out, (img, oy * side + ox, plane), (ch, w));
+                                epilogue(yi).store(
+                                    &mut out[(img * plane + oy * side + ox) * co + ch..][..w],
+                                );
                             }
                         }
                     }
-                }
-            }
-        }
-    }
-}
-
-impl Block<'_> {
-    /// Output `pixel` (of `plane` per image) of image `img`, channels `ch..ch + w`, into `out`
-    /// in its layout.
-    #[inline(always)]
-    fn put<V: Vector>(
-        &self,
-        v: V,
-        out: &mut [f32],
-        (img, pixel, plane): (usize, usize, usize),
-        (ch, w): (usize, usize),
-    ) {
-        let co = self.filters.c_out;
-        match self.output {
-            Layout::ChannelsLast => {
-                v.store(&mut out[(img * plane + pixel) * co + ch..][..w]);
-            }
-            Layout::Planar(at) => {
-                let lanes = v.to_array();
-                for (l, value) in lanes[..w].iter().enumerate() {
-                    out[img * at.image + (ch + l) * at.channel + pixel] = *value;
                 }
             }
         }
@@ -495,13 +497,14 @@ trait Vector: Copy {
     fn load(src: &[f32]) -> Self;
     /// The first `dst.len()` ≤ [`LANES`] values into `dst`.
     fn store(self, dst: &mut [f32]);
-    fn to_array(self) -> Lanes;
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
     fn max(self, o: Self) -> Self;
     /// `self · a + b`.
     fn mul_add(self, a: Self, b: Self) -> Self;
     fn clamp(self, lo: f32, hi: f32) -> Self;
+    /// Row `i` of the result is lane `i` of every input, in order.
+    fn transpose(rows: [Self; LANES]) -> [Self; LANES];
 }
 
 impl Vector for Lanes {
@@ -515,10 +518,6 @@ impl Vector for Lanes {
     fn store(self, dst: &mut [f32]) {
         let w = dst.len();
         dst.copy_from_slice(&self[..w]);
-    }
-    #[inline(always)]
-    fn to_array(self) -> Lanes {
-        self
     }
     #[inline(always)]
     fn add(self, o: Self) -> Self {
@@ -539,6 +538,10 @@ impl Vector for Lanes {
     #[inline(always)]
     fn clamp(self, lo: f32, hi: f32) -> Self {
         std::array::from_fn(|l| self[l].clamp(lo, hi))
+    }
+    #[inline(always)]
+    fn transpose(rows: [Self; LANES]) -> [Self; LANES] {
+        std::array::from_fn(|i| std::array::from_fn(|j| rows[j][i]))
     }
 }
 
@@ -572,12 +575,6 @@ mod avx512 {
             unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask(dst.len()), self.0) }
         }
         #[inline(always)]
-        fn to_array(self) -> [f32; LANES] {
-            let mut lanes = [0f32; LANES];
-            self.store(&mut lanes);
-            lanes
-        }
-        #[inline(always)]
         fn add(self, o: Self) -> Self {
             // SAFETY: AVX-512F is present (see the type).
             unsafe { Self(_mm512_add_ps(self.0, o.0)) }
@@ -607,6 +604,43 @@ mod avx512 {
                 ))
             }
         }
+        #[inline(always)]
+        fn transpose(rows: [Self; LANES]) -> [Self; LANES] {
+            // SAFETY: AVX-512F is present (see the type).
+            unsafe {
+                // Interleave pairs of rows, then pairs of pairs, then 128-bit lanes twice (plain
+                // loops, not closures, so that the intrinsics inline into the AVX-512 caller).
+                let r = rows;
+                let mut t = [_mm512_setzero_ps(); LANES];
+                for i in (0..LANES).step_by(2) {
+                    t[i] = _mm512_unpacklo_ps(r[i].0, r[i + 1].0);
+                    t[i + 1] = _mm512_unpackhi_ps(r[i].0, r[i + 1].0);
+                }
+                let mut u = [_mm512_setzero_ps(); LANES];
+                for base in (0..LANES).step_by(4) {
+                    for k in 0..2 {
+                        let (a, b) = (t[base + k], t[base + 2 + k]);
+                        u[base + 2 * k] = _mm512_shuffle_ps::<0x44>(a, b);
+                        u[base + 2 * k + 1] = _mm512_shuffle_ps::<0xEE>(a, b);
+                    }
+                }
+                let mut v = [_mm512_setzero_ps(); LANES];
+                for base in (0..LANES).step_by(8) {
+                    for k in 0..4 {
+                        let (a, b) = (u[base + k], u[base + 4 + k]);
+                        v[base + k] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                        v[base + 4 + k] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+                    }
+                }
+                let mut w = [Self(_mm512_setzero_ps()); LANES];
+                for k in 0..8 {
+                    let (a, b) = (v[k], v[8 + k]);
+                    w[k] = Self(_mm512_shuffle_f32x4::<0x88>(a, b));
+                    w[8 + k] = Self(_mm512_shuffle_f32x4::<0xDD>(a, b));
+                }
+                w
+            }
+        }
     }
 }
 
@@ -622,7 +656,7 @@ fn input_transform<V: Vector>(
 ) {
     let side = 2 * t + 2;
     let key = &mut scratch.padded_for;
-    let padded = fill_padded(
+    let padded = fill_padded::<V>(
         x,
         layout,
         (count, size, c),
@@ -669,7 +703,8 @@ fn input_transform<V: Vector>(
 
 /// The block's images channels-last with a zero border, `side` = 2t + 2 pixels a side, so that
 /// every tile reads four runs of four pixels and none is off the edge.
-fn fill_padded<'a>(
+#[inline(always)]
+fn fill_padded<'a, V: Vector>(
     x: &[f32],
     layout: Layout,
     (count, size, c): (usize, usize, usize),
@@ -692,19 +727,60 @@ fn fill_padded<'a>(
                 }
             }
             Layout::Planar(at) => {
-                for ch in 0..c {
-                    let plane = &x[img * at.image + ch * at.channel..][..size * size];
-                    for iy in 0..inside {
-                        let dst = &mut padded[row(img, iy) + ch..];
-                        for (ix, v) in plane[iy * size..][..inside].iter().enumerate() {
-                            dst[ix * c] = *v;
-                        }
-                    }
+                for iy in 0..inside {
+                    let src = &x[img * at.image + iy * size..];
+                    let dst = &mut padded[row(img, iy)..];
+                    transpose_with::<V>((src, at.channel), (dst, c), c, inside);
                 }
             }
         }
     }
     &padded[..count * side * side * c]
+}
+
+/// `dst[j·dst_rs + i] = src[i·src_rs + j]` for `i < rows`, `j < cols`: 16×16 tiles
+/// transposed in registers.
+pub fn transpose(src: (&[f32], usize), dst: (&mut [f32], usize), rows: usize, cols: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked just above).
+        return unsafe { transpose_avx512(src, dst, rows, cols) };
+    }
+    transpose_with::<Lanes>(src, dst, rows, cols);
+}
+
+/// [`transpose_with`] on AVX-512 registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_avx512(
+    src: (&[f32], usize),
+    dst: (&mut [f32], usize),
+    rows: usize,
+    cols: usize,
+) {
+    transpose_with::<avx512::F32x16>(src, dst, rows, cols);
+}
+
+#[inline(always)]
+fn transpose_with<V: Vector>(
+    (src, src_rs): (&[f32], usize),
+    (dst, dst_rs): (&mut [f32], usize),
+    rows: usize,
+    cols: usize,
+) {
+    for i0 in (0..rows).step_by(LANES) {
+        let h = LANES.min(rows - i0);
+        for j0 in (0..cols).step_by(LANES) {
+            let w = LANES.min(cols - j0);
+            let mut rows_in = [V::load(&[]); LANES];
+            for (i, row) in rows_in.iter_mut().enumerate().take(h) {
+                *row = V::load(&src[(i0 + i) * src_rs + j0..][..w]);
+            }
+            for (j, row) in V::transpose(rows_in).into_iter().take(w).enumerate() {
+                row.store(&mut dst[(j0 + j) * dst_rs + i0..][..h]);
+            }
+        }
+    }
 }
 
 /// `Bᵀ d B` of one 4×4 tile (row-major), with `Bᵀ` rows (1,0,−1,0), (0,1,1,0), (0,−1,1,0),
@@ -942,6 +1018,33 @@ mod tests {
                         (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
                         "n{n} size{size} ci{ci} co{co} at {i}: {g} vs {r}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_register_transpose_equals_the_definition() {
+        let mut seed = 3;
+        for (rows, cols, src_rs, dst_rs) in [
+            (16, 16, 16, 16),
+            (5, 37, 40, 9),
+            (33, 7, 7, 40),
+            (1, 1, 1, 1),
+        ] {
+            let src = rand(&mut seed, rows * src_rs);
+            let mut dst = vec![f32::NAN; cols * dst_rs];
+            transpose((&src, src_rs), (&mut dst, dst_rs), rows, cols);
+            let mut portable = vec![f32::NAN; cols * dst_rs];
+            transpose_with::<Lanes>((&src, src_rs), (&mut portable, dst_rs), rows, cols);
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(
+                        dst[j * dst_rs + i],
+                        src[i * src_rs + j],
+                        "{rows}x{cols} at {i},{j}"
+                    );
+                    assert_eq!(portable[j * dst_rs + i], src[i * src_rs + j]);
                 }
             }
         }

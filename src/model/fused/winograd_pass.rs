@@ -6,7 +6,7 @@
 //! output gradient with the filters flipped).
 
 use super::kernels::UnitShape;
-use crate::model::winograd::{Block, FilterGradient, Filters, Layout, Pooled, Strides};
+use crate::model::winograd::{Block, FilterGradient, Filters, Layout, Pooled, Strides, transpose};
 use std::ops::Range;
 
 /// Whether the unit's convolution goes through this path: 3×3, stride 1, square planes.
@@ -26,12 +26,7 @@ pub fn to_channels_last(
     dst.resize(count * plane * c, 0.0);
     for j in 0..count {
         let out = &mut dst[j * plane * c..][..plane * c];
-        for ch in 0..c {
-            let row = &src[j * at.image + ch * at.channel..][..plane];
-            for (q, v) in row.iter().enumerate() {
-                out[q * c + ch] = *v;
-            }
-        }
+        transpose((&src[j * at.image..], at.channel), (out, c), c, plane);
     }
 }
 
