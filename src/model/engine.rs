@@ -6,7 +6,10 @@
 //! im2col copy of contiguous NHWC runs, one matrix product through the `gemm` crate (the kernels
 //! burn's CPU backend uses too) with weights packed at load time, and one epilogue pass that
 //! pools, applies batch-norm as a per-channel scale and shift (with the convolution bias folded
-//! into the shift: a per-channel constant commutes with the max) and clamps at zero. Activations
+//! into the shift: a per-channel constant commutes with the max) and clamps at zero. A 3×3,
+//! stride-1 convolution goes through Winograd's F(2×2, 3×3) instead ([`super::winograd`]:
+//! filters transformed at load time, 16 products of 2.25× fewer multiplications in all, the
+//! pool and epilogue done in the output transform). Activations
 //! stay channels-last from the first layer to the global pool, so no layout conversion runs
 //! between layers, and no tensor is allocated per operation. EfficientNet's 1×1 convolutions are
 //! one matrix product each without any copy, its depthwise convolutions a direct kernel over

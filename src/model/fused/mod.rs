@@ -7,7 +7,8 @@
 //! layout copies and buffers. Here the unit is one burn *backend extension*
 //! (`#[backend_extension]`, implemented for `Flex` and `Autodiff<Flex>`), whose kernels
 //! ([`kernels`]) do the convolution and both of its gradients as three matrix products in one
-//! channel-major layout. [`ConvUnit`](super::ConvUnit) calls it in training mode on the CPU
+//! channel-major layout — or, for 3×3 stride-1 convolutions, through Winograd's F(2×2, 3×3)
+//! ([`winograd_pass`]), 16 smaller products per block instead. [`ConvUnit`](super::ConvUnit) calls it in training mode on the CPU
 //! backend when its configuration fits ([`fits`]); everything else, and every other backend,
 //! keeps burn's modules. The op is tested against burn's own ops, forward and backward.
 //! `SYNTHSCAN_TRAIN_KERNELS=burn` turns it off (for comparisons).
