@@ -20,8 +20,8 @@
 //! Tested against burn's forward pass to 1e-4 on random networks and odd sizes.
 
 use super::efficientnet::{ConvBnRelu6, MbConv};
-use super::winograd;
 use super::{Activation, Block, ConvUnit, GlobalPool, Network};
+use super::{matrix, winograd};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d, conv::Conv2d};
 use burn::prelude::*;
 
@@ -186,7 +186,7 @@ impl ConvLayer {
         if self.k == 1 && self.stride == 1 && pad == 0 {
             // A pointwise convolution is a matrix product of the activations as they are.
             let mut y = vec![0f32; n * pixels * self.c_out];
-            matmul(x, &self.weight, &mut y, n * pixels, kk, self.c_out);
+            matrix::product(x, &self.weight, &mut y, [n * pixels, kk, self.c_out]);
             return self.finish(y, n, o);
         }
         // Whole images per block (at least one), so a block is one contiguous run of rows; the
@@ -215,10 +215,20 @@ impl ConvLayer {
             let out = &mut y[first * out_pixels * self.c_out..][..count * out_pixels * self.c_out];
             if self.pool {
                 let conv = &mut block[..rows * self.c_out];
-                matmul(&cols[..rows * kk], &self.weight, conv, rows, kk, self.c_out);
+                matrix::product(
+                    &cols[..rows * kk],
+                    &self.weight,
+                    conv,
+                    [rows, kk, self.c_out],
+                );
                 max_pool2_nhwc_into(conv, count, o, self.c_out, out);
             } else {
-                matmul(&cols[..rows * kk], &self.weight, out, rows, kk, self.c_out);
+                matrix::product(
+                    &cols[..rows * kk],
+                    &self.weight,
+                    out,
+                    [rows, kk, self.c_out],
+                );
             }
             epilogue_in_place(out, &self.scale, &self.shift, self.act);
         }
@@ -535,40 +545,6 @@ fn max_pool2_nhwc_into(x: &[f32], n: usize, size: usize, c: usize, y: &mut [f32]
     }
 }
 
-/// `out[m, n] = a[m, k] · b[k, n]`, all row-major, on the calling thread.
-fn matmul(a: &[f32], b: &[f32], out: &mut [f32], m: usize, k: usize, n: usize) {
-    assert!(a.len() >= m * k && b.len() >= k * n && out.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the three buffers hold at least m·k, k·n and m·n floats (checked above), the
-    // strides describe row-major matrices of exactly those shapes, and `out` is borrowed
-    // mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 impl Dense {
     fn compile(l: &Linear) -> Option<Self> {
         let [d_in, d_out] = l.weight.val().dims();
@@ -585,7 +561,7 @@ impl Dense {
 
     fn forward(&self, x: &[f32], n: usize, relu: bool) -> Vec<f32> {
         let mut y = vec![0f32; n * self.d_out];
-        matmul(x, &self.weight, &mut y, n, self.d_in, self.d_out);
+        matrix::product(x, &self.weight, &mut y, [n, self.d_in, self.d_out]);
         for row in y.chunks_exact_mut(self.d_out) {
             for (v, b) in row.iter_mut().zip(&self.bias) {
                 *v += b;

@@ -8,6 +8,7 @@ pub mod engine;
 #[cfg(feature = "flex")]
 pub mod fused;
 pub mod import;
+pub mod matrix;
 mod presets;
 pub mod resnet_tv;
 pub mod winograd;

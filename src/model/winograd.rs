@@ -12,7 +12,7 @@
 //! convolution's full-size output is never written. All kernels run on the calling thread and
 //! vectorise over channels.
 
-use super::fused::kernels::gemm_into;
+use super::matrix::gemm_into;
 
 /// Positions of the 4×4 transformed tile.
 const TAPS: usize = 16;
