@@ -13,9 +13,15 @@
 //! vectorise over channels.
 
 use super::matrix::gemm_into;
+use tile::{filter_gradient, gather, transform_in, transform_out, transform_out_adjoint};
+pub use vector::transpose;
+use vector::{Kernel, LANES, Vector, dispatch, transpose_with};
+
+mod tile;
+mod vector;
 
 /// Positions of the 4×4 transformed tile.
-const TAPS: usize = 16;
+pub(super) const TAPS: usize = 16;
 
 /// A 3×3 filter bank in the Winograd domain: `[16][c_in][c_out]`.
 pub struct Filters {
@@ -112,38 +118,39 @@ impl FilterGradient {
         size: usize,
         scratch: &mut Scratch,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { self.add_avx512(x, dy, count, size, scratch) };
-        }
-        self.add_with::<Lanes>(x, dy, count, size, scratch);
+        dispatch(Add {
+            grad: self,
+            x,
+            dy,
+            count,
+            size,
+            scratch,
+        });
     }
+}
 
-    /// [`Self::add_with`] on AVX-512 registers.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn add_avx512(
-        &mut self,
-        x: (&[f32], Layout),
-        dy: &[f32],
-        count: usize,
-        size: usize,
-        scratch: &mut Scratch,
-    ) {
-        self.add_with::<avx512::F32x16>(x, dy, count, size, scratch);
-    }
+/// The arguments of [`FilterGradient::add`], its body run on vectors `V`.
+struct Add<'a> {
+    grad: &'a mut FilterGradient,
+    x: (&'a [f32], Layout),
+    dy: &'a [f32],
+    count: usize,
+    size: usize,
+    scratch: &'a mut Scratch,
+}
 
+impl Kernel for Add<'_> {
     #[inline(always)]
-    fn add_with<V: Vector>(
-        &mut self,
-        x: (&[f32], Layout),
-        dy: &[f32],
-        count: usize,
-        size: usize,
-        scratch: &mut Scratch,
-    ) {
-        let (ci, co) = (self.c_in, self.c_out);
+    fn run<V: Vector>(self) {
+        let Add {
+            grad,
+            x,
+            dy,
+            count,
+            size,
+            scratch,
+        } = self;
+        let (ci, co) = (grad.c_in, grad.c_out);
         let t = tiles_per_side(size, false);
         let tiles = count * t * t;
         if tiles == 0 {
@@ -156,16 +163,18 @@ impl FilterGradient {
         for xi in 0..TAPS {
             gemm_into(
                 [ci, co, tiles],
-                &mut self.du[xi * ci * co..][..ci * co],
+                &mut grad.du[xi * ci * co..][..ci * co],
                 co,
-                self.blocks > 0,
+                grad.blocks > 0,
                 (&scratch.v[xi * ci..], 1, TAPS * ci),
                 (&scratch.m[xi * co..], TAPS * co, 1),
             );
         }
-        self.blocks += 1;
+        grad.blocks += 1;
     }
+}
 
+impl FilterGradient {
     /// `dW` in burn's `[c_out][c_in][3][3]` layout.
     pub fn finish(&self) -> Vec<f32> {
         let (ci, co) = (self.c_in, self.c_out);
@@ -182,17 +191,6 @@ impl FilterGradient {
         }
         dw
     }
-}
-
-/// `Gᵀ dU G` of one 4×4 gradient (row-major) into a 3×3 one: the adjoint of the filter transform
-/// `G g Gᵀ` in [`Filters::new`].
-fn filter_gradient(du: &[f32; TAPS]) -> [f32; 9] {
-    let apply = |[a, b, c, d]: [f32; 4]| [a + 0.5 * (b + c), 0.5 * (b - c), 0.5 * (b + c) + d];
-    let rows: [[f32; 3]; 4] =
-        std::array::from_fn(|r| apply([du[4 * r], du[4 * r + 1], du[4 * r + 2], du[4 * r + 3]]));
-    let columns: [[f32; 3]; 3] =
-        std::array::from_fn(|kx| apply([rows[0][kx], rows[1][kx], rows[2][kx], rows[3][kx]]));
-    std::array::from_fn(|tap| columns[tap % 3][tap / 3])
 }
 
 /// `dM = A dY Aᵀ` of every tile of `dy` (`count` images `[o, o, c]`) into `m`
@@ -230,25 +228,6 @@ fn output_adjoint<V: Vector>(
             }
         }
     }
-}
-
-/// `A y Aᵀ` of one tile's 2×2 gradient (row-major), `A` rows (1,0), (1,1), (1,−1), (0,−1).
-#[inline(always)]
-fn transform_out_adjoint<V: Vector>(y: [V; 4]) -> [V; TAPS] {
-    let zero = V::load(&[]);
-    let apply = |a: V, b: V| [a, a.add(b), a.sub(b), zero.sub(b)];
-    let (r0, r1) = (apply(y[0], y[1]), apply(y[2], y[3]));
-    // Column j of the result is `apply(r0[j], r1[j])`; tap ξ = 4i + j is its row i.
-    let (c0, c1, c2, c3) = (
-        apply(r0[0], r1[0]),
-        apply(r0[1], r1[1]),
-        apply(r0[2], r1[2]),
-        apply(r0[3], r1[3]),
-    );
-    [
-        c0[0], c1[0], c2[0], c3[0], c0[1], c1[1], c2[1], c3[1], c0[2], c1[2], c2[2], c3[2], c0[3],
-        c1[3], c2[3], c3[3],
-    ]
 }
 
 /// Tiles per side for a convolution output of `o`×`o`: with `pool`, the 2×2 windows of the
@@ -351,35 +330,28 @@ impl Block<'_> {
         out: &mut [f32],
         scratch: &mut Scratch,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { self.run_avx512(x, count, size, out, scratch) };
+        struct Run<'a, 'b>(
+            &'a Block<'b>,
+            &'a [f32],
+            [usize; 2],
+            &'a mut [f32],
+            &'a mut Scratch,
+        );
+        impl Kernel for Run<'_, '_> {
+            #[inline(always)]
+            fn run<V: Vector>(self) {
+                let Run(block, x, [count, size], out, scratch) = self;
+                block.run_with::<V>((x, count, size), out, scratch);
+            }
         }
-        self.run_with::<Lanes>(x, count, size, out, scratch);
-    }
-
-    /// [`Self::run_with`] on AVX-512 registers.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(
-        &self,
-        x: &[f32],
-        count: usize,
-        size: usize,
-        out: &mut [f32],
-        scratch: &mut Scratch,
-    ) {
-        self.run_with::<avx512::F32x16>(x, count, size, out, scratch);
+        dispatch(Run(self, x, [count, size], out, scratch));
     }
 
     /// [`Self::run`] with the transforms on vectors `V`.
     #[inline(always)]
     fn run_with<V: Vector>(
         &self,
-        x: &[f32],
-        count: usize,
-        size: usize,
+        (x, count, size): (&[f32], usize, usize),
         out: &mut [f32],
         scratch: &mut Scratch,
     ) {
@@ -441,24 +413,7 @@ impl Block<'_> {
                     for ch in (0..co).step_by(LANES) {
                         let w = LANES.min(co - ch);
                         let ld = |xi: usize| V::load(&mt[xi * co + ch..][..w]);
-                        let y = transform_out([
-                            ld(0),
-                            ld(1),
-                            ld(2),
-                            ld(3),
-                            ld(4),
-                            ld(5),
-                            ld(6),
-                            ld(7),
-                            ld(8),
-                            ld(9),
-                            ld(10),
-                            ld(11),
-                            ld(12),
-                            ld(13),
-                            ld(14),
-                            ld(15),
-                        ]);
+                        let y = transform_out(gather(ld));
                         let scale = V::load(&self.scale[ch..ch + w]);
                         let shift = V::load(&self.shift[ch..ch + w]);
                         let epilogue = |v: V| v.mul_add(scale, shift).clamp(lo, hi);
@@ -478,167 +433,6 @@ impl Block<'_> {
                         }
                     }
                 }
-            }
-        }
-    }
-}
-
-/// Channels processed together: one AVX-512 register.
-const LANES: usize = 16;
-
-/// Sixteen channels as a plain array: the portable [`Vector`].
-type Lanes = [f32; LANES];
-
-/// Up to [`LANES`] channels, the operations the transforms and the epilogue need. The
-/// transforms are written once over this trait and compiled for a plain array (any CPU) and
-/// for an AVX-512 register (chosen at run time).
-trait Vector: Copy {
-    /// `src.len()` ≤ [`LANES`] values, the rest zero.
-    fn load(src: &[f32]) -> Self;
-    /// The first `dst.len()` ≤ [`LANES`] values into `dst`.
-    fn store(self, dst: &mut [f32]);
-    fn add(self, o: Self) -> Self;
-    fn sub(self, o: Self) -> Self;
-    fn max(self, o: Self) -> Self;
-    /// `self · a + b`.
-    fn mul_add(self, a: Self, b: Self) -> Self;
-    fn clamp(self, lo: f32, hi: f32) -> Self;
-    /// Row `i` of the result is lane `i` of every input, in order.
-    fn transpose(rows: [Self; LANES]) -> [Self; LANES];
-}
-
-impl Vector for Lanes {
-    #[inline(always)]
-    fn load(src: &[f32]) -> Self {
-        let mut v = [0f32; LANES];
-        v[..src.len()].copy_from_slice(src);
-        v
-    }
-    #[inline(always)]
-    fn store(self, dst: &mut [f32]) {
-        let w = dst.len();
-        dst.copy_from_slice(&self[..w]);
-    }
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        std::array::from_fn(|l| self[l] + o[l])
-    }
-    #[inline(always)]
-    fn sub(self, o: Self) -> Self {
-        std::array::from_fn(|l| self[l] - o[l])
-    }
-    #[inline(always)]
-    fn max(self, o: Self) -> Self {
-        std::array::from_fn(|l| self[l].max(o[l]))
-    }
-    #[inline(always)]
-    fn mul_add(self, a: Self, b: Self) -> Self {
-        std::array::from_fn(|l| self[l] * a[l] + b[l])
-    }
-    #[inline(always)]
-    fn clamp(self, lo: f32, hi: f32) -> Self {
-        std::array::from_fn(|l| self[l].clamp(lo, hi))
-    }
-    #[inline(always)]
-    fn transpose(rows: [Self; LANES]) -> [Self; LANES] {
-        std::array::from_fn(|i| std::array::from_fn(|j| rows[j][i]))
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::{LANES, Vector};
-    use std::arch::x86_64::*;
-
-    /// Sixteen channels in one AVX-512 register. Values of this type are only made inside the
-    /// `*_avx512` functions of this module's parent, which run only after
-    /// `is_x86_feature_detected!("avx512f")`; that is what makes the intrinsics below sound.
-    #[derive(Clone, Copy)]
-    pub(super) struct F32x16(__m512);
-
-    /// The lanes of a `len`-value slice.
-    #[inline(always)]
-    fn mask(len: usize) -> __mmask16 {
-        debug_assert!(len <= LANES);
-        ((1u32 << len.min(LANES)) - 1) as __mmask16
-    }
-
-    impl Vector for F32x16 {
-        #[inline(always)]
-        fn load(src: &[f32]) -> Self {
-            // SAFETY: AVX-512F is present (see the type); the mask reads only `src.len()` floats.
-            unsafe { Self(_mm512_maskz_loadu_ps(mask(src.len()), src.as_ptr())) }
-        }
-        #[inline(always)]
-        fn store(self, dst: &mut [f32]) {
-            // SAFETY: AVX-512F is present; the mask writes only `dst.len()` floats.
-            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask(dst.len()), self.0) }
-        }
-        #[inline(always)]
-        fn add(self, o: Self) -> Self {
-            // SAFETY: AVX-512F is present (see the type).
-            unsafe { Self(_mm512_add_ps(self.0, o.0)) }
-        }
-        #[inline(always)]
-        fn sub(self, o: Self) -> Self {
-            // SAFETY: AVX-512F is present (see the type).
-            unsafe { Self(_mm512_sub_ps(self.0, o.0)) }
-        }
-        #[inline(always)]
-        fn max(self, o: Self) -> Self {
-            // SAFETY: AVX-512F is present (see the type).
-            unsafe { Self(_mm512_max_ps(self.0, o.0)) }
-        }
-        #[inline(always)]
-        fn mul_add(self, a: Self, b: Self) -> Self {
-            // SAFETY: AVX-512F is present (see the type).
-            unsafe { Self(_mm512_fmadd_ps(self.0, a.0, b.0)) }
-        }
-        #[inline(always)]
-        fn clamp(self, lo: f32, hi: f32) -> Self {
-            // SAFETY: AVX-512F is present (see the type).
-            unsafe {
-                Self(_mm512_min_ps(
-                    _mm512_max_ps(self.0, _mm512_set1_ps(lo)),
-                    _mm512_set1_ps(hi),
-                ))
-            }
-        }
-        #[inline(always)]
-        fn transpose(rows: [Self; LANES]) -> [Self; LANES] {
-            // SAFETY: AVX-512F is present (see the type).
-            unsafe {
-                // Interleave pairs of rows, then pairs of pairs, then 128-bit lanes twice (plain
-                // loops, not closures, so that the intrinsics inline into the AVX-512 caller).
-                let r = rows;
-                let mut t = [_mm512_setzero_ps(); LANES];
-                for i in (0..LANES).step_by(2) {
-                    t[i] = _mm512_unpacklo_ps(r[i].0, r[i + 1].0);
-                    t[i + 1] = _mm512_unpackhi_ps(r[i].0, r[i + 1].0);
-                }
-                let mut u = [_mm512_setzero_ps(); LANES];
-                for base in (0..LANES).step_by(4) {
-                    for k in 0..2 {
-                        let (a, b) = (t[base + k], t[base + 2 + k]);
-                        u[base + 2 * k] = _mm512_shuffle_ps::<0x44>(a, b);
-                        u[base + 2 * k + 1] = _mm512_shuffle_ps::<0xEE>(a, b);
-                    }
-                }
-                let mut v = [_mm512_setzero_ps(); LANES];
-                for base in (0..LANES).step_by(8) {
-                    for k in 0..4 {
-                        let (a, b) = (u[base + k], u[base + 4 + k]);
-                        v[base + k] = _mm512_shuffle_f32x4::<0x88>(a, b);
-                        v[base + 4 + k] = _mm512_shuffle_f32x4::<0xDD>(a, b);
-                    }
-                }
-                let mut w = [Self(_mm512_setzero_ps()); LANES];
-                for k in 0..8 {
-                    let (a, b) = (v[k], v[8 + k]);
-                    w[k] = Self(_mm512_shuffle_f32x4::<0x88>(a, b));
-                    w[8 + k] = Self(_mm512_shuffle_f32x4::<0xDD>(a, b));
-                }
-                w
             }
         }
     }
@@ -674,24 +468,7 @@ fn input_transform<V: Vector>(
                 for ch in (0..c).step_by(LANES) {
                     let w = LANES.min(c - ch);
                     let ld = |p: usize| V::load(&din[((p / 4) * side + p % 4) * c + ch..][..w]);
-                    let s = transform_in([
-                        ld(0),
-                        ld(1),
-                        ld(2),
-                        ld(3),
-                        ld(4),
-                        ld(5),
-                        ld(6),
-                        ld(7),
-                        ld(8),
-                        ld(9),
-                        ld(10),
-                        ld(11),
-                        ld(12),
-                        ld(13),
-                        ld(14),
-                        ld(15),
-                    ]);
+                    let s = transform_in(gather(ld));
                     for (xi, val) in s.into_iter().enumerate() {
                         val.store(&mut vt[xi * c + ch..][..w]);
                     }
@@ -738,101 +515,21 @@ fn fill_padded<'a, V: Vector>(
     &padded[..count * side * side * c]
 }
 
-/// `dst[j·dst_rs + i] = src[i·src_rs + j]` for `i < rows`, `j < cols`: 16×16 tiles
-/// transposed in registers.
-pub fn transpose(src: (&[f32], usize), dst: (&mut [f32], usize), rows: usize, cols: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above).
-        return unsafe { transpose_avx512(src, dst, rows, cols) };
-    }
-    transpose_with::<Lanes>(src, dst, rows, cols);
-}
-
-/// [`transpose_with`] on AVX-512 registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn transpose_avx512(
-    src: (&[f32], usize),
-    dst: (&mut [f32], usize),
-    rows: usize,
-    cols: usize,
-) {
-    transpose_with::<avx512::F32x16>(src, dst, rows, cols);
-}
-
-#[inline(always)]
-fn transpose_with<V: Vector>(
-    (src, src_rs): (&[f32], usize),
-    (dst, dst_rs): (&mut [f32], usize),
-    rows: usize,
-    cols: usize,
-) {
-    for i0 in (0..rows).step_by(LANES) {
-        let h = LANES.min(rows - i0);
-        for j0 in (0..cols).step_by(LANES) {
-            let w = LANES.min(cols - j0);
-            let mut rows_in = [V::load(&[]); LANES];
-            for (i, row) in rows_in.iter_mut().enumerate().take(h) {
-                *row = V::load(&src[(i0 + i) * src_rs + j0..][..w]);
-            }
-            for (j, row) in V::transpose(rows_in).into_iter().take(w).enumerate() {
-                row.store(&mut dst[(j0 + j) * dst_rs + i0..][..h]);
-            }
-        }
-    }
-}
-
-/// `Bᵀ d B` of one 4×4 tile (row-major), with `Bᵀ` rows (1,0,−1,0), (0,1,1,0), (0,−1,1,0),
-/// (0,1,0,−1).
-#[inline(always)]
-fn transform_in<V: Vector>(d: [V; TAPS]) -> [V; TAPS] {
-    // Rows of Bᵀ d.
-    let r = |j: usize| {
-        [
-            d[j].sub(d[8 + j]),
-            d[4 + j].add(d[8 + j]),
-            d[8 + j].sub(d[4 + j]),
-            d[4 + j].sub(d[12 + j]),
-        ]
-    };
-    let (c0, c1, c2, c3) = (r(0), r(1), r(2), r(3));
-    // Each row times B: (r0 − r2, r1 + r2, r2 − r1, r1 − r3).
-    let row = |i: usize| {
-        [
-            c0[i].sub(c2[i]),
-            c1[i].add(c2[i]),
-            c2[i].sub(c1[i]),
-            c1[i].sub(c3[i]),
-        ]
-    };
-    let (s0, s1, s2, s3) = (row(0), row(1), row(2), row(3));
-    [
-        s0[0], s0[1], s0[2], s0[3], s1[0], s1[1], s1[2], s1[3], s2[0], s2[1], s2[2], s2[3], s3[0],
-        s3[1], s3[2], s3[3],
-    ]
-}
-
-/// `Aᵀ M A` of one tile, with `Aᵀ` rows (1,1,1,0), (0,1,−1,−1): output `i` is the tile's
-/// pixel `(i / 2, i % 2)`.
-#[inline(always)]
-fn transform_out<V: Vector>(m: [V; TAPS]) -> [V; 4] {
-    // Aᵀ M, column j: (m0j + m1j + m2j, m1j − m2j − m3j).
-    let a = |j: usize| m[j].add(m[4 + j]).add(m[8 + j]);
-    let b = |j: usize| m[4 + j].sub(m[8 + j]).sub(m[12 + j]);
-    let (a0, a1, a2, a3) = (a(0), a(1), a(2), a(3));
-    let (b0, b1, b2, b3) = (b(0), b(1), b(2), b(3));
-    [
-        a0.add(a1).add(a2),
-        a1.sub(a2).sub(a3),
-        b0.add(b1).add(b2),
-        b1.sub(b2).sub(b3),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
+    use super::vector::Lanes;
     use super::*;
+
+    /// Equal to 1e-4, relative to each expected value (absolute below 1).
+    fn assert_close(got: &[f32], want: &[f32], case: &str) {
+        assert_eq!(got.len(), want.len(), "{case}");
+        for (i, (g, r)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                "{case} at {i}: {g} vs {r}"
+            );
+        }
+    }
 
     fn rand(seed: &mut u64, n: usize) -> Vec<f32> {
         (0..n)
@@ -930,15 +627,14 @@ mod tests {
             block.run(&x, n, size, &mut got, &mut Scratch::default());
             // The portable path too (`run` takes AVX-512 registers where the CPU has them).
             let mut portable = vec![f32::NAN; want.len()];
-            block.run_with::<Lanes>(&x, n, size, &mut portable, &mut Scratch::default());
+            block.run_with::<Lanes>((&x, n, size), &mut portable, &mut Scratch::default());
             got.extend(portable);
             let want = [want.clone(), want].concat();
-            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
-                    "n{n} size{size} ci{ci} co{co} pool{pool} at {i}: {g} vs {r}"
-                );
-            }
+            assert_close(
+                &got,
+                &want,
+                &format!("n{n} size{size} ci{ci} co{co} pool{pool}"),
+            );
         }
     }
 
@@ -1012,14 +708,9 @@ mod tests {
             };
             let mut dx = vec![f32::NAN; want_dx.len()];
             block.run(&dy, n, size, &mut dx, &mut scratch);
-            for (got, want) in [(grad.finish(), want), (dx, want_dx)] {
-                for (i, (g, r)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
-                        "n{n} size{size} ci{ci} co{co} at {i}: {g} vs {r}"
-                    );
-                }
-            }
+            let case = format!("n{n} size{size} ci{ci} co{co}");
+            assert_close(&grad.finish(), &want, &format!("dW {case}"));
+            assert_close(&dx, &want_dx, &format!("dX {case}"));
         }
     }
 
