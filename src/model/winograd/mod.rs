@@ -56,9 +56,7 @@ impl Filters {
         }
         Self { c_in, c_out, u }
     }
-}
 
-impl Filters {
     /// From burn's `[c_out][c_in][3][3]` filters. `flipped`: the filters of the gradient with
     /// respect to the input instead (a convolution from `c_out` channels to `c_in`, each filter
     /// rotated by 180°).
@@ -93,9 +91,8 @@ impl Filters {
 pub struct FilterGradient {
     c_in: usize,
     c_out: usize,
-    /// `[16][c_in][c_out]`.
+    /// `[16][c_in][c_out]`, zero until the first block is added.
     du: Vec<f32>,
-    blocks: usize,
 }
 
 impl FilterGradient {
@@ -104,7 +101,6 @@ impl FilterGradient {
             c_in,
             c_out,
             du: vec![0f32; TAPS * c_in * c_out],
-            blocks: 0,
         }
     }
 
@@ -165,12 +161,11 @@ impl Kernel for Add<'_> {
                 [ci, co, tiles],
                 &mut grad.du[xi * ci * co..][..ci * co],
                 co,
-                grad.blocks > 0,
+                true,
                 (&scratch.v[xi * ci..], 1, TAPS * ci),
                 (&scratch.m[xi * co..], TAPS * co, 1),
             );
         }
-        grad.blocks += 1;
     }
 }
 
@@ -179,9 +174,6 @@ impl FilterGradient {
     pub fn finish(&self) -> Vec<f32> {
         let (ci, co) = (self.c_in, self.c_out);
         let mut dw = vec![0f32; co * ci * 9];
-        if self.blocks == 0 {
-            return dw;
-        }
         for i in 0..ci {
             for o in 0..co {
                 let du: [f32; TAPS] = std::array::from_fn(|xi| self.du[(xi * ci + i) * co + o]);
@@ -273,9 +265,9 @@ pub struct Scratch {
     /// A channels-last output on its way to a planar one.
     y: Vec<f32>,
     padded: Vec<f32>,
-    /// Images, side and channels `padded` was zeroed for: only its interior is written, so its
-    /// border stays zero while this does not change.
-    padded_for: (usize, usize, usize),
+    /// Images, padded side, channels and written side `padded` was zeroed for: only the written
+    /// square is overwritten, so the rest stays zero while none of the four changes.
+    padded_for: [usize; 4],
 }
 
 thread_local! {
@@ -486,14 +478,14 @@ fn fill_padded<'a, V: Vector>(
     layout: Layout,
     (count, size, c): (usize, usize, usize),
     side: usize,
-    (padded, zeroed_for): (&'a mut Vec<f32>, &mut (usize, usize, usize)),
+    (padded, zeroed_for): (&'a mut Vec<f32>, &mut [usize; 4]),
 ) -> &'a [f32] {
-    if *zeroed_for != (count, side, c) {
+    let inside = size.min(side - 1);
+    if *zeroed_for != [count, side, c, inside] {
         padded.clear();
         padded.resize(count * side * side * c, 0.0);
-        *zeroed_for = (count, side, c);
+        *zeroed_for = [count, side, c, inside];
     }
-    let inside = size.min(side - 1);
     let row = |img: usize, iy: usize| ((img * side + iy + 1) * side + 1) * c;
     for img in 0..count {
         match layout {
@@ -738,6 +730,45 @@ mod tests {
                     assert_eq!(portable[j * dst_rs + i], src[i * src_rs + j]);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_reused_scratch_keeps_a_zero_border_for_a_smaller_image_of_the_same_tiling() {
+        // Sides 8 and 7 without a pool both make 4 tiles a side (a padded side of 10): the 7-pixel
+        // image leaves a column of the padded buffer unwritten that the 8-pixel one wrote.
+        let mut seed = 9;
+        let (n, ci, co) = (2, 3, 4);
+        let w = rand(&mut seed, 9 * ci * co);
+        let (scale, shift) = (vec![1.0f32; co], vec![0.0f32; co]);
+        let filters = Filters::new(&w, ci, co);
+        let block = Block {
+            input: Layout::ChannelsLast,
+            output: Layout::ChannelsLast,
+            filters: &filters,
+            scale: &scale,
+            shift: &shift,
+            clamp: (f32::NEG_INFINITY, f32::INFINITY),
+            pool: false,
+        };
+        let mut scratch = Scratch::default();
+        for size in [8, 7] {
+            let x: Vec<f32> = rand(&mut seed, n * size * size * ci)
+                .iter()
+                .map(|v| v + 2.0)
+                .collect();
+            let mut got = vec![f32::NAN; n * size * size * co];
+            block.run(&x, n, size, &mut got, &mut scratch);
+            let want = reference(&x, (n, size, ci, co, false), &w, (&scale, &shift));
+            // The reference clamps at zero; compare where it did not.
+            let positive: Vec<(f32, f32)> = got
+                .iter()
+                .zip(&want)
+                .filter(|(_, r)| **r > 0.0)
+                .map(|(g, r)| (*g, *r))
+                .collect();
+            let (g, r): (Vec<f32>, Vec<f32>) = positive.into_iter().unzip();
+            assert_close(&g, &r, &format!("side {size} after side 8"));
         }
     }
 }
