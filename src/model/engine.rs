@@ -246,7 +246,7 @@ impl ConvLayer {
         let side = if self.pool { size / 2 } else { size };
         let t = winograd::tiles_per_side(size, self.pool);
         let widest = self.c_in.max(self.c_out);
-        let per_block = (WINOGRAD_FLOATS / (16 * t * t * widest).max(1)).max(1);
+        let per_block = (WINOGRAD_FLOATS / (winograd::TAPS * t * t * widest).max(1)).max(1);
         let block = winograd::Block {
             input: winograd::Layout::ChannelsLast,
             output: winograd::Layout::ChannelsLast,

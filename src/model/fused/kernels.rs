@@ -402,7 +402,7 @@ pub fn forward(
     // while it is still in cache.
     let mut xhat = vec![0.0f32; s.co * s.per_channel()];
     let mut argmax = vec![0u8; if s.pool { xhat.len() } else { 0 }];
-    let mut block = vec![0.0f32; if s.pool { s.co * group * per_image } else { 0 }];
+    let mut block = block_buffer(&s, group);
     for first in (0..s.n).step_by(group) {
         let images = first..(first + group).min(s.n);
         let width = images.len() * per_image;
@@ -517,47 +517,55 @@ fn unpool_block(dp: &[f32], saved: &Saved, images: Range<usize>, dz: &mut [f32])
     }
 }
 
+/// The gradient rows `[co][images·ho·wo]` of the convolution's output for block `images`, and
+/// their row stride: un-pooled into `block` after a pool, else a view of `dz` itself.
+fn gradient_rows<'a>(
+    dz: &'a [f32],
+    saved: &Saved,
+    images: Range<usize>,
+    block: &'a mut [f32],
+) -> (&'a [f32], usize) {
+    let s = &saved.shape;
+    let (ho, wo) = s.conv_out();
+    if s.pool {
+        let width = images.len() * ho * wo;
+        unpool_block(dz, saved, images, block);
+        (&block[..], width)
+    } else {
+        (&dz[images.start * ho * wo..], s.positions())
+    }
+}
+
+/// A buffer for the full-size convolution output of `group` images, which a pool needs beside
+/// the pooled rows (forward: before pooling; backward: un-pooled); empty without a pool.
+fn block_buffer(s: &UnitShape, group: usize) -> Vec<f32> {
+    let (ho, wo) = s.conv_out();
+    vec![0.0f32; if s.pool { s.co * group * ho * wo } else { 0 }]
+}
+
 /// The convolution's part of [`backward`] through Winograd: the filter gradient, and the input
 /// gradient into `dx` when given, from the channel-major gradient `dz` before the pool.
 fn backward_winograd(saved: &Saved, dz: &[f32], x: &[f32], dx: Option<&mut [f32]>) -> Vec<f32> {
     let s = &saved.shape;
     let (ho, wo) = s.conv_out();
-    let per_image = ho * wo;
     let group = block_images(s);
-    let mut block = vec![0.0f32; if s.pool { s.co * group * per_image } else { 0 }];
+    let mut block = block_buffer(s, group);
     let dy = |images: Range<usize>, out: &mut Vec<f32>| {
         let count = images.len();
-        let (src, channel) = if s.pool {
-            unpool_block(dz, saved, images.clone(), &mut block);
-            (&block[..], count * per_image)
-        } else {
-            (&dz[images.start * per_image..], s.positions())
-        };
+        let (rows, channel) = gradient_rows(dz, saved, images, &mut block);
         let at = Strides {
-            image: per_image,
+            image: ho * wo,
             channel,
         };
-        winograd_pass::to_channels_last(src, at, count, s.co, per_image, out);
+        winograd_pass::to_channels_last(rows, at, count, s.co, ho * wo, out);
     };
     winograd_pass::backward(s, &saved.weight, x, group, dy, dx)
 }
 
-/// Backward pass: gradients of the unit given its input `x` (NCHW, as passed forward) and the
-/// gradient `dy` of its NCHW output.
-pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
+/// The convolution's part of [`backward`] through im2col blocks and two matrix products.
+fn backward_im2col(saved: &Saved, dz: &[f32], x: &[f32], mut dx: Option<&mut [f32]>) -> Vec<f32> {
     let s = &saved.shape;
-    let (dz, dgamma, dbeta) = norm_backward(saved, dy);
-    if winograd_pass::fits(s) {
-        let mut dx = want_dx.then(|| vec![0.0f32; s.n * s.c * s.h * s.w]);
-        let dweight = backward_winograd(saved, &dz, x, dx.as_deref_mut());
-        return Grads {
-            dx,
-            dweight,
-            dgamma,
-            dbeta,
-        };
-    }
-    let (taps, positions) = (s.taps(), s.positions());
+    let taps = s.taps();
     let (ho, wo) = s.conv_out();
     let per_image = ho * wo;
     let group = block_images(s);
@@ -570,17 +578,11 @@ pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
     // The filter gradient is accumulated transposed (`[taps, co]`): with the few output channels
     // as the product's narrow side, the `gemm` kernels run two to three times faster.
     let mut dweight_t = vec![0.0f32; taps * s.co];
-    let mut dx = want_dx.then(|| vec![0.0f32; s.n * s.c * s.h * s.w]);
-    let mut block = vec![0.0f32; if s.pool { s.co * group * per_image } else { 0 }];
+    let mut block = block_buffer(s, group);
     for first in (0..s.n).step_by(group) {
         let images = first..(first + group).min(s.n);
         let width = images.len() * per_image;
-        let dz_block = if s.pool {
-            unpool_block(&dz, saved, images.clone(), &mut block);
-            (&block[..], width, 1)
-        } else {
-            (&dz[first * per_image..], positions, 1)
-        };
+        let (rows, rs) = gradient_rows(dz, saved, images.clone(), &mut block);
         im2col(x, s, images.clone(), &mut cols, &table);
         gemm_into(
             [taps, s.co, width],
@@ -588,23 +590,36 @@ pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
             s.co,
             first > 0,
             (&cols, width, 1),
-            (dz_block.0, 1, dz_block.1),
+            (rows, 1, rs),
         );
-        if let Some(dx) = dx.as_mut() {
+        if let Some(dx) = dx.as_deref_mut() {
             gemm_into(
                 [taps, width, s.co],
                 &mut cols,
                 width,
                 false,
                 (&saved.weight, 1, taps),
-                dz_block,
+                (rows, rs, 1),
             );
             col2im(&mut cols, s, images, dx, &table);
         }
     }
-    let dweight = (0..s.co * taps)
+    (0..s.co * taps)
         .map(|i| dweight_t[(i % taps) * s.co + i / taps])
-        .collect();
+        .collect()
+}
+
+/// Backward pass: gradients of the unit given its input `x` (NCHW, as passed forward) and the
+/// gradient `dy` of its NCHW output.
+pub fn backward(saved: &Saved, x: &[f32], dy: &[f32], want_dx: bool) -> Grads {
+    let s = &saved.shape;
+    let (dz, dgamma, dbeta) = norm_backward(saved, dy);
+    let mut dx = want_dx.then(|| vec![0.0f32; s.n * s.c * s.h * s.w]);
+    let dweight = if winograd_pass::fits(s) {
+        backward_winograd(saved, &dz, x, dx.as_deref_mut())
+    } else {
+        backward_im2col(saved, &dz, x, dx.as_deref_mut())
+    };
     Grads {
         dx,
         dweight,
