@@ -300,8 +300,8 @@ fn bench_times_every_stage_on_generated_images_and_on_a_config() {
 
 #[test]
 fn tta_flag_overrides_the_models_stored_choice() {
-    // The embedded model stores no flip averaging; `--tta true` must change the score of an
-    // asymmetric image, and `--tta false` must leave it as stored.
+    // The embedded model stores flip averaging; `--tta false` must change the score of an
+    // asymmetric image, and `--tta true` must leave it as stored.
     let dir = temp_dir("tta");
     let img = image::RgbImage::from_fn(32, 32, |x, y| {
         image::Rgb([(x * 8) as u8, (y * 3) as u8, 40])
@@ -318,9 +318,9 @@ fn tta_flag_overrides_the_models_stored_choice() {
         v["p_fake"].as_f64().unwrap()
     };
     let stored = score(&[]);
-    assert_eq!(score(&["--tta", "false"]), stored);
-    let averaged = score(&["--tta", "true"]);
-    assert!((averaged - stored).abs() > 1e-6, "{averaged} vs {stored}");
+    assert_eq!(score(&["--tta", "true"]), stored);
+    let single = score(&["--tta", "false"]);
+    assert!((single - stored).abs() > 1e-6, "{single} vs {stored}");
     let out = run(&["predict", "--tta", "maybe", path.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("maybe"), "{}", stderr(&out));
