@@ -443,24 +443,37 @@ impl Detector {
     /// p_fake of the images `indices` of a decoded set, as one batch: the compiled path when
     /// there is one, else burn's modules; at most [`images_per_pass`] images per pass.
     pub fn score_batch(&self, set: &ImageSet, indices: &[usize]) -> Vec<f32> {
+        self.score_pass(set, indices, false)
+    }
+
+    /// [`Self::score_batch`], with the image and mirror passes of flip TTA run side by side on
+    /// two cores when `side_by_side` (for fewer images than cores: one photograph).
+    fn score_pass(&self, set: &ImageSet, indices: &[usize], side_by_side: bool) -> Vec<f32> {
         let most = images_per_pass(set.size as usize);
         if indices.len() > most {
             return indices
                 .chunks(most)
-                .flat_map(|chunk| self.score_batch(set, chunk))
+                .flat_map(|chunk| self.score_pass(set, chunk, side_by_side))
                 .collect();
         }
         let Some(engine) = &self.engine else {
             return self.score_tensor(self.input_tensor(set, indices));
         };
         let (n, s) = (indices.len(), set.size as usize);
-        let mut floats = data::batch_floats(set, indices, &self.meta.normalization, None);
-        let logits = engine.logits(&floats, n, s);
-        let mirrored = self.meta.tta.then(|| {
-            // Each row of each channel reversed: the image mirrored left to right.
-            floats.chunks_exact_mut(s).for_each(|row| row.reverse());
-            engine.logits(&floats, n, s)
-        });
+        let floats = data::batch_floats(set, indices, &self.meta.normalization, None);
+        // Each row of each channel reversed: the image mirrored left to right.
+        let mirror = || {
+            let mut m = floats.clone();
+            m.chunks_exact_mut(s).for_each(|row| row.reverse());
+            engine.logits(&m, n, s)
+        };
+        let (logits, mirrored) = match (self.meta.tta, side_by_side) {
+            (true, true) => {
+                let (a, b) = rayon::join(|| engine.logits(&floats, n, s), mirror);
+                (a, Some(b))
+            }
+            (tta, _) => (engine.logits(&floats, n, s), tta.then(mirror)),
+        };
         self.scores_from_logits(logits, mirrored)
     }
 
@@ -469,11 +482,12 @@ impl Detector {
         use rayon::prelude::*;
         // The CPU backend runs one forward pass on one core, so batches go through the network
         // side by side, one per core (a batch smaller than one pass per core is split too);
-        // order is kept by collecting in chunk order.
+        // order is kept by collecting in chunk order. Fewer images than cores (one photograph)
+        // go through one pass, its flip-TTA mirror pass beside it.
         let indices: Vec<usize> = (0..set.len()).collect();
         let passes = parallel_passes(&self.device);
-        if passes == 1 {
-            return self.score_batch(set, &indices);
+        if passes == 1 || set.len() < passes {
+            return self.score_pass(set, &indices, passes > 1);
         }
         indices
             .par_chunks(pass_size(set.len(), passes, set.size as usize))
@@ -601,6 +615,9 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{fast:?} vs {reference:?}");
             assert!((c - b).abs() < 1e-5, "{slow:?} vs {reference:?}");
         }
+        // One image alone: its mirror pass beside it (on more than one core), the same score.
+        let one = set.subset(&[3]);
+        assert_eq!(det.score_set(&one), det.score_batch(&set, &[3]));
     }
 
     fn noise_set(n: usize) -> ImageSet {

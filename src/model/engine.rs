@@ -20,10 +20,12 @@
 //! Tested against burn's forward pass to 1e-4 on random networks and odd sizes.
 
 use super::efficientnet::{ConvBnRelu6, MbConv};
+use super::vector::{self, Kernel, LANES, Vector};
 use super::{Activation, Block, ConvUnit, GlobalPool, Network};
 use super::{matrix, winograd};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d, conv::Conv2d};
 use burn::prelude::*;
+use std::ops::Range;
 
 /// Rows of one im2col block: big enough for the matrix kernels to run at speed, small enough
 /// that the block (512 × 288 floats for a 3×3 convolution of 32 channels, ~0.6 MB) is still in
@@ -52,6 +54,9 @@ impl Act {
         }
     }
 
+    /// The activation of one value: the clamp of [`Self::bounds`] (as the vector kernels apply
+    /// it), written per variant because `v.max(lo).min(hi)` with the bounds as values made the
+    /// scalar epilogue run at about half the speed end to end on EfficientNet (it did not vectorise).
     fn apply(self, v: f32) -> f32 {
         match self {
             Act::Relu => v.max(0.0),
@@ -167,7 +172,12 @@ impl ConvLayer {
             stride: conv.stride[0],
             pad,
             act,
-            weight,
+            // The Winograd filters replace the im2col weights.
+            weight: if winograd.is_some() {
+                Vec::new()
+            } else {
+                weight
+            },
             pool,
             scale,
             shift,
@@ -181,58 +191,69 @@ impl ConvLayer {
         if let Some(filters) = &self.winograd {
             return self.forward_winograd(filters, x, n, size);
         }
-        let kk = self.k * self.k * self.c_in;
-        let pixels = o * o;
-        if self.k == 1 && self.stride == 1 && pad == 0 {
-            // A pointwise convolution is a matrix product of the activations as they are.
-            let mut y = vec![0f32; n * pixels * self.c_out];
-            matrix::product(x, &self.weight, &mut y, [n * pixels, kk, self.c_out]);
-            return self.finish(y, n, o);
-        }
-        // Whole images per block (at least one), so a block is one contiguous run of rows; the
-        // pool and the epilogue run on each block while it is still in cache.
-        let per_block = (BLOCK_ROWS / pixels).max(1);
         let side = if self.pool { o / 2 } else { o };
-        let out_pixels = side * side;
-        let mut y = vec![0f32; n * out_pixels * self.c_out];
-        let mut cols = vec![0f32; per_block.min(n) * pixels * kk];
-        let mut block = vec![
-            0f32;
-            if self.pool {
-                per_block.min(n) * pixels * self.c_out
-            } else {
-                0
-            }
-        ];
-        for first in (0..n).step_by(per_block) {
-            let count = per_block.min(n - first);
-            let rows = count * pixels;
-            for i in 0..count {
-                let img = &x[(first + i) * size * size * self.c_in..][..size * size * self.c_in];
-                let patch = &mut cols[i * pixels * kk..][..pixels * kk];
-                self.im2col(img, size, o, pad, patch);
-            }
-            let out = &mut y[first * out_pixels * self.c_out..][..count * out_pixels * self.c_out];
-            if self.pool {
-                let conv = &mut block[..rows * self.c_out];
-                matrix::product(
-                    &cols[..rows * kk],
-                    &self.weight,
-                    conv,
-                    [rows, kk, self.c_out],
-                );
-                max_pool2_nhwc_into(conv, count, o, self.c_out, out);
-            } else {
-                matrix::product(
-                    &cols[..rows * kk],
-                    &self.weight,
-                    out,
-                    [rows, kk, self.c_out],
-                );
-            }
-            epilogue_in_place(out, &self.scale, &self.shift, self.act);
+        let mut y = vec![0f32; n * side * side * self.c_out];
+        if self.k == 1 && self.stride == 1 && pad == 0 && !self.pool {
+            // A pointwise convolution is a matrix product of the activations as they are.
+            self.pointwise(x, &mut y);
+        } else {
+            self.im2col_rows(x, size, (o, pad), 0..n * side, &mut y);
         }
         (y, side)
+    }
+
+    /// The pointwise convolution of `x` (`[m, c_in]`) into `out` (`[m, c_out]`): one matrix
+    /// product (fewer, larger products ran faster than cache-sized blocks here), then the
+    /// epilogue.
+    fn pointwise(&self, x: &[f32], out: &mut [f32]) {
+        let (ci, co) = (self.c_in, self.c_out);
+        let m = out.len() / co;
+        matrix::product(&x[..m * ci], &self.weight, out, [m, ci, co]);
+        epilogue_in_place(out, &self.scale, &self.shift, self.act);
+    }
+
+    /// Output rows `units` (image-major: unit `u` is row `u % side` of image `u / side`, after
+    /// the pool) into `out`, through im2col blocks of a few rows: each block's patches, one
+    /// matrix product, then the pool and the epilogue while the block is still in cache.
+    fn im2col_rows(
+        &self,
+        x: &[f32],
+        size: usize,
+        (o, pad): (usize, usize),
+        units: Range<usize>,
+        out: &mut [f32],
+    ) {
+        let (kk, c_out) = (self.k * self.k * self.c_in, self.c_out);
+        let conv_rows = if self.pool { 2 } else { 1 };
+        let side = o / conv_rows;
+        let m = conv_rows * o;
+        let per_block = (BLOCK_ROWS / m.max(1)).clamp(1, units.len().max(1));
+        let mut cols = vec![0f32; per_block * m * kk];
+        let mut conv = vec![0f32; if self.pool { per_block * m * c_out } else { 0 }];
+        let in_img = size * size * self.c_in;
+        for first in units.clone().step_by(per_block) {
+            let count = per_block.min(units.end - first);
+            for (i, u) in (first..first + count).enumerate() {
+                let img = &x[u / side * in_img..][..in_img];
+                for j in 0..conv_rows {
+                    let oy = u % side * conv_rows + j;
+                    let row = &mut cols[(i * conv_rows + j) * o * kk..][..o * kk];
+                    self.im2col_row(img, size, (o, pad), oy, row);
+                }
+            }
+            let rows = count * m;
+            let dst = &mut out[(first - units.start) * side * c_out..][..count * side * c_out];
+            let target = if self.pool {
+                &mut conv[..rows * c_out]
+            } else {
+                &mut *dst
+            };
+            matrix::product(&cols[..rows * kk], &self.weight, target, [rows, kk, c_out]);
+            if self.pool {
+                max_pool_row_pairs(&conv[..rows * c_out], count, o, c_out, dst);
+            }
+            epilogue_in_place(dst, &self.scale, &self.shift, self.act);
+        }
     }
 
     /// [`Self::forward`] through Winograd's F(2×2, 3×3), a few whole images per block.
@@ -257,8 +278,8 @@ impl ConvLayer {
             pool: self.pool,
         };
         let mut y = vec![0f32; n * side * side * self.c_out];
-        let mut scratch = winograd::Pooled::take();
         let (in_img, out_img) = (size * size * self.c_in, side * side * self.c_out);
+        let mut scratch = winograd::Pooled::take();
         for first in (0..n).step_by(per_block) {
             let count = per_block.min(n - first);
             let src = &x[first * in_img..][..count * in_img];
@@ -268,45 +289,41 @@ impl ConvLayer {
         (y, side)
     }
 
-    /// The pool (if any) and the epilogue of a whole convolution output.
-    fn finish(&self, y: Vec<f32>, n: usize, o: usize) -> (Vec<f32>, usize) {
-        if self.pool {
-            let (pooled, p) = max_pool2_nhwc(&y, n, o, self.c_out);
-            (epilogue(pooled, &self.scale, &self.shift, self.act), p)
-        } else {
-            (epilogue(y, &self.scale, &self.shift, self.act), o)
-        }
-    }
-
-    /// One image's patches, row `oy·o + ox`, column `(ky·k + kx)·c_in + ci`, zeros off the edge.
-    fn im2col(&self, img: &[f32], size: usize, o: usize, pad: usize, cols: &mut [f32]) {
+    /// The patches of output row `oy` of one image: row `ox`, column `(ky·k + kx)·c_in + ci`,
+    /// zeros off the edge.
+    fn im2col_row(
+        &self,
+        img: &[f32],
+        size: usize,
+        (o, pad): (usize, usize),
+        oy: usize,
+        cols: &mut [f32],
+    ) {
         let (k, c, s, p) = (self.k, self.c_in, self.stride, pad as isize);
         let kk = k * k * c;
-        for oy in 0..o {
-            for ox in 0..o {
-                let row = &mut cols[(oy * o + ox) * kk..][..kk];
-                for ky in 0..k {
-                    let iy = (oy * s + ky) as isize - p;
-                    let dst = &mut row[ky * k * c..][..k * c];
-                    if iy < 0 || iy >= size as isize {
-                        dst.fill(0.0);
-                        continue;
-                    }
-                    let line = &img[iy as usize * size * c..][..size * c];
-                    let x0 = (ox * s) as isize - p;
-                    if x0 >= 0 && x0 as usize + k <= size {
-                        // The whole kernel row is inside: k neighbouring pixels, one copy.
-                        dst.copy_from_slice(&line[x0 as usize * c..][..k * c]);
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let ix = x0 + kx as isize;
-                        let d = &mut dst[kx * c..][..c];
-                        if ix < 0 || ix >= size as isize {
-                            d.fill(0.0);
-                        } else {
-                            d.copy_from_slice(&line[ix as usize * c..][..c]);
-                        }
+        for ox in 0..o {
+            let row = &mut cols[ox * kk..][..kk];
+            for ky in 0..k {
+                let iy = (oy * s + ky) as isize - p;
+                let dst = &mut row[ky * k * c..][..k * c];
+                if iy < 0 || iy >= size as isize {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let line = &img[iy as usize * size * c..][..size * c];
+                let x0 = (ox * s) as isize - p;
+                if x0 >= 0 && x0 as usize + k <= size {
+                    // The whole kernel row is inside: k neighbouring pixels, one copy.
+                    dst.copy_from_slice(&line[x0 as usize * c..][..k * c]);
+                    continue;
+                }
+                for kx in 0..k {
+                    let ix = x0 + kx as isize;
+                    let d = &mut dst[kx * c..][..c];
+                    if ix < 0 || ix >= size as isize {
+                        d.fill(0.0);
+                    } else {
+                        d.copy_from_slice(&line[ix as usize * c..][..c]);
                     }
                 }
             }
@@ -315,12 +332,6 @@ impl ConvLayer {
 }
 
 /// `act(scale · x + shift)` per channel of channels-last `y`, in place.
-fn epilogue(mut y: Vec<f32>, scale: &[f32], shift: &[f32], act: Act) -> Vec<f32> {
-    epilogue_in_place(&mut y, scale, shift, act);
-    y
-}
-
-/// [`epilogue`] on a borrowed slice.
 fn epilogue_in_place(y: &mut [f32], scale: &[f32], shift: &[f32], act: Act) {
     for px in y.chunks_exact_mut(scale.len()) {
         for ((v, a), b) in px.iter_mut().zip(scale).zip(shift) {
@@ -374,34 +385,171 @@ impl DepthwiseLayer {
 
     fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
-        let c = self.c;
-        let mut y = vec![0f32; n * o * o * c];
-        for img in 0..n {
-            let src = &x[img * size * size * c..][..size * size * c];
-            for oy in 0..o {
-                for ox in 0..o {
-                    let dst = &mut y[((img * o + oy) * o + ox) * c..][..c];
-                    for ky in 0..self.k {
-                        let iy = (oy * self.stride + ky) as isize - pad as isize;
-                        if iy < 0 || iy >= size as isize {
-                            continue;
-                        }
-                        for kx in 0..self.k {
-                            let ix = (ox * self.stride + kx) as isize - pad as isize;
-                            if ix < 0 || ix >= size as isize {
-                                continue;
-                            }
-                            let px = &src[(iy as usize * size + ix as usize) * c..][..c];
-                            let w = &self.weight[(ky * self.k + kx) * c..][..c];
-                            for ((d, a), b) in dst.iter_mut().zip(px).zip(w) {
-                                *d += a * b;
-                            }
-                        }
+        let mut y = vec![0f32; n * o * o * self.c];
+        self.rows(x, size, (o, pad), 0..n * o, &mut y);
+        (y, o)
+    }
+
+    /// Output rows `units` (unit `u`: row `u % o` of image `u / o`) into `out`, on the widest
+    /// vectors the CPU has ([`DepthwiseRows`]).
+    fn rows(
+        &self,
+        x: &[f32],
+        size: usize,
+        (o, pad): (usize, usize),
+        units: Range<usize>,
+        out: &mut [f32],
+    ) {
+        vector::dispatch(DepthwiseRows {
+            layer: self,
+            x,
+            size,
+            geometry: (o, pad),
+            units,
+            out,
+        });
+    }
+}
+
+/// [`DepthwiseLayer::rows`] as a [`Kernel`]: for each group of [`LANES`] channels of an output
+/// row, each pixel's sum over the taps inside the image in one register, then scaled, shifted
+/// and clamped on its way out (neighbouring pixels' taps read the same input lines, which one
+/// row of one channel group keeps in cache).
+struct DepthwiseRows<'a> {
+    layer: &'a DepthwiseLayer,
+    x: &'a [f32],
+    size: usize,
+    geometry: (usize, usize),
+    units: Range<usize>,
+    out: &'a mut [f32],
+}
+
+impl Kernel for DepthwiseRows<'_> {
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let Self {
+            layer,
+            x,
+            size,
+            geometry: (o, pad),
+            units,
+            out,
+        } = self;
+        let (c, k, stride) = (layer.c, layer.k, layer.stride);
+        let (lo, hi) = layer.act.bounds();
+        // The taps `t` with `0 ≤ first + t < size`, for a window starting at `first`.
+        let inside = |first: isize| {
+            (-first).max(0) as usize..(size as isize - first).clamp(0, k as isize) as usize
+        };
+        let start = |ox: usize| (ox * stride) as isize - pad as isize;
+        // Pixels whose whole window lies inside the row: [`PIXELS`] of them at a time.
+        let whole = |ox: usize| start(ox) >= 0 && start(ox) as usize + k <= size;
+        for (row, u) in out.chunks_exact_mut(o * c).zip(units) {
+            let (img, oy) = (u / o, u % o);
+            let y0 = (oy * stride) as isize - pad as isize;
+            let taps = Taps {
+                src: &x[img * size * size * c..][..size * size * c],
+                weight: &layer.weight,
+                rows: inside(y0),
+                y0,
+                size,
+                c,
+                k,
+                stride,
+            };
+            for ch in (0..c).step_by(LANES) {
+                let lanes = LANES.min(c - ch);
+                let scale = V::load(&layer.scale[ch..][..lanes]);
+                let shift = V::load(&layer.shift[ch..][..lanes]);
+                let epilogue = Epilogue {
+                    scale,
+                    shift,
+                    lo,
+                    hi,
+                    lanes,
+                };
+                let mut ox = 0;
+                while ox < o {
+                    let dst = &mut row[ox * c + ch..];
+                    if ox + PIXELS <= o && whole(ox) && whole(ox + PIXELS - 1) {
+                        let sums = taps.sums::<V, PIXELS>(start(ox), 0..k, ch..ch + lanes);
+                        epilogue.store(sums, dst, c);
+                        ox += PIXELS;
+                    } else {
+                        let x0 = start(ox);
+                        epilogue.store(taps.sums::<V, 1>(x0, inside(x0), ch..ch + lanes), dst, c);
+                        ox += 1;
                     }
                 }
             }
         }
-        (epilogue(y, &self.scale, &self.shift, self.act), o)
+    }
+}
+
+/// Scale, shift and clamp of one channel group, on the way out of a register.
+struct Epilogue<V> {
+    scale: V,
+    shift: V,
+    lo: f32,
+    hi: f32,
+    lanes: usize,
+}
+
+impl<V: Vector> Epilogue<V> {
+    /// `P` pixels' sums into `dst`, pixel `p` at `p·c`.
+    #[inline(always)]
+    fn store<const P: usize>(&self, sums: [V; P], dst: &mut [f32], c: usize) {
+        for (p, v) in sums.into_iter().enumerate() {
+            let y = v.mul_add(self.scale, self.shift).clamp(self.lo, self.hi);
+            y.store(&mut dst[p * c..][..self.lanes]);
+        }
+    }
+}
+
+/// Output pixels computed together by the depthwise kernel: independent sums that keep the
+/// multiply-add unit busy (one pixel's taps form a chain of dependent additions) and share each
+/// tap's weights.
+const PIXELS: usize = 4;
+
+/// The input and filter of one output row of a depthwise convolution.
+struct Taps<'a> {
+    /// One image, channels-last.
+    src: &'a [f32],
+    /// `[k·k, c]`.
+    weight: &'a [f32],
+    /// The kernel rows inside the image, and the input row of kernel row 0.
+    rows: Range<usize>,
+    y0: isize,
+    size: usize,
+    c: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl Taps<'_> {
+    /// The sums over kernel rows `self.rows` and columns `cols` of channels `ch` for `P`
+    /// neighbouring output pixels, the first one's window starting at input column `x0`.
+    #[inline(always)]
+    fn sums<V: Vector, const P: usize>(
+        &self,
+        x0: isize,
+        cols: Range<usize>,
+        ch: Range<usize>,
+    ) -> [V; P] {
+        let lanes = ch.len();
+        let mut acc = [V::load(&[]); P];
+        for ky in self.rows.clone() {
+            let line = (self.y0 + ky as isize) as usize * self.size;
+            for kx in cols.clone() {
+                let w = V::load(&self.weight[(ky * self.k + kx) * self.c + ch.start..][..lanes]);
+                for (p, a) in acc.iter_mut().enumerate() {
+                    let col = (x0 + (p * self.stride + kx) as isize) as usize;
+                    let at = (line + col) * self.c + ch.start;
+                    *a = V::load(&self.src[at..][..lanes]).mul_add(w, *a);
+                }
+            }
+        }
+        acc
     }
 }
 
@@ -417,17 +565,20 @@ enum Op {
 }
 
 impl Op {
-    fn forward(&self, x: Vec<f32>, n: usize, size: usize) -> (Vec<f32>, usize) {
+    /// The op on channels-last `x`.
+    fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
         match self {
-            Op::Conv(l) => l.forward(&x, n, size),
-            Op::Depthwise(l) => l.forward(&x, n, size),
+            Op::Conv(l) => l.forward(x, n, size),
+            Op::Depthwise(l) => l.forward(x, n, size),
             Op::Block { body, residual } => {
-                let (mut y, mut s) = (x.clone(), size);
+                let mut out: Option<(Vec<f32>, usize)> = None;
                 for op in body {
-                    (y, s) = op.forward(y, n, s);
+                    let (src, s) = out.as_ref().map_or((x, size), |(y, s)| (y.as_slice(), *s));
+                    out = Some(op.forward(src, n, s));
                 }
+                let (mut y, s) = out.unwrap_or_else(|| (x.to_vec(), size));
                 if *residual && y.len() == x.len() {
-                    y.iter_mut().zip(&x).for_each(|(a, b)| *a += b);
+                    y.iter_mut().zip(x).for_each(|(a, b)| *a += b);
                 }
                 (y, s)
             }
@@ -517,29 +668,17 @@ fn affine(conv: &Conv2d, norm: Option<&BatchNorm>, c_out: usize) -> Option<(Vec<
     Some((scale, shift))
 }
 
-/// 2×2, stride-2 max-pool of channels-last `[n, size, size, c]` (an odd last row or column is
-/// dropped, as burn's `max_pool2d` does).
-fn max_pool2_nhwc(x: &[f32], n: usize, size: usize, c: usize) -> (Vec<f32>, usize) {
-    let p = size / 2;
-    let mut y = vec![0f32; n * p * p * c];
-    max_pool2_nhwc_into(x, n, size, c, &mut y);
-    (y, p)
-}
-
-/// [`max_pool2_nhwc`] into `y` (`[n, size/2, size/2, c]`).
-fn max_pool2_nhwc_into(x: &[f32], n: usize, size: usize, c: usize, y: &mut [f32]) {
-    let p = size / 2;
-    for img in 0..n {
-        let src = &x[img * size * size * c..][..size * size * c];
-        for py in 0..p {
-            for px in 0..p {
-                let dst = &mut y[((img * p + py) * p + px) * c..][..c];
-                let at =
-                    |dy: usize, dx: usize| &src[((2 * py + dy) * size + 2 * px + dx) * c..][..c];
-                let (a, b, cc, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
-                for ch in 0..c {
-                    dst[ch] = a[ch].max(b[ch]).max(cc[ch]).max(d[ch]);
-                }
+/// 2×2, stride-2 max-pool of `pairs` pairs of channels-last rows of `width` pixels
+/// (`[pairs, 2, width, c]`) into `[pairs, width/2, c]` (an odd last column is dropped, as burn's
+/// `max_pool2d` does).
+fn max_pool_row_pairs(x: &[f32], pairs: usize, width: usize, c: usize, y: &mut [f32]) {
+    let p = width / 2;
+    for (pair, dst_row) in y.chunks_exact_mut(p * c).take(pairs).enumerate() {
+        let (top, bottom) = x[pair * 2 * width * c..][..2 * width * c].split_at(width * c);
+        for (px, dst) in dst_row.chunks_exact_mut(c).enumerate() {
+            let (a, b) = (&top[2 * px * c..][..2 * c], &bottom[2 * px * c..][..2 * c]);
+            for ch in 0..c {
+                dst[ch] = a[ch].max(a[c + ch]).max(b[ch]).max(b[c + ch]);
             }
         }
     }
@@ -607,7 +746,8 @@ impl CnnEngine {
         })
     }
 
-    /// Logits `[n, 2]` (row-major) of `n` normalised channels-first `[n, 3, size, size]` images.
+    /// Logits `[n, 2]` (row-major) of `n` normalised channels-first `[n, 3, size, size]` images,
+    /// on the calling thread.
     pub fn logits(&self, nchw: &[f32], n: usize, size: usize) -> Vec<f32> {
         let c = nchw.len() / (n * size * size).max(1);
         let mut x = vec![0f32; nchw.len()];
@@ -621,7 +761,7 @@ impl CnnEngine {
         }
         let mut size = size;
         for op in &self.ops {
-            (x, size) = op.forward(x, n, size);
+            (x, size) = op.forward(&x, n, size);
         }
         let c = self.ops.last().and_then(Op::channels).unwrap_or(c);
         let mut feat = global_pool(&x, n, size, c, self.pool);
@@ -775,6 +915,54 @@ mod tests {
     }
 
     #[test]
+    fn the_depthwise_kernel_equals_burns_grouped_convolution_on_odd_shapes() {
+        use burn::module::{Param, RunningState};
+        use burn::nn::{BatchNormConfig, conv::Conv2dConfig};
+        let d = Device::default();
+        let same = PaddingConfig2d::Same;
+        // (channels, kernel, stride, padding, side): channel counts off the 16-lane groups,
+        // rows with groups of 4 pixels and edges, "same" padding on odd sides at stride 2.
+        let cases = [
+            (20, 3, 1, same.clone(), 13),
+            (33, 5, 2, same.clone(), 11),
+            (16, 3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), 9),
+            (5, 5, 1, same.clone(), 12),
+            (40, 3, 1, same, 4),
+        ];
+        for (c, k, stride, padding, side) in cases {
+            let conv = Conv2dConfig::new([c, c], [k, k])
+                .with_groups(c)
+                .with_stride([stride, stride])
+                .with_padding(padding)
+                .with_bias(false)
+                .init(&d);
+            let mut bn = BatchNormConfig::new(c).init(&d);
+            let r = |lo: f64, hi: f64| Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &d);
+            bn.gamma = Param::from_tensor(r(0.5, 1.5));
+            bn.beta = Param::from_tensor(r(-0.5, 0.5));
+            bn.running_mean = RunningState::new(r(-0.3, 0.3));
+            bn.running_var = RunningState::new(r(0.5, 2.0));
+            let layer = DepthwiseLayer::compile(&conv, &bn, Act::Relu6).expect("depthwise");
+            let x = Tensor::<4>::random([2, c, side, side], Distribution::Normal(0.0, 2.0), &d);
+            let want = bn.forward(conv.forward(x.clone())).clamp(0.0, 6.0);
+            let want = want
+                .permute([0, 2, 3, 1])
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let nhwc = x.permute([0, 2, 3, 1]).into_data().to_vec::<f32>().unwrap();
+            let (got, _) = layer.forward(&nhwc, 2, side);
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{c} ch, k {k}, s {stride}, side {side}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn networks_it_cannot_reproduce_are_declined() {
         let d = Device::default();
         let gelu = crate::model::preset("fullres").unwrap();
@@ -790,7 +978,9 @@ mod tests {
         for v in 0..9 {
             x.extend([v as f32, -(v as f32)]);
         }
-        let (y, p) = max_pool2_nhwc(&x, 1, 3, 2);
-        assert_eq!((p, y), (1, vec![4.0, 0.0]));
+        // Rows 0 and 1 pool into the one output pixel; row 2 and column 2 are dropped.
+        let mut y = vec![f32::NAN; 2];
+        max_pool_row_pairs(&x, 1, 3, 2, &mut y);
+        assert_eq!(y, vec![4.0, 0.0]);
     }
 }

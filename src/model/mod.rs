@@ -11,6 +11,7 @@ pub mod import;
 pub mod matrix;
 mod presets;
 pub mod resnet_tv;
+pub mod vector;
 pub mod winograd;
 
 use crate::error::{Error, Result};

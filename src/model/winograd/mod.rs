@@ -13,12 +13,11 @@
 //! vectorise over channels.
 
 use super::matrix::gemm_into;
+pub use super::vector::transpose;
+use super::vector::{Kernel, LANES, Vector, dispatch, transpose_with};
 use tile::{filter_gradient, gather, transform_in, transform_out, transform_out_adjoint};
-pub use vector::transpose;
-use vector::{Kernel, LANES, Vector, dispatch, transpose_with};
 
 mod tile;
-mod vector;
 
 /// Positions of the 4×4 transformed tile.
 pub(super) const TAPS: usize = 16;
@@ -509,8 +508,8 @@ fn fill_padded<'a, V: Vector>(
 
 #[cfg(test)]
 mod tests {
-    use super::vector::Lanes;
     use super::*;
+    use crate::model::vector::Lanes;
 
     /// Equal to 1e-4, relative to each expected value (absolute below 1).
     fn assert_close(got: &[f32], want: &[f32], case: &str) {

@@ -2,7 +2,7 @@
 //! vectors of channels, and the filter-gradient transform on one filter.
 
 use super::TAPS;
-use super::vector::Vector;
+use crate::model::vector::Vector;
 
 /// `Gᵀ dU G` of one 4×4 gradient (row-major) into a 3×3 one: the adjoint of the filter transform
 /// `G g Gᵀ` in [`Filters::new`].

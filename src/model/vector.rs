@@ -1,16 +1,17 @@
-//! Sixteen channels at a time: the [`Vector`] operations the transforms need, as a plain array
-//! (any CPU) and as an AVX-512 register (chosen at run time), and 16×16 transposes built on them.
+//! Sixteen channels at a time: the [`Vector`] operations the CPU kernels need (the Winograd
+//! transforms, the compiled path's depthwise convolution), as a plain array (any CPU) and as an
+//! AVX-512 register (chosen at run time), and 16×16 transposes built on them.
 
 /// Channels processed together: one AVX-512 register.
-pub(super) const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// Sixteen channels as a plain array: the portable [`Vector`].
-pub(super) type Lanes = [f32; LANES];
+pub(crate) type Lanes = [f32; LANES];
 
 /// Up to [`LANES`] channels, the operations the transforms and the epilogue need. The
 /// transforms are written once over this trait and compiled for a plain array (any CPU) and
 /// for an AVX-512 register (chosen at run time).
-pub(super) trait Vector: Copy {
+pub(crate) trait Vector: Copy {
     /// `src.len()` ≤ [`LANES`] values, the rest zero.
     fn load(src: &[f32]) -> Self;
     /// The first `dst.len()` ≤ [`LANES`] values into `dst`.
@@ -64,7 +65,7 @@ impl Vector for Lanes {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) mod avx512 {
+pub(crate) mod avx512 {
     use super::{LANES, Vector};
     use std::arch::x86_64::*;
 
@@ -72,7 +73,7 @@ pub(super) mod avx512 {
     /// `dispatch_avx512`, which run only after
     /// `is_x86_feature_detected!("avx512f")`; that is what makes the intrinsics below sound.
     #[derive(Clone, Copy)]
-    pub(in crate::model::winograd) struct F32x16(__m512);
+    pub(crate) struct F32x16(__m512);
 
     /// The lanes of a `len`-value slice.
     #[inline(always)]
@@ -175,12 +176,12 @@ pub fn transpose(src: (&[f32], usize), dst: (&mut [f32], usize), rows: usize, co
 }
 
 /// Work written once over [`Vector`], run by [`dispatch`] on the widest vectors the CPU has.
-pub(super) trait Kernel {
+pub(crate) trait Kernel {
     fn run<V: Vector>(self);
 }
 
 /// Runs `kernel` on AVX-512 registers where the CPU has them, on plain arrays otherwise.
-pub(super) fn dispatch(kernel: impl Kernel) {
+pub(crate) fn dispatch(kernel: impl Kernel) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F (checked just above).
@@ -197,7 +198,7 @@ unsafe fn dispatch_avx512(kernel: impl Kernel) {
 }
 
 #[inline(always)]
-pub(super) fn transpose_with<V: Vector>(
+pub(crate) fn transpose_with<V: Vector>(
     (src, src_rs): (&[f32], usize),
     (dst, dst_rs): (&mut [f32], usize),
     rows: usize,
