@@ -948,9 +948,13 @@ mod tests {
             let want = want
                 .permute([0, 2, 3, 1])
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap();
-            let nhwc = x.permute([0, 2, 3, 1]).into_data().to_vec::<f32>().unwrap();
+            let nhwc = x
+                .permute([0, 2, 3, 1])
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             let (got, _) = layer.forward(&nhwc, 2, side);
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
