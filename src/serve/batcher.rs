@@ -199,8 +199,9 @@ fn worker(
     }
 }
 
-/// One forward pass over the batch; a panic inside the model becomes an error for each image
-/// instead of killing the worker.
+/// One forward pass over the batch (a lone image through `score_set`, which runs a flip-TTA
+/// model's mirror pass beside it on another core: lower latency when traffic is light); a panic
+/// inside the model becomes an error for each image instead of killing the worker.
 fn score_batch(det: &Detector, jobs: &[Job]) -> Vec<Score> {
     let size = det.meta.input_size;
     let mut set = ImageSet {
@@ -212,7 +213,13 @@ fn score_batch(det: &Detector, jobs: &[Job]) -> Vec<Score> {
         set.labels.push(0);
     }
     let indices: Vec<usize> = (0..jobs.len()).collect();
-    let run = std::panic::catch_unwind(AssertUnwindSafe(|| det.score_batch(&set, &indices)));
+    let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if indices.len() == 1 {
+            det.score_set(&set)
+        } else {
+            det.score_batch(&set, &indices)
+        }
+    }));
     match run {
         Ok(scores) if scores.len() == jobs.len() => scores.into_iter().map(Ok).collect(),
         Ok(scores) => {
