@@ -2,19 +2,20 @@
 //! network's weights compiled once, at load time, into channels-last (NHWC) kernels that fuse
 //! what the general backend runs as separate passes.
 //!
-//! Each convolution unit (convolution → optional 2×2 max-pool → batch-norm → ReLU) is one
-//! im2col copy of contiguous NHWC runs, one matrix product through the `gemm` crate (the kernels
-//! burn's CPU backend uses too) with weights packed at load time, and one epilogue pass that
-//! pools, applies batch-norm as a per-channel scale and shift (with the convolution bias folded
+//! Each convolution unit (convolution → optional 2×2 max-pool → batch-norm → ReLU) is, per
+//! block of output rows, one im2col copy of contiguous NHWC runs, one matrix product through
+//! the `gemm` crate (the kernels burn's CPU backend uses too) with weights laid out at load time,
+//! and one epilogue pass that pools, applies batch-norm as a per-channel scale and shift (with the convolution bias folded
 //! into the shift: a per-channel constant commutes with the max) and clamps at zero. A 3×3,
 //! stride-1 convolution goes through Winograd's F(2×2, 3×3) instead ([`super::winograd`]:
 //! filters transformed at load time, 16 products of 2.25× fewer multiplications in all, the
 //! pool and epilogue done in the output transform). Activations
 //! stay channels-last from the first layer to the global pool, so no layout conversion runs
 //! between layers, and no tensor is allocated per operation. EfficientNet's 1×1 convolutions are
-//! one matrix product each without any copy, its depthwise convolutions a direct kernel over
-//! contiguous channels, each followed by the same fused epilogue (ReLU6, or none before a
-//! residual sum). Training and Grad-CAM keep using
+//! one matrix product each without any copy, followed by the same epilogue (ReLU6, or none
+//! before a residual sum); its depthwise convolutions a direct kernel on 16-channel vectors
+//! ([`super::vector`], AVX-512 where the CPU has it), four pixels at a time, with the epilogue
+//! applied on the way out of the registers. Training and Grad-CAM keep using
 //! burn's modules; this path only scores, and [`CnnEngine::compile`] declines any network it
 //! does not reproduce exactly (other activations, heads with batch-norm, other architectures).
 //! Tested against burn's forward pass to 1e-4 on random networks and odd sizes.
@@ -197,7 +198,7 @@ impl ConvLayer {
             // A pointwise convolution is a matrix product of the activations as they are.
             self.pointwise(x, &mut y);
         } else {
-            self.im2col_rows(x, size, (o, pad), 0..n * side, &mut y);
+            self.im2col_rows(x, size, (o, pad), n * side, &mut y);
         }
         (y, side)
     }
@@ -212,27 +213,27 @@ impl ConvLayer {
         epilogue_in_place(out, &self.scale, &self.shift, self.act);
     }
 
-    /// Output rows `units` (image-major: unit `u` is row `u % side` of image `u / side`, after
-    /// the pool) into `out`, through im2col blocks of a few rows: each block's patches, one
+    /// All `units` output rows (image-major: unit `u` is row `u % side` of image `u / side`,
+    /// after the pool) into `out`, through im2col blocks of a few rows: each block's patches, one
     /// matrix product, then the pool and the epilogue while the block is still in cache.
     fn im2col_rows(
         &self,
         x: &[f32],
         size: usize,
         (o, pad): (usize, usize),
-        units: Range<usize>,
+        units: usize,
         out: &mut [f32],
     ) {
         let (kk, c_out) = (self.k * self.k * self.c_in, self.c_out);
         let conv_rows = if self.pool { 2 } else { 1 };
         let side = o / conv_rows;
         let m = conv_rows * o;
-        let per_block = (BLOCK_ROWS / m.max(1)).clamp(1, units.len().max(1));
+        let per_block = (BLOCK_ROWS / m.max(1)).clamp(1, units.max(1));
         let mut cols = vec![0f32; per_block * m * kk];
         let mut conv = vec![0f32; if self.pool { per_block * m * c_out } else { 0 }];
         let in_img = size * size * self.c_in;
-        for first in units.clone().step_by(per_block) {
-            let count = per_block.min(units.end - first);
+        for first in (0..units).step_by(per_block) {
+            let count = per_block.min(units - first);
             for (i, u) in (first..first + count).enumerate() {
                 let img = &x[u / side * in_img..][..in_img];
                 for j in 0..conv_rows {
@@ -242,7 +243,7 @@ impl ConvLayer {
                 }
             }
             let rows = count * m;
-            let dst = &mut out[(first - units.start) * side * c_out..][..count * side * c_out];
+            let dst = &mut out[first * side * c_out..][..count * side * c_out];
             let target = if self.pool {
                 &mut conv[..rows * c_out]
             } else {
@@ -383,44 +384,31 @@ impl DepthwiseLayer {
         })
     }
 
+    /// Channels-last `[n, size, size, c]` → `([n, o, o, c], o)`, on the widest vectors the CPU
+    /// has ([`DepthwiseRows`]).
     fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
         let mut y = vec![0f32; n * o * o * self.c];
-        self.rows(x, size, (o, pad), 0..n * o, &mut y);
-        (y, o)
-    }
-
-    /// Output rows `units` (unit `u`: row `u % o` of image `u / o`) into `out`, on the widest
-    /// vectors the CPU has ([`DepthwiseRows`]).
-    fn rows(
-        &self,
-        x: &[f32],
-        size: usize,
-        (o, pad): (usize, usize),
-        units: Range<usize>,
-        out: &mut [f32],
-    ) {
         vector::dispatch(DepthwiseRows {
             layer: self,
             x,
             size,
             geometry: (o, pad),
-            units,
-            out,
+            out: &mut y,
         });
+        (y, o)
     }
 }
 
-/// [`DepthwiseLayer::rows`] as a [`Kernel`]: for each group of [`LANES`] channels of an output
-/// row, each pixel's sum over the taps inside the image in one register, then scaled, shifted
-/// and clamped on its way out (neighbouring pixels' taps read the same input lines, which one
-/// row of one channel group keeps in cache).
+/// [`DepthwiseLayer::forward`] as a [`Kernel`]: for each output row `u` (row `u % o` of image
+/// `u / o`) and each group of [`LANES`] channels, each pixel's sum over the taps inside the
+/// image in one register, then scaled, shifted and clamped on its way out (neighbouring pixels'
+/// taps read the same input lines, which one row of one channel group keeps in cache).
 struct DepthwiseRows<'a> {
     layer: &'a DepthwiseLayer,
     x: &'a [f32],
     size: usize,
     geometry: (usize, usize),
-    units: Range<usize>,
     out: &'a mut [f32],
 }
 
@@ -432,7 +420,6 @@ impl Kernel for DepthwiseRows<'_> {
             x,
             size,
             geometry: (o, pad),
-            units,
             out,
         } = self;
         let (c, k, stride) = (layer.c, layer.k, layer.stride);
@@ -444,7 +431,7 @@ impl Kernel for DepthwiseRows<'_> {
         let start = |ox: usize| (ox * stride) as isize - pad as isize;
         // Pixels whose whole window lies inside the row: [`PIXELS`] of them at a time.
         let whole = |ox: usize| start(ox) >= 0 && start(ox) as usize + k <= size;
-        for (row, u) in out.chunks_exact_mut(o * c).zip(units) {
+        for (u, row) in out.chunks_exact_mut(o * c).enumerate() {
             let (img, oy) = (u / o, u % o);
             let y0 = (oy * stride) as isize - pad as isize;
             let taps = Taps {
