@@ -366,10 +366,24 @@ impl Detector {
         self.meta.threshold = match rule {
             Some(rule) => crate::eval::choose_threshold(&after, &val.labels, rule),
             None => {
-                // The raw margin of the current threshold, through the new temperature and map.
-                let old = old_iso.map_or(self.meta.threshold, |m| m.inverse(self.meta.threshold));
-                let raw = calibration::margin(old) * old_t;
-                iso.apply(calibration::sigmoid(raw / t))
+                let current = self.meta.threshold;
+                let ends = old_iso
+                    .as_ref()
+                    .and_then(|m| Some((*m.y.first()?, *m.y.last()?)));
+                match ends {
+                    // At or below the old map's flat bottom every image was FAKE, above its flat
+                    // top every image REAL (the inverse cannot say where in the flat part the
+                    // threshold was): keep that for every image.
+                    Some((lo, _)) if current <= lo => iso.y.first().copied().unwrap_or(current),
+                    Some((_, hi)) if current > hi => iso.y.last().map_or(current, |v| v.next_up()),
+                    _ => {
+                        // The raw margin of the current threshold, through the new temperature
+                        // and map.
+                        let old = old_iso.map_or(current, |m| m.inverse(current));
+                        let raw = calibration::margin(old) * old_t;
+                        iso.apply(calibration::sigmoid(raw / t))
+                    }
+                }
             }
         };
         self.meta.isotonic = Some(iso);
@@ -618,6 +632,34 @@ mod tests {
         // One image alone: its mirror pass beside it (on more than one core), the same score.
         let one = set.subset(&[3]);
         assert_eq!(det.score_set(&one), det.score_batch(&set, &[3]));
+    }
+
+    #[test]
+    fn recalibration_keeps_decisions_when_the_threshold_sits_in_a_flat_end_of_the_map() {
+        let mut det = tiny();
+        det.meta.tta = false;
+        let mut set = noise_set(64);
+        set.labels = (0..64).map(|i| (i % 2) as u8).collect();
+        det.calibrate(&set, 0.99, None);
+        let decisions = |d: &Detector| -> Vec<u8> {
+            d.score_set(&set).iter().map(|&p| d.class_of(p)).collect()
+        };
+        // Above the map's flat top every image is REAL; at its flat bottom every image FAKE.
+        for (top, all) in [(true, 0u8), (false, 1)] {
+            let iso = det.meta.isotonic.clone().expect("calibrated");
+            let threshold = if top {
+                iso.y[iso.y.len() - 1].next_up()
+            } else {
+                iso.y[0]
+            };
+            det.meta.threshold = threshold;
+            assert!(decisions(&det).iter().all(|&c| c == all));
+            det.calibrate(&set, 0.99, None);
+            assert!(
+                decisions(&det).iter().all(|&c| c == all),
+                "threshold {threshold}"
+            );
+        }
     }
 
     fn noise_set(n: usize) -> ImageSet {
