@@ -365,26 +365,11 @@ impl Detector {
         let after: Vec<f32> = scaled.iter().map(|&p| iso.apply(p)).collect();
         self.meta.threshold = match rule {
             Some(rule) => crate::eval::choose_threshold(&after, &val.labels, rule),
-            None => {
-                let current = self.meta.threshold;
-                let ends = old_iso
-                    .as_ref()
-                    .and_then(|m| Some((*m.y.first()?, *m.y.last()?)));
-                match ends {
-                    // At or below the old map's flat bottom every image was FAKE, above its flat
-                    // top every image REAL (the inverse cannot say where in the flat part the
-                    // threshold was): keep that for every image.
-                    Some((lo, _)) if current <= lo => iso.y.first().copied().unwrap_or(current),
-                    Some((_, hi)) if current > hi => iso.y.last().map_or(current, |v| v.next_up()),
-                    _ => {
-                        // The raw margin of the current threshold, through the new temperature
-                        // and map.
-                        let old = old_iso.map_or(current, |m| m.inverse(current));
-                        let raw = calibration::margin(old) * old_t;
-                        iso.apply(calibration::sigmoid(raw / t))
-                    }
-                }
-            }
+            None => calibration::carry_threshold(
+                self.meta.threshold,
+                (old_t, old_iso.as_ref()),
+                (t, &iso),
+            ),
         };
         self.meta.isotonic = Some(iso);
         let real: Vec<f32> = after
@@ -636,14 +621,8 @@ mod tests {
 
     #[test]
     fn recalibration_keeps_decisions_when_the_threshold_sits_in_a_flat_end_of_the_map() {
-        let mut det = tiny();
-        det.meta.tta = false;
-        let mut set = noise_set(64);
-        set.labels = (0..64).map(|i| (i % 2) as u8).collect();
+        let (mut det, set) = calibration_case();
         det.calibrate(&set, 0.99, None);
-        let decisions = |d: &Detector| -> Vec<u8> {
-            d.score_set(&set).iter().map(|&p| d.class_of(p)).collect()
-        };
         // Above the map's flat top every image is REAL; at its flat bottom every image FAKE.
         for (top, all) in [(true, 0u8), (false, 1)] {
             let iso = det.meta.isotonic.clone().expect("calibrated");
@@ -653,13 +632,30 @@ mod tests {
                 iso.y[0]
             };
             det.meta.threshold = threshold;
-            assert!(decisions(&det).iter().all(|&c| c == all));
+            assert!(decisions(&det, &set).iter().all(|&c| c == all));
             det.calibrate(&set, 0.99, None);
             assert!(
-                decisions(&det).iter().all(|&c| c == all),
+                decisions(&det, &set).iter().all(|&c| c == all),
                 "threshold {threshold}"
             );
         }
+    }
+
+    /// The tiny detector without flip averaging and 64 noise images labelled REAL, FAKE, ….
+    fn calibration_case() -> (Detector, ImageSet) {
+        let mut det = tiny();
+        det.meta.tta = false;
+        let mut set = noise_set(64);
+        set.labels = (0..64).map(|i| (i % 2) as u8).collect();
+        (det, set)
+    }
+
+    /// The REAL/FAKE decision for each image of `set`.
+    fn decisions(det: &Detector, set: &ImageSet) -> Vec<u8> {
+        det.score_set(set)
+            .iter()
+            .map(|&p| det.class_of(p))
+            .collect()
     }
 
     fn noise_set(n: usize) -> ImageSet {
@@ -700,33 +696,21 @@ mod tests {
 
     #[test]
     fn calibration_keeps_decisions_and_stores_band_and_quantiles() {
-        let mut det = tiny();
-        det.meta.tta = false;
-        let mut set = noise_set(64);
-        set.labels = (0..64).map(|i| (i % 2) as u8).collect();
-        let before: Vec<u8> = det
-            .score_set(&set)
-            .iter()
-            .map(|&p| det.class_of(p))
-            .collect();
+        let (mut det, set) = calibration_case();
+        let before = decisions(&det, &set);
         let (_, facts) = det.calibrate(&set, 0.99, None);
-        let after: Vec<u8> = det
-            .score_set(&set)
-            .iter()
-            .map(|&p| det.class_of(p))
-            .collect();
         assert_eq!(
-            before, after,
+            before,
+            decisions(&det, &set),
             "temperature scaling must not change decisions"
         );
         // Calibrating a calibrated model maps its threshold back through the old isotonic map.
         det.calibrate(&set, 0.99, None);
-        let again: Vec<u8> = det
-            .score_set(&set)
-            .iter()
-            .map(|&p| det.class_of(p))
-            .collect();
-        assert_eq!(before, again, "recalibration must not change decisions");
+        assert_eq!(
+            before,
+            decisions(&det, &set),
+            "recalibration must not change decisions"
+        );
         assert!(det.meta.temperature > 0.0);
         assert!(det.meta.isotonic.as_ref().is_some_and(|m| !m.x.is_empty()));
         assert_eq!(det.meta.real_quantiles.len(), calibration::QUANTILES);

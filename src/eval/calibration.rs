@@ -132,6 +132,27 @@ impl Isotonic {
     }
 }
 
+/// The threshold on p_fake after a new calibration (temperature `t`, map `iso`) that keeps the
+/// decisions `p ≥ threshold` of the old one (`old_t`, `old_map`): the raw margin of the old
+/// threshold, through the new temperature and map. In a flat end of the old map, where
+/// [`Isotonic::inverse`] cannot say where the threshold was, the only decision that end allowed
+/// is kept for every image: all FAKE at or below its flat bottom, all REAL above its flat top.
+pub fn carry_threshold(
+    threshold: f32,
+    (old_t, old_map): (f32, Option<&Isotonic>),
+    (t, iso): (f32, &Isotonic),
+) -> f32 {
+    let ends = old_map.and_then(|m| Some((*m.y.first()?, *m.y.last()?)));
+    match ends {
+        Some((lo, _)) if threshold <= lo => iso.y.first().copied().unwrap_or(threshold),
+        Some((_, hi)) if threshold > hi => iso.y.last().map_or(threshold, |v| v.next_up()),
+        _ => {
+            let old = old_map.map_or(threshold, |m| m.inverse(threshold));
+            iso.apply(sigmoid(margin(old) * old_t / t))
+        }
+    }
+}
+
 /// Isotonic regression of the labels on the scores (pool adjacent violators): blocks of
 /// neighbouring scores whose FAKE share must not decrease, each one knot at its mean score.
 pub fn fit_isotonic(scores: &[f32], labels: &[u8]) -> Isotonic {

@@ -428,12 +428,13 @@ impl Kernel for DepthwiseRows<'_> {
         let inside = |first: isize| {
             (-first).max(0) as usize..(size as isize - first).clamp(0, k as isize) as usize
         };
-        let start = |ox: usize| (ox * stride) as isize - pad as isize;
+        // The first input row or column of the window of output row or column `i`.
+        let start = |i: usize| (i * stride) as isize - pad as isize;
         // Pixels whose whole window lies inside the row: [`PIXELS`] of them at a time.
         let whole = |ox: usize| start(ox) >= 0 && start(ox) as usize + k <= size;
         for (u, row) in out.chunks_exact_mut(o * c).enumerate() {
             let (img, oy) = (u / o, u % o);
-            let y0 = (oy * stride) as isize - pad as isize;
+            let y0 = start(oy);
             let taps = Taps {
                 src: &x[img * size * size * c..][..size * size * c],
                 weight: &layer.weight,
