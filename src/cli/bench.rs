@@ -122,13 +122,17 @@ fn print_report(r: &BenchReport) {
         "synthscan bench: model {}, batch {}, {} threads, device {}",
         r.model, r.batch_size, r.threads, r.device
     );
-    println!("decode + resize           {:>10.0} img/s", r.decode);
-    println!("augment + batch           {:>10.0} img/s", r.augment_batch);
+    // Rates under 100 img/s (a photograph-sized backbone) keep a decimal.
+    let rate = |v: f64| format!("{v:>10.*}", usize::from(v < 100.0));
+    println!("decode + resize           {} img/s", rate(r.decode));
+    println!("augment + batch           {} img/s", rate(r.augment_batch));
     println!(
-        "train step ({})      {:>10.0} img/s  ({} params)",
-        r.model, r.train_step, r.params
+        "train step ({})      {} img/s  ({} params)",
+        r.model,
+        rate(r.train_step),
+        r.params
     );
-    println!("inference                 {:>10.0} img/s", r.inference);
+    println!("inference                 {} img/s", rate(r.inference));
     println!(
         "ratio loader / train step {:>10.1}x  (above 1: the model, not the loader, is the bottleneck)",
         r.loader_over_train()

@@ -7,6 +7,7 @@
 //! of at least 32 works: the padding is computed from the input at each call.
 
 use super::Head;
+use super::fused::batch_norm::batch_norm;
 use crate::error::{Error, Result};
 use burn::nn::{
     BatchNorm, BatchNormConfig, PaddingConfig2d,
@@ -119,10 +120,6 @@ fn same_conv(
         .init(device)
 }
 
-fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.clamp(0.0, 6.0)
-}
-
 /// Convolution, batch-norm, ReLU6 (the stem and the 1×1 head convolution).
 #[derive(Module, Debug)]
 pub struct ConvBnRelu6 {
@@ -132,7 +129,7 @@ pub struct ConvBnRelu6 {
 
 impl ConvBnRelu6 {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu6(self.bn.forward(self.conv.forward(x)))
+        batch_norm(&self.bn, self.conv.forward(x), true)
     }
 }
 
@@ -166,10 +163,15 @@ impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(norm)) = (&self.expand_conv, &self.bn0) {
-            x = relu6(norm.forward(conv.forward(x)));
+            x = batch_norm(norm, conv.forward(x), true);
         }
-        x = relu6(self.bn1.forward(self.depthwise_conv.forward(x)));
-        x = self.bn2.forward(self.project_conv.forward(x));
+        x = if super::fused::depthwise::fits(&self.depthwise_conv, &x) {
+            super::fused::depthwise::depthwise(&self.depthwise_conv, x)
+        } else {
+            self.depthwise_conv.forward(x)
+        };
+        x = batch_norm(&self.bn1, x, true);
+        x = batch_norm(&self.bn2, self.project_conv.forward(x), false);
         if self.residual { x + input } else { x }
     }
 }

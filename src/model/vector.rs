@@ -190,6 +190,21 @@ pub(crate) fn dispatch(kernel: impl Kernel) {
     kernel.run::<Lanes>();
 }
 
+/// Runs `f` inlined into [`dispatch`]'s AVX-512 side where the CPU has it, so that the
+/// compiler's own vectorisation of `f`'s loops (plain Rust over slices) uses 16-lane registers
+/// instead of the baseline's 4.
+#[inline(always)]
+pub(crate) fn wide(f: impl FnOnce()) {
+    struct Wide<F>(F);
+    impl<F: FnOnce()> Kernel for Wide<F> {
+        #[inline(always)]
+        fn run<V: Vector>(self) {
+            (self.0)()
+        }
+    }
+    dispatch(Wide(f));
+}
+
 /// [`dispatch`]'s AVX-512 side: `kernel` inlined here, compiled with the feature.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]

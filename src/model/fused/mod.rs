@@ -11,8 +11,12 @@
 //! ([`winograd_pass`]), 16 smaller products per block instead. [`ConvUnit`](super::ConvUnit) calls it in training mode on the CPU
 //! backend when its configuration fits ([`fits`]); everything else, and every other backend,
 //! keeps burn's modules. The op is tested against burn's own ops, forward and backward.
-//! `SYNTHSCAN_TRAIN_KERNELS=burn` turns it off (for comparisons).
+//! `SYNTHSCAN_TRAIN_KERNELS=burn` turns it off (for comparisons), and with it the other training
+//! ops of this folder, for the real-world backbone: its depthwise convolutions ([`depthwise`])
+//! and its batch-norms with ReLU6 ([`batch_norm`]).
 
+pub mod batch_norm;
+pub mod depthwise;
 pub mod kernels;
 pub mod winograd_pass;
 
@@ -63,6 +67,26 @@ fn with_floats<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
         Some(s) => f(s),
         None => f(&floats(&t)),
     }
+}
+
+/// Σ f(a[i], b[i]) in 16 independent f32 lanes (one vector register: no chain of dependent
+/// additions), the lanes and the remainder added in f64 in a fixed order.
+#[inline(always)]
+fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let mut acc = [0.0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] += f(x[l], y[l]);
+        }
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail as f64
 }
 
 fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
@@ -222,7 +246,6 @@ pub fn fits(conv: &Conv2d, norm: &BatchNorm, x: &Tensor<4>) -> bool {
 /// Runs the unit as the fused op (check [`fits`] first) and moves batch-norm's running
 /// statistics as `BatchNorm::forward` does in training mode.
 pub fn conv_unit(conv: &Conv2d, norm: &BatchNorm, pool: bool, x: Tensor<4>) -> Tensor<4> {
-    let device = x.device();
     let (y, mean, var) = <Dispatch as ConvUnitBackend>::conv_unit_train(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
@@ -232,10 +255,18 @@ pub fn conv_unit(conv: &Conv2d, norm: &BatchNorm, pool: bool, x: Tensor<4>) -> T
         pool,
         norm.epsilon,
     );
-    let (mean, var) = (
-        Tensor::<1>::from_dispatch(mean),
-        Tensor::<1>::from_dispatch(var),
+    move_running(
+        norm,
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(var),
     );
+    Tensor::from_dispatch(y)
+}
+
+/// Moves batch-norm's running statistics towards a batch's mean and (biased) variance, as
+/// `BatchNorm::forward` does in training mode.
+fn move_running(norm: &BatchNorm, mean: Tensor<1>, var: Tensor<1>) {
+    let device = mean.device();
     let m = norm.momentum;
     let running = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
         let moved = state
@@ -247,7 +278,6 @@ pub fn conv_unit(conv: &Conv2d, norm: &BatchNorm, pool: bool, x: Tensor<4>) -> T
     };
     running(&norm.running_mean, mean);
     running(&norm.running_var, var);
-    Tensor::from_dispatch(y)
 }
 
 #[cfg(test)]
