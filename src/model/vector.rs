@@ -192,7 +192,9 @@ pub(crate) fn dispatch(kernel: impl Kernel) {
 
 /// Runs `f` inlined into [`dispatch`]'s AVX-512 side where the CPU has it, so that the
 /// compiler's own vectorisation of `f`'s loops (plain Rust over slices) uses 16-lane registers
-/// instead of the baseline's 4.
+/// instead of the baseline's 4. Mark `f` (and closures it calls with loops in them)
+/// `#[inline(always)]`: left to itself the compiler kept such closures out of line, compiled
+/// for the baseline.
 #[inline(always)]
 pub(crate) fn wide(f: impl FnOnce()) {
     struct Wide<F>(F);

@@ -128,18 +128,21 @@ pub fn forward(
         .into_par_iter()
         .map(|ch| {
             let (mut mean, mut sq) = (0.0f64, 0.0f64);
-            wide(#[inline(always)] || {
-                mean = saved
-                    .planes(x, ch)
-                    .map(|p| lane_sum(p, p, |v, _| v))
-                    .sum::<f64>()
-                    / count;
-                let m = mean as f32;
-                sq = saved
-                    .planes(x, ch)
-                    .map(|p| lane_sum(p, p, |v, _| (v - m) * (v - m)))
-                    .sum();
-            });
+            wide(
+                #[inline(always)]
+                || {
+                    mean = saved
+                        .planes(x, ch)
+                        .map(|p| lane_sum(p, p, |v, _| v))
+                        .sum::<f64>()
+                        / count;
+                    let m = mean as f32;
+                    sq = saved
+                        .planes(x, ch)
+                        .map(|p| lane_sum(p, p, |v, _| (v - m) * (v - m)))
+                        .sum();
+                },
+            );
             (mean, sq / count)
         })
         .collect();
@@ -155,7 +158,10 @@ pub fn forward(
         .enumerate()
         .for_each(|(plane, (y, x))| {
             let k = saved.channel(plane % c);
-            wide(#[inline(always)] || y.iter_mut().zip(x).for_each(|(y, &x)| *y = k.y(x)));
+            wide(
+                #[inline(always)]
+                || y.iter_mut().zip(x).for_each(|(y, &x)| *y = k.y(x)),
+            );
         });
     (y, var, saved)
 }
@@ -167,15 +173,18 @@ pub fn backward(s: &Saved, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f3
         .map(|ch| {
             let k = s.channel(ch);
             let (mut dbeta, mut dgamma) = (0.0f64, 0.0f64);
-            wide(#[inline(always)] || {
-                for (x, dy) in s.planes(x, ch).zip(s.planes(dy, ch)) {
-                    dbeta += lane_sum(x, dy, |x, dy| k.through(k.z(x).1, dy));
-                    dgamma += lane_sum(x, dy, |x, dy| {
-                        let (xhat, z) = k.z(x);
-                        k.through(z, dy) * xhat
-                    });
-                }
-            });
+            wide(
+                #[inline(always)]
+                || {
+                    for (x, dy) in s.planes(x, ch).zip(s.planes(dy, ch)) {
+                        dbeta += lane_sum(x, dy, |x, dy| k.through(k.z(x).1, dy));
+                        dgamma += lane_sum(x, dy, |x, dy| {
+                            let (xhat, z) = k.z(x);
+                            k.through(z, dy) * xhat
+                        });
+                    }
+                },
+            );
             (dbeta, dgamma)
         })
         .collect();
@@ -189,12 +198,15 @@ pub fn backward(s: &Saved, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f3
             let k = s.channel(ch);
             let (mb, mg) = ((sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32);
             let scale = k.gamma * k.inv_std;
-            wide(#[inline(always)] || {
-                for ((d, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                    let (xhat, z) = k.z(x);
-                    *d = scale * (k.through(z, dy) - mb - xhat * mg);
-                }
-            });
+            wide(
+                #[inline(always)]
+                || {
+                    for ((d, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                        let (xhat, z) = k.z(x);
+                        *d = scale * (k.through(z, dy) - mb - xhat * mg);
+                    }
+                },
+            );
         });
     let dgamma = sums.iter().map(|v| v.1 as f32).collect();
     let dbeta = sums.iter().map(|v| v.0 as f32).collect();

@@ -126,18 +126,27 @@ pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
         .enumerate()
         .for_each(|(plane, (y, x))| {
             let taps = &weight[(plane % s.c) * s.k * s.k..][..s.k * s.k];
-            wide(#[inline(always)] || {
-                for (oh, row) in y.chunks_exact_mut(wo).enumerate() {
-                    for_taps(&s, oh, &cols, #[inline(always)] |tap, ih, (c0, c1), start| {
-                        axpy(
-                            &mut row[c0..c1],
-                            taps[tap],
-                            &x[ih * s.w + start..],
-                            s.stride,
+            wide(
+                #[inline(always)]
+                || {
+                    for (oh, row) in y.chunks_exact_mut(wo).enumerate() {
+                        for_taps(
+                            &s,
+                            oh,
+                            &cols,
+                            #[inline(always)]
+                            |tap, ih, (c0, c1), start| {
+                                axpy(
+                                    &mut row[c0..c1],
+                                    taps[tap],
+                                    &x[ih * s.w + start..],
+                                    s.stride,
+                                );
+                            },
                         );
-                    });
-                }
-            });
+                    }
+                },
+            );
         });
     y
 }
@@ -152,24 +161,33 @@ pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
         .enumerate()
         .for_each(|(plane, (dx, dy))| {
             let taps = &weight[(plane % s.c) * s.k * s.k..][..s.k * s.k];
-            wide(#[inline(always)] || {
-                for (oh, g) in dy.chunks_exact(wo).enumerate() {
-                    for_taps(&s, oh, &cols, #[inline(always)] |tap, ih, (c0, c1), start| {
-                        let row = &mut dx[ih * s.w + start..];
-                        let wv = taps[tap];
-                        if s.stride == 1 {
-                            row.iter_mut()
-                                .zip(&g[c0..c1])
-                                .for_each(|(d, g)| *d += wv * g);
-                        } else {
-                            row.iter_mut()
-                                .step_by(s.stride)
-                                .zip(&g[c0..c1])
-                                .for_each(|(d, g)| *d += wv * g);
-                        }
-                    });
-                }
-            });
+            wide(
+                #[inline(always)]
+                || {
+                    for (oh, g) in dy.chunks_exact(wo).enumerate() {
+                        for_taps(
+                            &s,
+                            oh,
+                            &cols,
+                            #[inline(always)]
+                            |tap, ih, (c0, c1), start| {
+                                let row = &mut dx[ih * s.w + start..];
+                                let wv = taps[tap];
+                                if s.stride == 1 {
+                                    row.iter_mut()
+                                        .zip(&g[c0..c1])
+                                        .for_each(|(d, g)| *d += wv * g);
+                                } else {
+                                    row.iter_mut()
+                                        .step_by(s.stride)
+                                        .zip(&g[c0..c1])
+                                        .for_each(|(d, g)| *d += wv * g);
+                                }
+                            },
+                        );
+                    }
+                },
+            );
         });
     dx
 }
@@ -185,30 +203,39 @@ pub fn backward_weight(x: &[f32], dy: &[f32], s: Shape) -> Vec<f32> {
         .into_par_iter()
         .map(|ch| {
             let mut rows = vec![0.0f32; kk * wo];
-            wide(#[inline(always)] || {
-                for b in 0..s.n {
-                    let plane = b * s.c + ch;
-                    let x = &x[plane * s.h * s.w..][..s.h * s.w];
-                    let dy = &dy[plane * ho * wo..][..ho * wo];
-                    for (oh, g) in dy.chunks_exact(wo).enumerate() {
-                        for_taps(&s, oh, &cols, #[inline(always)] |tap, ih, (c0, c1), start| {
-                            let sums = &mut rows[tap * wo + c0..tap * wo + c1];
-                            let src = &x[ih * s.w + start..];
-                            if s.stride == 1 {
-                                sums.iter_mut()
-                                    .zip(&g[c0..c1])
-                                    .zip(src)
-                                    .for_each(|((a, g), x)| *a += g * x);
-                            } else {
-                                sums.iter_mut()
-                                    .zip(&g[c0..c1])
-                                    .zip(src.iter().step_by(s.stride))
-                                    .for_each(|((a, g), x)| *a += g * x);
-                            }
-                        });
+            wide(
+                #[inline(always)]
+                || {
+                    for b in 0..s.n {
+                        let plane = b * s.c + ch;
+                        let x = &x[plane * s.h * s.w..][..s.h * s.w];
+                        let dy = &dy[plane * ho * wo..][..ho * wo];
+                        for (oh, g) in dy.chunks_exact(wo).enumerate() {
+                            for_taps(
+                                &s,
+                                oh,
+                                &cols,
+                                #[inline(always)]
+                                |tap, ih, (c0, c1), start| {
+                                    let sums = &mut rows[tap * wo + c0..tap * wo + c1];
+                                    let src = &x[ih * s.w + start..];
+                                    if s.stride == 1 {
+                                        sums.iter_mut()
+                                            .zip(&g[c0..c1])
+                                            .zip(src)
+                                            .for_each(|((a, g), x)| *a += g * x);
+                                    } else {
+                                        sums.iter_mut()
+                                            .zip(&g[c0..c1])
+                                            .zip(src.iter().step_by(s.stride))
+                                            .for_each(|((a, g), x)| *a += g * x);
+                                    }
+                                },
+                            );
+                        }
                     }
-                }
-            });
+                },
+            );
             rows.chunks_exact(wo)
                 .map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32)
                 .collect()
