@@ -7,7 +7,7 @@
 //! of at least 32 works: the padding is computed from the input at each call.
 
 use super::Head;
-use super::fused::batch_norm::batch_norm;
+use super::fused::{batch_norm::batch_norm, depthwise::depthwise};
 use crate::error::{Error, Result};
 use burn::nn::{
     BatchNorm, BatchNormConfig, PaddingConfig2d,
@@ -165,12 +165,7 @@ impl MbConv {
         if let (Some(conv), Some(norm)) = (&self.expand_conv, &self.bn0) {
             x = batch_norm(norm, conv.forward(x), true);
         }
-        x = if super::fused::depthwise::fits(&self.depthwise_conv, &x) {
-            super::fused::depthwise::depthwise(&self.depthwise_conv, x)
-        } else {
-            self.depthwise_conv.forward(x)
-        };
-        x = batch_norm(&self.bn1, x, true);
+        x = batch_norm(&self.bn1, depthwise(&self.depthwise_conv, x), true);
         x = batch_norm(&self.bn2, self.project_conv.forward(x), false);
         if self.residual { x + input } else { x }
     }

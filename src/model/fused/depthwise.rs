@@ -365,15 +365,17 @@ pub fn fits(conv: &Conv2d, x: &Tensor<4>) -> bool {
         && w + l + r >= k
 }
 
-/// `conv.forward(x)` through the op (check [`fits`] first).
+/// `conv.forward(x)`: through the op when it [`fits`], else through burn's module.
 pub fn depthwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    if !fits(conv, &x) {
+        return conv.forward(x);
+    }
     let [_, _, h, w] = x.dims();
-    let pad = padding(conv, h, w);
     let y = <Dispatch as DepthwiseBackend>::depthwise_conv(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
         conv.stride[0],
-        pad,
+        padding(conv, h, w),
     );
     Tensor::from_dispatch(y)
 }
