@@ -9,7 +9,8 @@
 //! in a fixed order), and the output and input gradient are one pass over each plane, spread
 //! over the threads by channel or plane. Tested against burn's `BatchNorm` followed by `clamp`.
 
-use super::{lane_sum, tensor, with_floats};
+use super::kernels::lane_sum;
+use super::{tensor, with_floats};
 use crate::model::vector::wide;
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},

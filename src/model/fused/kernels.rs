@@ -339,8 +339,10 @@ fn pool_block(zb: &[f32], s: &UnitShape, first: usize, out: &mut [f32], arg: &mu
 }
 
 /// `Σ f(a_i, b_i)` over two equal-length rows: sixteen f32 lanes (so that it vectorises) over
-/// blocks of 4,096 values, the blocks added in f64.
-fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+/// blocks of 4,096 values, the blocks added in f64. Always inlined, so that it vectorises for
+/// the caller's target features (`model::vector::wide`).
+#[inline(always)]
+pub(super) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     let mut total = 0.0f64;
     for (a, b) in a.chunks(4096).zip(b.chunks(4096)) {
         let mut lanes = [0.0f32; 16];
