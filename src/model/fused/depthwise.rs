@@ -5,17 +5,18 @@
 //! layer that is one small convolution per channel (up to 1,152 of them per layer in
 //! EfficientNet-Lite0), each with its slices, axis swaps and copies; its input gradient goes
 //! through a grouped transposed convolution, and "same" padding at stride 2 (uneven sides) adds
-//! a padded copy of the input on the way in and a crop on the way out. Here each gradient is a
-//! loop over one channel's planes: rows of the output against rows of the input, offset by the
-//! filter tap, with the padding handled by clipping the rows rather than by copying the input.
-//! Planes (forward, input gradient) and channels (weight gradient) are spread over the threads;
-//! each is summed by one thread in a fixed order, so results do not depend on the thread count.
-//! Tested against burn's grouped convolution, forward and backward. Where burn's CPU backend
-//! could take it upstream: as `conv2d_weight_backward` / `conv2d_x_backward` for
-//! `groups == channels_in == channels_out`.
+//! a padded copy of the input on the way in and a crop on the way out. Here a channel's padded
+//! planes are split by stride phase (`Phases`), after which every filter tap, for every
+//! output, is one contiguous run of the flattened planes: the forward pass and the input
+//! gradient are sums of shifted runs (`Correlate`, the outputs held in vector registers
+//! across all taps), the weight gradient one dot product per tap (`Dots`). Channels (and, for
+//! large planes, images) are spread over the threads; every sum is made by one thread in a fixed
+//! order, so results do not depend on the thread count. Tested against burn's grouped
+//! convolution, forward and backward. Where burn's CPU backend could take it upstream: as
+//! `conv2d_weight_backward` / `conv2d_x_backward` for `groups == channels_in == channels_out`.
 
 use super::{tensor, with_floats};
-use crate::model::vector::wide;
+use crate::model::vector::{Kernel, LANES, Vector, dispatch};
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
     grads::Gradients,
@@ -62,184 +63,316 @@ impl Shape {
         (side(self.h + t, b), side(self.w + l, r))
     }
 
-    /// The output positions `o` whose input `o·stride + tap − pad` lies inside `0..len`.
-    fn valid(&self, tap: usize, pad: usize, len: usize, out: usize) -> (usize, usize) {
+    fn phases(&self) -> Phases {
+        let [t, l, b, r] = self.padding;
         let s = self.stride;
-        let lo = pad.saturating_sub(tap).div_ceil(s);
-        let hi = if len + pad > tap {
-            ((len + pad - tap - 1) / s + 1).min(out)
-        } else {
-            0
-        };
-        (lo, hi.max(lo))
+        let (ho, wo) = self.out();
+        let (ph, pw) = ((self.h + t + b).div_ceil(s), (self.w + l + r).div_ceil(s));
+        let reach = (self.k - 1) / s;
+        let margin = reach * pw + reach;
+        let span = ho * pw;
+        Phases {
+            s,
+            pw,
+            ho,
+            wo,
+            margin,
+            plane: (ph * pw).max(span + margin),
+            // Large planes one image at a time (the buffers stay in cache), small ones all
+            // images of a channel at once (one long run instead of many short ones).
+            images: if ph * pw >= 1024 { 1 } else { self.n },
+        }
     }
 }
 
-/// `out[o] += wv · src[o·stride]` over a row (the tap's input columns, already offset).
-#[inline(always)]
-fn axpy(out: &mut [f32], wv: f32, src: &[f32], stride: usize) {
-    if stride == 1 {
-        out.iter_mut().zip(src).for_each(|(o, x)| *o += wv * x);
-    } else {
-        out.iter_mut()
-            .zip(src.iter().step_by(stride))
-            .for_each(|(o, x)| *o += wv * x);
-    }
+/// One channel's padded planes, all images, split by stride phase: pixel `(R, C)` of image
+/// `b`'s padded plane lies in phase `p = (R mod s)·s + C mod s` at
+/// `(p·images + b)·plane + (R / s)·pw + C / s`. Tap `(i, j)` of output `(oh, ow)` of image `b`
+/// then reads position `b·plane + oh·pw + ow` shifted by the tap's offset
+/// `((i mod s)·s + j mod s)·images·plane + (i / s)·pw + j / s`: every tap is one contiguous run
+/// over the flattened planes of all the images (the positions between real outputs are
+/// computed and dropped), whatever the stride and however small the planes.
+struct Phases {
+    s: usize,
+    pw: usize,
+    ho: usize,
+    wo: usize,
+    /// The largest offset of a tap inside its phase plane.
+    margin: usize,
+    /// Positions per image and phase (room for `ho·pw` outputs at any offset).
+    plane: usize,
+    /// Images per task: all of them, or one for large planes.
+    images: usize,
 }
 
-/// One output row's taps: for each `(i, j)` with input row `ih` inside the image, `f(tap index,
-/// input row, output columns, first input column)`.
-#[inline(always)]
-fn for_taps(
-    s: &Shape,
-    oh: usize,
-    cols: &[(usize, usize)],
-    mut f: impl FnMut(usize, usize, (usize, usize), usize),
-) {
-    let [t, l, _, _] = s.padding;
-    for i in 0..s.k {
-        let Some(ih) = (oh * s.stride + i).checked_sub(t).filter(|&r| r < s.h) else {
-            continue;
-        };
-        for (j, &(c0, c1)) in cols.iter().enumerate() {
-            if c0 < c1 {
-                f(i * s.k + j, ih, (c0, c1), c0 * s.stride + j - l);
+impl Phases {
+    /// The tasks: `(channel, first image)`, channel-major.
+    fn tasks(&self, sh: &Shape) -> Vec<(usize, usize)> {
+        let starts = (0..sh.n).step_by(self.images);
+        (0..sh.c)
+            .flat_map(|ch| starts.clone().map(move |b| (ch, b)))
+            .collect()
+    }
+
+    /// Offset of tap `(i, j)` in the split buffer.
+    fn tap(&self, i: usize, j: usize) -> usize {
+        let s = self.s;
+        ((i % s) * s + j % s) * self.images * self.plane + (i / s) * self.pw + j / s
+    }
+
+    /// Positions of one phase, all images.
+    fn phase_len(&self) -> usize {
+        self.images * self.plane
+    }
+
+    /// The runs of row `r` of image `b`'s input plane in the split buffer: for each column
+    /// phase, the first column `c0` with that phase and where it lies (every `s`-th column
+    /// follows contiguously).
+    fn runs(&self, sh: &Shape, b: usize, r: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (s, l) = (self.s, sh.padding[1]);
+        let rr = r + sh.padding[0];
+        (0..s.min(sh.w)).map(move |c0| {
+            let (cc, phase) = (c0 + l, (rr % s) * s + (c0 + l) % s);
+            let at = (phase * self.images + b) * self.plane + (rr / s) * self.pw + cc / s;
+            (c0, at)
+        })
+    }
+
+    /// `buf` ← the zero-padded input planes of one channel (`planes(b)`: image `b`'s `[h × w]`),
+    /// split by phase; long enough for every tap's run.
+    fn split<'a>(&self, sh: &Shape, planes: impl Fn(usize) -> &'a [f32], buf: &mut Vec<f32>) {
+        buf.clear();
+        buf.resize(self.s * self.s * self.phase_len() + self.margin, 0.0);
+        for b in 0..self.images {
+            for (r, row) in planes(b).chunks_exact(sh.w).enumerate() {
+                for (c0, at) in self.runs(sh, b, r) {
+                    buf[at..]
+                        .iter_mut()
+                        .zip(row[c0..].iter().step_by(self.s))
+                        .for_each(|(d, &v)| *d = v);
+                }
+            }
+        }
+    }
+
+    /// Image `b`'s real pixels `[h × w]` of a split buffer (the inverse of `split`).
+    fn gather(&self, sh: &Shape, buf: &[f32], b: usize, x: &mut [f32]) {
+        for (r, row) in x.chunks_exact_mut(sh.w).enumerate() {
+            for (c0, at) in self.runs(sh, b, r) {
+                row[c0..]
+                    .iter_mut()
+                    .step_by(self.s)
+                    .zip(&buf[at..])
+                    .for_each(|(d, &v)| *d = v);
+            }
+        }
+    }
+
+    /// `buf` ← one channel's output-gradient planes (`planes(b)`: image `b`'s `[ho × wo]`), image
+    /// `b` at `b·plane + lead` with pitch `pw`, zeros everywhere else; `lead + margin` more
+    /// values at the end.
+    fn spread<'a>(&self, planes: impl Fn(usize) -> &'a [f32], lead: usize, buf: &mut Vec<f32>) {
+        buf.clear();
+        buf.resize(self.phase_len() + lead + self.margin, 0.0);
+        for b in 0..self.images {
+            for (oh, row) in planes(b).chunks_exact(self.wo).enumerate() {
+                buf[b * self.plane + lead + oh * self.pw..][..self.wo].copy_from_slice(row);
             }
         }
     }
 }
 
-fn tap_cols(s: &Shape) -> Vec<(usize, usize)> {
-    let wo = s.out().1;
-    (0..s.k)
-        .map(|j| s.valid(j, s.padding[1], s.w, wo))
-        .collect()
+/// `out[q] = Σ w · src[off + q]` over the taps `(w, off)`, for every `q < out.len()`, four
+/// vectors of outputs at a time in registers.
+struct Correlate<'a> {
+    out: &'a mut [f32],
+    src: &'a [f32],
+    taps: &'a [(f32, usize)],
 }
 
-/// The output `[n, c, ho, wo]`.
+impl Kernel for Correlate<'_> {
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let Self { out, src, taps } = self;
+        let mut blocks = out.chunks_exact_mut(4 * LANES);
+        let mut q = 0;
+        for block in &mut blocks {
+            let mut acc = [V::load(&[]); 4];
+            for &(w, off) in taps {
+                let (w, src) = (V::load(&[w; LANES]), &src[off + q..][..4 * LANES]);
+                for (a, s) in acc.iter_mut().zip(src.chunks_exact(LANES)) {
+                    *a = V::load(s).mul_add(w, *a);
+                }
+            }
+            for (a, o) in acc.into_iter().zip(block.chunks_exact_mut(LANES)) {
+                a.store(o);
+            }
+            q += 4 * LANES;
+        }
+        for o in blocks.into_remainder().chunks_mut(LANES) {
+            let mut acc = V::load(&[]);
+            for &(w, off) in taps {
+                acc = V::load(&src[off + q..][..o.len()]).mul_add(V::load(&[w; LANES]), acc);
+            }
+            acc.store(o);
+            q += LANES;
+        }
+    }
+}
+
+/// `sums[t] += Σ_q a[q] · src[off_t + q]` for each tap offset `off_t`, over `q < a.len()`: four
+/// vectors of lanes per tap, added up in f64 at the end.
+struct Dots<'a> {
+    a: &'a [f32],
+    src: &'a [f32],
+    taps: &'a [usize],
+    sums: &'a mut [f64],
+}
+
+impl Kernel for Dots<'_> {
+    #[inline(always)]
+    fn run<V: Vector>(self) {
+        let Self { a, src, taps, sums } = self;
+        for (&off, sum) in taps.iter().zip(sums) {
+            let b = &src[off..][..a.len()];
+            let mut acc = [V::load(&[]); 4];
+            let (mut ab, mut bb) = (a.chunks_exact(4 * LANES), b.chunks_exact(4 * LANES));
+            for (x, y) in (&mut ab).zip(&mut bb) {
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    let at = v * LANES..(v + 1) * LANES;
+                    *acc = V::load(&x[at.clone()]).mul_add(V::load(&y[at]), *acc);
+                }
+            }
+            let rest = ab
+                .remainder()
+                .chunks(LANES)
+                .zip(bb.remainder().chunks(LANES));
+            for (x, y) in rest {
+                acc[0] = V::load(x).mul_add(V::load(y), acc[0]);
+            }
+            let mut lanes = [0.0f32; 4 * LANES];
+            for (a, l) in acc.into_iter().zip(lanes.chunks_exact_mut(LANES)) {
+                a.store(l);
+            }
+            *sum += lanes.iter().map(|&v| v as f64).sum::<f64>();
+        }
+    }
+}
+
+/// The tasks' planes (`per_task[t]`: task `t`'s images of its channel) → `out[b][ch]` (planes
+/// of `len` values), in parallel.
+fn interleave(per_task: Vec<Vec<f32>>, g: &Phases, s: &Shape, len: usize) -> Vec<f32> {
+    let groups = s.n.div_ceil(g.images);
+    let mut out = vec![0.0f32; s.n * s.c * len];
+    out.par_chunks_mut(len).enumerate().for_each(|(i, o)| {
+        let (b, ch) = (i / s.c, i % s.c);
+        let task = &per_task[ch * groups + b / g.images];
+        o.copy_from_slice(&task[(b % g.images) * len..][..len]);
+    });
+    out
+}
+
+/// The output `[n, c, ho, wo]`: per channel, all images split by phase, then one
+/// [`Correlate`] over the flattened outputs.
 pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
-    let (ho, wo) = s.out();
-    let cols = tap_cols(&s);
-    let mut y = vec![0.0f32; s.n * s.c * ho * wo];
-    y.par_chunks_mut(ho * wo)
-        .zip(x.par_chunks(s.h * s.w))
-        .enumerate()
-        .for_each(|(plane, (y, x))| {
-            let taps = &weight[(plane % s.c) * s.k * s.k..][..s.k * s.k];
-            wide(
-                #[inline(always)]
-                || {
-                    for (oh, row) in y.chunks_exact_mut(wo).enumerate() {
-                        for_taps(
-                            &s,
-                            oh,
-                            &cols,
-                            #[inline(always)]
-                            |tap, ih, (c0, c1), start| {
-                                axpy(
-                                    &mut row[c0..c1],
-                                    taps[tap],
-                                    &x[ih * s.w + start..],
-                                    s.stride,
-                                );
-                            },
-                        );
+    let g = s.phases();
+    let (ho, wo, hw) = (g.ho, g.wo, s.h * s.w);
+    let per_task: Vec<Vec<f32>> = g
+        .tasks(&s)
+        .into_par_iter()
+        .map_init(
+            || (Vec::new(), vec![0.0f32; g.phase_len()]),
+            |(buf, out), (ch, b0)| {
+                g.split(&s, |b| &x[((b0 + b) * s.c + ch) * hw..][..hw], buf);
+                let w = &weight[ch * s.k * s.k..][..s.k * s.k];
+                let taps: Vec<(f32, usize)> = (0..s.k * s.k)
+                    .map(|t| (w[t], g.tap(t / s.k, t % s.k)))
+                    .collect();
+                dispatch(Correlate {
+                    out,
+                    src: buf,
+                    taps: &taps,
+                });
+                let mut y = vec![0.0f32; g.images * ho * wo];
+                for (b, y) in y.chunks_exact_mut(ho * wo).enumerate() {
+                    let o = out[b * g.plane..].chunks(g.pw);
+                    for (row, o) in y.chunks_exact_mut(wo).zip(o) {
+                        row.copy_from_slice(&o[..wo]);
                     }
-                },
-            );
-        });
-    y
+                }
+                y
+            },
+        )
+        .collect();
+    interleave(per_task, &g, &s, ho * wo)
 }
 
-/// The input gradient `[n, c, h, w]` from the output gradient `dy`.
+/// The input gradient `[n, c, h, w]` from the output gradient `dy`: per channel and phase of
+/// the padded input, a [`Correlate`] of the spread-out gradient with that phase's taps, offsets
+/// negated.
 pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
-    let (ho, wo) = s.out();
-    let cols = tap_cols(&s);
-    let mut dx = vec![0.0f32; s.n * s.c * s.h * s.w];
-    dx.par_chunks_mut(s.h * s.w)
-        .zip(dy.par_chunks(ho * wo))
-        .enumerate()
-        .for_each(|(plane, (dx, dy))| {
-            let taps = &weight[(plane % s.c) * s.k * s.k..][..s.k * s.k];
-            wide(
-                #[inline(always)]
-                || {
-                    for (oh, g) in dy.chunks_exact(wo).enumerate() {
-                        for_taps(
-                            &s,
-                            oh,
-                            &cols,
-                            #[inline(always)]
-                            |tap, ih, (c0, c1), start| {
-                                let row = &mut dx[ih * s.w + start..];
-                                let wv = taps[tap];
-                                if s.stride == 1 {
-                                    row.iter_mut()
-                                        .zip(&g[c0..c1])
-                                        .for_each(|(d, g)| *d += wv * g);
-                                } else {
-                                    row.iter_mut()
-                                        .step_by(s.stride)
-                                        .zip(&g[c0..c1])
-                                        .for_each(|(d, g)| *d += wv * g);
-                                }
-                            },
-                        );
-                    }
-                },
-            );
-        });
-    dx
+    let g = s.phases();
+    let (st, howo, hw) = (s.stride, g.ho * g.wo, s.h * s.w);
+    let per_task: Vec<Vec<f32>> = g
+        .tasks(&s)
+        .into_par_iter()
+        .map_init(
+            || (Vec::new(), vec![0.0f32; st * st * g.phase_len()]),
+            |(spread, dxp), (ch, b0)| {
+                let dy = |b: usize| &dy[((b0 + b) * s.c + ch) * howo..][..howo];
+                g.spread(dy, g.margin, spread);
+                let w = &weight[ch * s.k * s.k..][..s.k * s.k];
+                for (p, out) in dxp.chunks_exact_mut(g.phase_len()).enumerate() {
+                    let taps: Vec<(f32, usize)> = (0..s.k * s.k)
+                        .filter(|t| (t / s.k % st) * st + t % s.k % st == p)
+                        .map(|t| {
+                            let off = g.tap(t / s.k, t % s.k) - p * g.phase_len();
+                            (w[t], g.margin - off)
+                        })
+                        .collect();
+                    dispatch(Correlate {
+                        out,
+                        src: spread,
+                        taps: &taps,
+                    });
+                }
+                let mut dx = vec![0.0f32; g.images * hw];
+                for (b, dx) in dx.chunks_exact_mut(hw).enumerate() {
+                    g.gather(&s, dxp, b, dx);
+                }
+                dx
+            },
+        )
+        .collect();
+    interleave(per_task, &g, &s, hw)
 }
 
-/// The weight gradient `[c, 1, k, k]`: per channel and tap, the products of each output row
-/// with the tap's input row added column by column into one row of sums (independent lanes,
-/// vectorised), that row summed in f64 at the end; a fixed order throughout.
+/// The weight gradient `[c, 1, k, k]`: per channel, [`Dots`] of the spread-out output gradient
+/// of all images with each tap's run of the phase-split input, in a fixed order.
 pub fn backward_weight(x: &[f32], dy: &[f32], s: Shape) -> Vec<f32> {
-    let (ho, wo) = s.out();
-    let cols = tap_cols(&s);
-    let kk = s.k * s.k;
+    let g = s.phases();
+    let (kk, howo, hw) = (s.k * s.k, g.ho * g.wo, s.h * s.w);
+    let taps: Vec<usize> = (0..kk).map(|t| g.tap(t / s.k, t % s.k)).collect();
     let per_channel: Vec<Vec<f32>> = (0..s.c)
         .into_par_iter()
-        .map(|ch| {
-            let mut rows = vec![0.0f32; kk * wo];
-            wide(
-                #[inline(always)]
-                || {
-                    for b in 0..s.n {
-                        let plane = b * s.c + ch;
-                        let x = &x[plane * s.h * s.w..][..s.h * s.w];
-                        let dy = &dy[plane * ho * wo..][..ho * wo];
-                        for (oh, g) in dy.chunks_exact(wo).enumerate() {
-                            for_taps(
-                                &s,
-                                oh,
-                                &cols,
-                                #[inline(always)]
-                                |tap, ih, (c0, c1), start| {
-                                    let sums = &mut rows[tap * wo + c0..tap * wo + c1];
-                                    let src = &x[ih * s.w + start..];
-                                    if s.stride == 1 {
-                                        sums.iter_mut()
-                                            .zip(&g[c0..c1])
-                                            .zip(src)
-                                            .for_each(|((a, g), x)| *a += g * x);
-                                    } else {
-                                        sums.iter_mut()
-                                            .zip(&g[c0..c1])
-                                            .zip(src.iter().step_by(s.stride))
-                                            .for_each(|((a, g), x)| *a += g * x);
-                                    }
-                                },
-                            );
-                        }
-                    }
-                },
-            );
-            rows.chunks_exact(wo)
-                .map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32)
-                .collect()
-        })
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(buf, spread), ch| {
+                let mut sums = vec![0.0f64; kk];
+                for b0 in (0..s.n).step_by(g.images) {
+                    let plane = |b: usize| (b0 + b) * s.c + ch;
+                    g.split(&s, |b| &x[plane(b) * hw..][..hw], buf);
+                    g.spread(|b| &dy[plane(b) * howo..][..howo], 0, spread);
+                    dispatch(Dots {
+                        a: &spread[..g.phase_len()],
+                        src: buf,
+                        taps: &taps,
+                        sums: &mut sums,
+                    });
+                }
+                sums.into_iter().map(|v| v as f32).collect()
+            },
+        )
         .collect();
     per_channel.concat()
 }

@@ -12,12 +12,13 @@
 //! backend when its configuration fits ([`fits`]); everything else, and every other backend,
 //! keeps burn's modules. The op is tested against burn's own ops, forward and backward.
 //! `SYNTHSCAN_TRAIN_KERNELS=burn` turns it off (for comparisons), and with it the other training
-//! ops of this folder, for the real-world backbone: its depthwise convolutions ([`depthwise`])
-//! and its batch-norms with ReLU6 ([`batch_norm`]).
+//! ops of this folder, for the real-world backbone: its depthwise convolutions ([`depthwise`]),
+//! its 1×1 convolutions ([`pointwise`]) and its batch-norms with ReLU6 ([`batch_norm`]).
 
 pub mod batch_norm;
 pub mod depthwise;
 pub mod kernels;
+pub mod pointwise;
 pub mod winograd_pass;
 
 use burn::backend::autodiff::{
