@@ -139,10 +139,10 @@ impl Phases {
     }
 
     /// `buf` ← the zero-padded input planes of one channel (`planes(b)`: image `b`'s `[h × w]`),
-    /// split by phase; long enough for every tap's run.
+    /// split by phase; long enough for every tap's run. `buf` is empty or was split for the
+    /// same shape (see [`zeroed`]).
     fn split<'a>(&self, sh: &Shape, planes: impl Fn(usize) -> &'a [f32], buf: &mut Vec<f32>) {
-        buf.clear();
-        buf.resize(self.s * self.s * self.phase_len() + self.margin, 0.0);
+        zeroed(buf, self.s * self.s * self.phase_len() + self.margin);
         for b in 0..self.images {
             for (r, row) in planes(b).chunks_exact(sh.w).enumerate() {
                 for (c0, at) in self.runs(sh, b, r) {
@@ -170,15 +170,24 @@ impl Phases {
 
     /// `buf` ← one channel's output-gradient planes (`planes(b)`: image `b`'s `[ho × wo]`), image
     /// `b` at `b·plane + lead` with pitch `pw`, zeros everywhere else; `lead + margin` more
-    /// values at the end.
+    /// values at the end. `buf` is empty or was spread for the same shape and `lead`.
     fn spread<'a>(&self, planes: impl Fn(usize) -> &'a [f32], lead: usize, buf: &mut Vec<f32>) {
-        buf.clear();
-        buf.resize(self.phase_len() + lead + self.margin, 0.0);
+        zeroed(buf, self.phase_len() + lead + self.margin);
         for b in 0..self.images {
             for (oh, row) in planes(b).chunks_exact(self.wo).enumerate() {
                 buf[b * self.plane + lead + oh * self.pw..][..self.wo].copy_from_slice(row);
             }
         }
+    }
+}
+
+/// Makes `buf` `len` zeros the first time; later, with the same length, leaves it as it is: the
+/// buffers of one call are rewritten at the same places by every task, so the padding and gaps
+/// around those places are still zero.
+fn zeroed(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() != len {
+        buf.clear();
+        buf.resize(len, 0.0);
     }
 }
 
@@ -531,7 +540,8 @@ mod tests {
 
     /// Output, input gradient and weight gradient against burn's grouped convolution, on odd
     /// and even sides, kernels 1/3/5, strides 1–3, "same" (uneven at stride 2), explicit and no
-    /// padding, and an input smaller than the kernel's reach.
+    /// padding, an input smaller than the kernel's reach, and planes large enough for one image
+    /// per task.
     #[test]
     fn the_depthwise_op_equals_burns_grouped_convolution_forward_and_backward() {
         let device = Device::flex().autodiff();
@@ -545,6 +555,9 @@ mod tests {
             (1, 3, 7, 6, 3, 1, PaddingConfig2d::Valid),
             (2, 4, 2, 3, 3, 2, PaddingConfig2d::Same),
             (2, 17, 6, 5, 1, 1, PaddingConfig2d::Valid),
+            // Planes large enough to be taken one image at a time.
+            (3, 3, 40, 37, 3, 1, PaddingConfig2d::Same),
+            (2, 2, 70, 67, 5, 2, PaddingConfig2d::Same),
         ];
         for (n, c, h, w, k, stride, pad) in cases {
             let conv = Conv2dConfig::new([c, c], [k, k])
