@@ -7,7 +7,7 @@
 //! of at least 32 works: the padding is computed from the input at each call.
 
 use super::Head;
-use super::fused::{batch_norm::batch_norm, depthwise::depthwise, pointwise::pointwise};
+use super::fused::{batch_norm::batch_norm, dense::dense, depthwise::depthwise};
 use crate::error::{Error, Result};
 use burn::nn::{
     BatchNorm, BatchNormConfig, PaddingConfig2d,
@@ -129,7 +129,7 @@ pub struct ConvBnRelu6 {
 
 impl ConvBnRelu6 {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm(&self.bn, pointwise(&self.conv, x), true)
+        batch_norm(&self.bn, dense(&self.conv, x), true)
     }
 }
 
@@ -163,10 +163,10 @@ impl MbConv {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let mut x = input.clone();
         if let (Some(conv), Some(norm)) = (&self.expand_conv, &self.bn0) {
-            x = batch_norm(norm, pointwise(conv, x), true);
+            x = batch_norm(norm, dense(conv, x), true);
         }
         x = batch_norm(&self.bn1, depthwise(&self.depthwise_conv, x), true);
-        x = batch_norm(&self.bn2, pointwise(&self.project_conv, x), false);
+        x = batch_norm(&self.bn2, dense(&self.project_conv, x), false);
         if self.residual { x + input } else { x }
     }
 }

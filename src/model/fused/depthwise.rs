@@ -466,7 +466,7 @@ impl<C: CheckpointStrategy> DepthwiseBackend for Autodiff<Flex, C> {
 
 /// Padding `[top, left, bottom, right]` of `conv` on an `h`×`w` input, as burn's `Conv2d` pads:
 /// "same" puts the odd pixel at the end.
-fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
+pub(super) fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
     let (k, s) = (conv.kernel_size[0], conv.stride[0]);
     let same = |len: usize| {
         let total = (len.div_ceil(s).max(1) - 1) * s + k;

@@ -13,12 +13,12 @@
 //! keeps burn's modules. The op is tested against burn's own ops, forward and backward.
 //! `SYNTHSCAN_TRAIN_KERNELS=burn` turns it off (for comparisons), and with it the other training
 //! ops of this folder, for the real-world backbone: its depthwise convolutions ([`depthwise`]),
-//! its 1×1 convolutions ([`pointwise`]) and its batch-norms with ReLU6 ([`batch_norm`]).
+//! its stem and 1×1 convolutions ([`dense`]) and its batch-norms with ReLU6 ([`batch_norm`]).
 
 pub mod batch_norm;
+pub mod dense;
 pub mod depthwise;
 pub mod kernels;
-pub mod pointwise;
 pub mod winograd_pass;
 
 use burn::backend::autodiff::{
