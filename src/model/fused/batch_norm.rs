@@ -10,7 +10,7 @@
 //! over the threads by channel or plane. Tested against burn's `BatchNorm` followed by `clamp`.
 
 use super::kernels::lane_sum;
-use super::{tensor, with_floats};
+use super::{map_planes, tensor, with_floats};
 use crate::model::vector::wide;
 use burn::backend::autodiff::{
     checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
@@ -153,17 +153,11 @@ pub fn forward(
         .map(|s| (1.0 / (s.1 + epsilon).sqrt()) as f32)
         .collect();
     let var = stats.iter().map(|s| s.1 as f32).collect();
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(hw)
-        .zip(x.par_chunks(hw))
-        .enumerate()
-        .for_each(|(plane, (y, x))| {
-            let k = saved.channel(plane % c);
-            wide(
-                #[inline(always)]
-                || y.iter_mut().zip(x).for_each(|(y, &x)| *y = k.y(x)),
-            );
-        });
+    let y = map_planes(x, x, hw, |plane| {
+        let k = saved.channel(plane % c);
+        #[inline(always)]
+        move |x, _| k.y(x)
+    });
     (y, var, saved)
 }
 
@@ -190,25 +184,17 @@ pub fn backward(s: &Saved, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f3
         })
         .collect();
     let count = (s.n * s.hw) as f64;
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut(s.hw)
-        .zip(x.par_chunks(s.hw).zip(dy.par_chunks(s.hw)))
-        .enumerate()
-        .for_each(|(plane, (dx, (x, dy)))| {
-            let ch = plane % s.c;
-            let k = s.channel(ch);
-            let (mb, mg) = ((sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32);
-            let scale = k.gamma * k.inv_std;
-            wide(
-                #[inline(always)]
-                || {
-                    for ((d, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                        let (xhat, z) = k.z(x);
-                        *d = scale * (k.through(z, dy) - mb - xhat * mg);
-                    }
-                },
-            );
-        });
+    let dx = map_planes(x, dy, s.hw, |plane| {
+        let ch = plane % s.c;
+        let k = s.channel(ch);
+        let (mb, mg) = ((sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32);
+        let scale = k.gamma * k.inv_std;
+        #[inline(always)]
+        move |x, dy| {
+            let (xhat, z) = k.z(x);
+            scale * (k.through(z, dy) - mb - xhat * mg)
+        }
+    });
     let dgamma = sums.iter().map(|v| v.1 as f32).collect();
     let dbeta = sums.iter().map(|v| v.0 as f32).collect();
     (dx, dgamma, dbeta)

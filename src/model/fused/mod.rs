@@ -33,6 +33,7 @@ use burn::nn::{BatchNorm, PaddingConfig2d, conv::Conv2d};
 use burn::prelude::*;
 use burn::tensor::DType;
 use kernels::UnitShape;
+use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
 /// The fused unit as a backend operation: returns the output, the batch mean and the batch
@@ -68,6 +69,38 @@ fn with_floats<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
         Some(s) => f(s),
         None => f(&floats(&t)),
     }
+}
+
+/// A new vector as long as `a` and `b`: plane `p` (each `plane` values) is `f(p)` applied to the
+/// pairs of plane `p` of `a` and `b`, planes in parallel, compiled for the widest vectors the
+/// CPU has (mark the closure `f` returns `#[inline(always)]`). The vector is not zero-filled
+/// first: every value is written exactly once.
+fn map_planes<F>(a: &[f32], b: &[f32], plane: usize, f: impl Fn(usize) -> F + Sync) -> Vec<f32>
+where
+    F: Fn(f32, f32) -> f32,
+{
+    assert_eq!(a.len(), b.len());
+    let mut out = Vec::with_capacity(a.len());
+    out.spare_capacity_mut()[..a.len()]
+        .par_chunks_mut(plane.max(1))
+        .zip(a.par_chunks(plane.max(1)).zip(b.par_chunks(plane.max(1))))
+        .enumerate()
+        .for_each(|(p, (o, (a, b)))| {
+            let g = f(p);
+            crate::model::vector::wide(
+                #[inline(always)]
+                || {
+                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                        o.write(g(a, b));
+                    }
+                },
+            );
+        });
+    // SAFETY: the chunks of `out`'s first `a.len()` slots are zipped with the chunks of `a` and
+    // `b`, which have the same lengths (same total, same chunk size), and every slot of each
+    // chunk was written in the loop above.
+    unsafe { out.set_len(a.len()) };
+    out
 }
 
 fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
