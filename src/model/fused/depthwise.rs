@@ -272,13 +272,11 @@ impl Kernel for Dots<'_> {
 /// of `len` values), in parallel.
 fn interleave(per_task: Vec<Vec<f32>>, g: &Phases, s: &Shape, len: usize) -> Vec<f32> {
     let groups = s.n.div_ceil(g.images);
-    let mut out = vec![0.0f32; s.n * s.c * len];
-    out.par_chunks_mut(len).enumerate().for_each(|(i, o)| {
+    super::gather_planes(s.n * s.c, len, |i| {
         let (b, ch) = (i / s.c, i % s.c);
         let task = &per_task[ch * groups + b / g.images];
-        o.copy_from_slice(&task[(b % g.images) * len..][..len]);
-    });
-    out
+        &task[(b % g.images) * len..][..len]
+    })
 }
 
 /// The output `[n, c, ho, wo]`: per channel, all images split by phase, then one
@@ -302,11 +300,10 @@ pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
                     src: buf,
                     taps: &taps,
                 });
-                let mut y = vec![0.0f32; g.images * ho * wo];
-                for (b, y) in y.chunks_exact_mut(ho * wo).enumerate() {
-                    let o = out[b * g.plane..].chunks(g.pw);
-                    for (row, o) in y.chunks_exact_mut(wo).zip(o) {
-                        row.copy_from_slice(&o[..wo]);
+                let mut y = Vec::with_capacity(g.images * ho * wo);
+                for b in 0..g.images {
+                    for o in out[b * g.plane..].chunks(g.pw).take(ho) {
+                        y.extend_from_slice(&o[..wo]);
                     }
                 }
                 y

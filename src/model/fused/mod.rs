@@ -103,6 +103,31 @@ where
     out
 }
 
+/// A new vector of `count` planes of `plane` values: plane `p` a copy of `src(p)` (which must
+/// be `plane` values long), in parallel, without zero-filling the vector first.
+fn gather_planes<'a>(
+    count: usize,
+    plane: usize,
+    src: impl Fn(usize) -> &'a [f32] + Sync,
+) -> Vec<f32> {
+    let len = count * plane;
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(plane.max(1))
+        .enumerate()
+        .for_each(|(p, o)| {
+            let src = src(p);
+            assert_eq!(src.len(), o.len());
+            for (o, &v) in o.iter_mut().zip(src) {
+                o.write(v);
+            }
+        });
+    // SAFETY: every chunk of `out`'s first `len` slots was written in full (its source has its
+    // length, checked above).
+    unsafe { out.set_len(len) };
+    out
+}
+
 fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
