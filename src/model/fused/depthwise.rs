@@ -280,7 +280,7 @@ fn interleave(per_task: Vec<Vec<f32>>, g: &Phases, s: &Shape, len: usize) -> Vec
 }
 
 /// The output `[n, c, ho, wo]`: per channel, all images split by phase, then one
-/// [`Correlate`] over the flattened outputs.
+/// `Correlate` over the flattened outputs.
 pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
     let g = s.phases();
     let (ho, wo, hw) = (g.ho, g.wo, s.h * s.w);
@@ -314,7 +314,7 @@ pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
 }
 
 /// The input gradient `[n, c, h, w]` from the output gradient `dy`: per channel and phase of
-/// the padded input, a [`Correlate`] of the spread-out gradient with that phase's taps, offsets
+/// the padded input, a `Correlate` of the spread-out gradient with that phase's taps, offsets
 /// negated.
 pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
     let g = s.phases();
@@ -353,7 +353,7 @@ pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
     interleave(per_task, &g, &s, hw)
 }
 
-/// The weight gradient `[c, 1, k, k]`: per channel, [`Dots`] of the spread-out output gradient
+/// The weight gradient `[c, 1, k, k]`: per channel, `Dots` of the spread-out output gradient
 /// of all images with each tap's run of the phase-split input, in a fixed order.
 pub fn backward_weight(x: &[f32], dy: &[f32], s: Shape) -> Vec<f32> {
     let g = s.phases();
