@@ -317,20 +317,11 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>, relu6: bool) -> Tensor<4> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::close;
     use super::*;
     use burn::module::Param;
     use burn::nn::BatchNormConfig;
     use burn::tensor::Distribution;
-
-    fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
-        assert_eq!(a.dims(), b.dims(), "{what}: shape");
-        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-        let err = (a - b).abs().max().into_scalar::<f32>();
-        assert!(
-            err <= 1e-4 * scale,
-            "{what}: max error {err} (scale {scale})"
-        );
-    }
 
     /// Output, gradients and running statistics against burn's `BatchNorm` (then `clamp(0, 6)`),
     /// with inputs that ReLU6 clips at both ends, odd plane sizes and a single-pixel plane.

@@ -14,20 +14,15 @@
 //! Where burn's CPU backend could take it upstream: as `conv2d_weight_backward` /
 //! `conv2d_x_backward` for one group.
 
-use super::depthwise::padding;
-use super::{tensor, with_floats};
+use super::conv_op::{self, ConvShape, out_size};
+use super::zeroed;
 use crate::model::matrix::gemm_into;
-use burn::backend::autodiff::{
-    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
-    grads::Gradients,
-    ops::{Backward, Ops, OpsKind},
-};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::DType;
 use rayon::prelude::*;
 
 /// The dense convolution as a backend operation.
@@ -60,9 +55,7 @@ pub struct Shape {
 impl Shape {
     /// Output height and width.
     pub fn out(&self) -> (usize, usize) {
-        let [t, l, b, r] = self.padding;
-        let side = |len: usize, p: usize| (len + p - self.k) / self.stride + 1;
-        (side(self.h + t, b), side(self.w + l, r))
+        out_size([self.h, self.w], self.k, self.stride, self.padding)
     }
 
     /// Output pixels per plane.
@@ -84,13 +77,13 @@ impl Shape {
     /// The input `[c_in, h, w]` of one image as its column matrix `[c_in·k·k, ho·wo]`: row
     /// `(c, i, j)` holds input pixel `(o_h·stride + i − top, o_w·stride + j − left)` of channel
     /// `c` for each output pixel, zero in the padding. Borrowed when [`direct`](Self::direct).
+    /// `col` is empty or holds the columns of an image of the same shape (see [`zeroed`]).
     fn columns<'a>(&self, x: &'a [f32], col: &'a mut Vec<f32>) -> &'a [f32] {
         if self.direct() {
             return x;
         }
         let (ho, wo) = self.out();
-        col.clear();
-        col.resize(self.rows() * ho * wo, 0.0);
+        zeroed(col, self.rows() * ho * wo);
         for (r, row) in col.chunks_exact_mut(ho * wo).enumerate() {
             let (c, i, j) = (r / (self.k * self.k), r / self.k % self.k, r % self.k);
             let plane = &x[c * self.h * self.w..][..self.h * self.w];
@@ -122,10 +115,9 @@ impl Shape {
         }
     }
 
-    /// `dx` `[c_in, h, w]` ← the column gradient `[c_in·k·k, ho·wo]` added back onto the pixels
-    /// each column came from (the adjoint of [`columns`](Self::columns)).
+    /// `dx` `[c_in, h, w]` (zeros on entry) ← the column gradient `[c_in·k·k, ho·wo]` added back
+    /// onto the pixels each column came from (the adjoint of [`columns`](Self::columns)).
     fn add_columns(&self, col: &[f32], dx: &mut [f32]) {
-        dx.fill(0.0);
         for (r, row) in col.chunks_exact(self.howo()).enumerate() {
             let (c, i, j) = (r / (self.k * self.k), r / self.k % self.k, r % self.k);
             let plane = &mut dx[c * self.h * self.w..][..self.h * self.w];
@@ -212,25 +204,38 @@ pub fn backward_weight(x: &[f32], dy: &[f32], s: Shape) -> Vec<f32> {
     dw
 }
 
-fn shape_of(x: &FlexTensor, weight: &FlexTensor, stride: usize, padding: [usize; 4]) -> Shape {
-    let [n, ci, h, w] = x.layout().shape().dims::<4>();
-    let [co, _, k, _] = weight.layout().shape().dims::<4>();
-    Shape {
-        n,
-        ci,
-        co,
-        h,
-        w,
-        k,
-        stride,
-        padding,
+impl ConvShape for Shape {
+    fn new(
+        [n, ci, h, w]: [usize; 4],
+        weight: [usize; 4],
+        stride: usize,
+        padding: [usize; 4],
+    ) -> Self {
+        let [co, _, k, _] = weight;
+        Shape {
+            n,
+            ci,
+            co,
+            h,
+            w,
+            k,
+            stride,
+            padding,
+        }
     }
-}
-
-fn run_forward(x: &FlexTensor, weight: &FlexTensor, s: Shape) -> FlexTensor {
-    let (ho, wo) = s.out();
-    let y = with_floats(x, |x| with_floats(weight, |w| forward(x, w, s)));
-    tensor(y, vec![s.n, s.co, ho, wo])
+    fn out_dims(&self) -> [usize; 4] {
+        let (ho, wo) = self.out();
+        [self.n, self.co, ho, wo]
+    }
+    fn forward(&self, x: &[f32], weight: &[f32]) -> Vec<f32> {
+        forward(x, weight, *self)
+    }
+    fn backward_input(&self, dy: &[f32], weight: &[f32]) -> Vec<f32> {
+        backward_input(dy, weight, *self)
+    }
+    fn backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        backward_weight(x, dy, *self)
+    }
 }
 
 impl DenseBackend for Flex {
@@ -240,31 +245,7 @@ impl DenseBackend for Flex {
         stride: usize,
         padding: [usize; 4],
     ) -> FlexTensor {
-        run_forward(&x, &weight, shape_of(&x, &weight, stride, padding))
-    }
-}
-
-#[derive(Debug)]
-struct DenseBackward;
-
-impl Backward<Flex, 2> for DenseBackward {
-    /// The shape, the input and the weight.
-    type State = (Shape, FlexTensor, FlexTensor);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [px, pw] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (s, x, weight) = ops.state;
-        with_floats(&dy, |dy| {
-            if let Some(node) = px {
-                let dx = with_floats(&weight, |w| backward_input(dy, w, s));
-                grads.register::<Flex>(node.id, tensor(dx, vec![s.n, s.ci, s.h, s.w]));
-            }
-            if let Some(node) = pw {
-                let dw = with_floats(&x, |x| backward_weight(x, dy, s));
-                grads.register::<Flex>(node.id, tensor(dw, vec![s.co, s.ci, s.k, s.k]));
-            }
-        });
+        conv_op::flex_conv::<Shape>(x, weight, stride, padding)
     }
 }
 
@@ -275,75 +256,30 @@ impl<C: CheckpointStrategy> DenseBackend for Autodiff<Flex, C> {
         stride: usize,
         padding: [usize; 4],
     ) -> FloatTensor<Self> {
-        let s = shape_of(x.primitive(), weight.primitive(), stride, padding);
-        let y = run_forward(x.primitive(), weight.primitive(), s);
-        match DenseBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = (s, x.primitive().clone(), weight.primitive().clone());
-                prep.finish(state, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        conv_op::autodiff_conv::<Shape, C>(x, weight, stride, padding)
     }
 }
 
-/// Whether `conv` on `x` runs as the op: one group, square kernel, equal strides, no bias or
-/// dilation, f32, on the autodiff CPU backend; the kernel must fit inside the padded input.
+/// Whether `conv` on `x` runs as the op: one group (and what both convolution ops need,
+/// `conv_op::fits`).
 pub fn fits(conv: &Conv2d, x: &Tensor<4>) -> bool {
-    let device = x.device();
-    let [_, c, h, w] = x.dims();
-    let [_, c_in, k, k2] = conv.weight.val().dims();
-    let [t, l, b, r] = padding(conv, h, w);
-    super::enabled()
-        && device.is_autodiff()
-        && device == Device::flex()
-        && x.dtype() == DType::F32
-        && conv.bias.is_none()
-        && conv.groups == 1
-        && c_in == c
-        && k == k2
-        && conv.stride[0] == conv.stride[1]
-        && conv.stride[0] >= 1
-        && conv.dilation == [1, 1]
-        && h + t + b >= k
-        && w + l + r >= k
+    let [_, c, _, _] = x.dims();
+    conv_op::fits(conv, x) && conv.groups == 1 && conv.weight.val().dims()[1] == c
 }
 
 /// `conv.forward(x)`: through the op when it [`fits`], else through burn's module.
 pub fn dense(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if !fits(conv, &x) {
-        return conv.forward(x);
-    }
-    let [_, _, h, w] = x.dims();
-    let y = <Dispatch as DenseBackend>::dense_conv(
-        x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
-        conv.stride[0],
-        padding(conv, h, w),
-    );
-    Tensor::from_dispatch(y)
+    let fits = fits(conv, &x);
+    conv_op::through(conv, x, fits, <Dispatch as DenseBackend>::dense_conv)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::close;
     use super::*;
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::Distribution;
-
-    fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
-        assert_eq!(a.dims(), b.dims(), "{what}: shape");
-        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-        let err = (a - b).abs().max().into_scalar::<f32>();
-        assert!(
-            err <= 1e-4 * scale,
-            "{what}: max error {err} (scale {scale})"
-        );
-    }
 
     /// Output, input gradient and weight gradient against burn's convolution: 1×1 (the planes as
     /// they lie) on odd sides and channel counts on both sides of the 32-row weight-gradient

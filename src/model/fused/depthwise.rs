@@ -15,19 +15,15 @@
 //! convolution, forward and backward. Where burn's CPU backend could take it upstream: as
 //! `conv2d_weight_backward` / `conv2d_x_backward` for `groups == channels_in == channels_out`.
 
-use super::{tensor, with_floats};
+use super::conv_op::{self, ConvShape, out_size};
+use super::zeroed;
 use crate::model::vector::{Kernel, LANES, Vector, dispatch};
-use burn::backend::autodiff::{
-    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
-    grads::Gradients,
-    ops::{Backward, Ops, OpsKind},
-};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
-use burn::nn::{PaddingConfig2d, conv::Conv2d};
+use burn::nn::conv::Conv2d;
 use burn::prelude::*;
-use burn::tensor::DType;
 use rayon::prelude::*;
 
 /// The depthwise convolution as a backend operation.
@@ -58,9 +54,7 @@ pub struct Shape {
 impl Shape {
     /// Output height and width.
     pub fn out(&self) -> (usize, usize) {
-        let [t, l, b, r] = self.padding;
-        let side = |len: usize, p: usize| (len + p - self.k) / self.stride + 1;
-        (side(self.h + t, b), side(self.w + l, r))
+        out_size([self.h, self.w], self.k, self.stride, self.padding)
     }
 
     fn phases(&self) -> Phases {
@@ -178,16 +172,6 @@ impl Phases {
                 buf[b * self.plane + lead + oh * self.pw..][..self.wo].copy_from_slice(row);
             }
         }
-    }
-}
-
-/// Makes `buf` `len` zeros the first time; later, with the same length, leaves it as it is: the
-/// buffers of one call are rewritten at the same places by every task, so the padding and gaps
-/// around those places are still zero.
-fn zeroed(buf: &mut Vec<f32>, len: usize) {
-    if buf.len() != len {
-        buf.clear();
-        buf.resize(len, 0.0);
     }
 }
 
@@ -383,24 +367,36 @@ pub fn backward_weight(x: &[f32], dy: &[f32], s: Shape) -> Vec<f32> {
     per_channel.concat()
 }
 
-fn shape_of(x: &FlexTensor, weight: &FlexTensor, stride: usize, padding: [usize; 4]) -> Shape {
-    let [n, c, h, w] = x.layout().shape().dims::<4>();
-    let k = weight.layout().shape().dims::<4>()[3];
-    Shape {
-        n,
-        c,
-        h,
-        w,
-        k,
-        stride,
-        padding,
+impl ConvShape for Shape {
+    fn new(
+        [n, c, h, w]: [usize; 4],
+        weight: [usize; 4],
+        stride: usize,
+        padding: [usize; 4],
+    ) -> Self {
+        Shape {
+            n,
+            c,
+            h,
+            w,
+            k: weight[3],
+            stride,
+            padding,
+        }
     }
-}
-
-fn run_forward(x: &FlexTensor, weight: &FlexTensor, s: Shape) -> FlexTensor {
-    let (ho, wo) = s.out();
-    let y = with_floats(x, |x| with_floats(weight, |w| forward(x, w, s)));
-    tensor(y, vec![s.n, s.c, ho, wo])
+    fn out_dims(&self) -> [usize; 4] {
+        let (ho, wo) = self.out();
+        [self.n, self.c, ho, wo]
+    }
+    fn forward(&self, x: &[f32], weight: &[f32]) -> Vec<f32> {
+        forward(x, weight, *self)
+    }
+    fn backward_input(&self, dy: &[f32], weight: &[f32]) -> Vec<f32> {
+        backward_input(dy, weight, *self)
+    }
+    fn backward_weight(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        backward_weight(x, dy, *self)
+    }
 }
 
 impl DepthwiseBackend for Flex {
@@ -410,31 +406,7 @@ impl DepthwiseBackend for Flex {
         stride: usize,
         padding: [usize; 4],
     ) -> FlexTensor {
-        run_forward(&x, &weight, shape_of(&x, &weight, stride, padding))
-    }
-}
-
-#[derive(Debug)]
-struct DepthwiseBackward;
-
-impl Backward<Flex, 2> for DepthwiseBackward {
-    /// The shape, the input and the weight.
-    type State = (Shape, FlexTensor, FlexTensor);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [px, pw] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (s, x, weight) = ops.state;
-        with_floats(&dy, |dy| {
-            if let Some(node) = px {
-                let dx = with_floats(&weight, |w| backward_input(dy, w, s));
-                grads.register::<Flex>(node.id, tensor(dx, vec![s.n, s.c, s.h, s.w]));
-            }
-            if let Some(node) = pw {
-                let dw = with_floats(&x, |x| backward_weight(x, dy, s));
-                grads.register::<Flex>(node.id, tensor(dw, vec![s.c, 1, s.k, s.k]));
-            }
-        });
+        conv_op::flex_conv::<Shape>(x, weight, stride, padding)
     }
 }
 
@@ -445,95 +417,36 @@ impl<C: CheckpointStrategy> DepthwiseBackend for Autodiff<Flex, C> {
         stride: usize,
         padding: [usize; 4],
     ) -> FloatTensor<Self> {
-        let s = shape_of(x.primitive(), weight.primitive(), stride, padding);
-        let y = run_forward(x.primitive(), weight.primitive(), s);
-        match DepthwiseBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = (s, x.primitive().clone(), weight.primitive().clone());
-                prep.finish(state, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        conv_op::autodiff_conv::<Shape, C>(x, weight, stride, padding)
     }
 }
 
-/// Padding `[top, left, bottom, right]` of `conv` on an `h`×`w` input, as burn's `Conv2d` pads:
-/// "same" puts the odd pixel at the end.
-pub(super) fn padding(conv: &Conv2d, h: usize, w: usize) -> [usize; 4] {
-    let (k, s) = (conv.kernel_size[0], conv.stride[0]);
-    let same = |len: usize| {
-        let total = (len.div_ceil(s).max(1) - 1) * s + k;
-        let total = total.saturating_sub(len);
-        (total / 2, total - total / 2)
-    };
-    match conv.padding {
-        PaddingConfig2d::Same => {
-            let ((t, b), (l, r)) = (same(h), same(w));
-            [t, l, b, r]
-        }
-        PaddingConfig2d::Valid => [0; 4],
-        PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
-    }
-}
-
-/// Whether `conv` on `x` runs as the op: a depthwise convolution (one input channel per group,
-/// as many outputs as inputs), square kernel, equal strides, no bias or dilation, f32, on the
-/// autodiff CPU backend; the kernel must fit inside the padded input.
+/// Whether `conv` on `x` runs as the op: a depthwise convolution — one input channel per
+/// group, as many outputs as inputs — (and what both convolution ops need, `conv_op::fits`).
 pub fn fits(conv: &Conv2d, x: &Tensor<4>) -> bool {
-    let device = x.device();
-    let [_, c, h, w] = x.dims();
-    let [co, per_group, k, k2] = conv.weight.val().dims();
-    let [t, l, b, r] = padding(conv, h, w);
-    super::enabled()
-        && device.is_autodiff()
-        && device == Device::flex()
-        && x.dtype() == DType::F32
-        && conv.bias.is_none()
-        && conv.groups == c
-        && per_group == 1
-        && co == c
-        && k == k2
-        && conv.stride[0] == conv.stride[1]
-        && conv.stride[0] >= 1
-        && conv.dilation == [1, 1]
-        && h + t + b >= k
-        && w + l + r >= k
+    let [_, c, _, _] = x.dims();
+    let [co, per_group, _, _] = conv.weight.val().dims();
+    conv_op::fits(conv, x) && conv.groups == c && per_group == 1 && co == c
 }
 
 /// `conv.forward(x)`: through the op when it [`fits`], else through burn's module.
 pub fn depthwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    if !fits(conv, &x) {
-        return conv.forward(x);
-    }
-    let [_, _, h, w] = x.dims();
-    let y = <Dispatch as DepthwiseBackend>::depthwise_conv(
-        x.into_dispatch(),
-        conv.weight.val().into_dispatch(),
-        conv.stride[0],
-        padding(conv, h, w),
-    );
-    Tensor::from_dispatch(y)
+    let fits = fits(conv, &x);
+    conv_op::through(
+        conv,
+        x,
+        fits,
+        <Dispatch as DepthwiseBackend>::depthwise_conv,
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::close;
     use super::*;
+    use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::Distribution;
-
-    fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
-        assert_eq!(a.dims(), b.dims(), "{what}: shape");
-        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-        let err = (a - b).abs().max().into_scalar::<f32>();
-        assert!(
-            err <= 1e-4 * scale,
-            "{what}: max error {err} (scale {scale})"
-        );
-    }
 
     /// Output, input gradient and weight gradient against burn's grouped convolution, on odd
     /// and even sides, kernels 1/3/5, strides 1–3, "same" (uneven at stride 2), explicit and no

@@ -16,6 +16,7 @@
 //! its stem and 1×1 convolutions ([`dense`]) and its batch-norms with ReLU6 ([`batch_norm`]).
 
 pub mod batch_norm;
+mod conv_op;
 pub mod dense;
 pub mod depthwise;
 pub mod kernels;
@@ -31,7 +32,6 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, backend_extension};
 use burn::nn::{BatchNorm, PaddingConfig2d, conv::Conv2d};
 use burn::prelude::*;
-use burn::tensor::DType;
 use kernels::UnitShape;
 use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
@@ -126,6 +126,16 @@ fn gather_planes<'a>(
     // length, checked above).
     unsafe { out.set_len(len) };
     out
+}
+
+/// Makes `buf` `len` zeros the first time; later, with the same length, leaves it as it is:
+/// for buffers that every task of one call rewrites at the same places, so the padding and gaps
+/// around those places are still zero.
+fn zeroed(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() != len {
+        buf.clear();
+        buf.resize(len, 0.0);
+    }
 }
 
 fn tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
@@ -261,24 +271,12 @@ fn enabled() -> bool {
 /// training pass (autodiff, batch-norm in training mode) on the CPU backend, in f32, with an
 /// odd square kernel, padding `k / 2`, no bias, no dilation or groups.
 pub fn fits(conv: &Conv2d, norm: &BatchNorm, x: &Tensor<4>) -> bool {
-    let device = x.device();
-    let [k, k2] = conv.kernel_size;
+    let k = conv.kernel_size[0];
     let p = k / 2;
-    let [_, _, h, w] = x.dims();
-    enabled()
-        && device.is_autodiff()
-        && device == Device::flex()
+    conv_op::fits(conv, x)
         && norm.training.is_enabled()
-        && x.dtype() == DType::F32
-        && conv.bias.is_none()
         && conv.groups == 1
-        && conv.dilation == [1, 1]
-        && k == k2
         && k % 2 == 1
-        && conv.stride[0] == conv.stride[1]
-        && conv.stride[0] >= 1
-        && h + 2 * p >= k
-        && w + 2 * p >= k
         && matches!(conv.padding, PaddingConfig2d::Explicit(a, b, c, d) if [a, b, c, d] == [p; 4])
 }
 
@@ -358,7 +356,10 @@ mod tests {
         burn::tensor::activation::relu(norm.forward(z))
     }
 
-    fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
+    /// `a` equals `b` to 1e-4 of `b`'s largest magnitude (at least 1): the tolerance every op of
+    /// this folder is held to against burn's own ops.
+    pub(super) fn close<const D: usize>(a: Tensor<D>, b: Tensor<D>, what: &str) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shape");
         let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
         let err = (a - b).abs().max().into_scalar::<f32>();
         assert!(
