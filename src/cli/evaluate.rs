@@ -1,14 +1,15 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::Result;
-use synthscan::eval::{Evaluation, evaluate_folder};
+use synthscan::eval::{Evaluation, evaluate_ensemble};
+use synthscan::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
-    /// Model file (default: the model built into this binary).
+    /// Model file (default: the model built into this binary). Repeat it to evaluate several
+    /// models as one ensemble: the mean of their scores against the mean of their thresholds.
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Vec<PathBuf>,
     #[arg(long)]
     data: PathBuf,
     #[arg(long)]
@@ -30,10 +31,21 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
-    let det = super::load_detector(a.model.as_deref(), a.tta, a.max_fpr)?;
-    let ev = evaluate_folder(&det, &a.data, a.strict)?;
+    if a.model.len() > 1 && a.max_fpr.is_some() {
+        return Err(Error::Invalid(
+            "--max-fpr sets one model's threshold; it cannot be combined with several --model"
+                .into(),
+        ));
+    }
+    let members = if a.model.is_empty() {
+        vec![super::load_detector(None, a.tta, a.max_fpr)?]
+    } else {
+        let load = |m: &PathBuf| super::load_detector(Some(m), a.tta, a.max_fpr);
+        a.model.iter().map(load).collect::<Result<Vec<_>>>()?
+    };
+    let ev = evaluate_ensemble(&members, &a.data, a.strict)?;
     if let Some(dir) = &a.plots {
-        synthscan::report::write_evaluation_plots(dir, &ev.scores, &ev.labels, det.meta.threshold)?;
+        synthscan::report::write_evaluation_plots(dir, &ev.scores, &ev.labels, ev.metrics.threshold)?;
         eprintln!("plots written to {}", dir.display());
     }
     if a.json {

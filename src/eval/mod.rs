@@ -4,7 +4,7 @@ pub mod calibration;
 
 use crate::data::{self, Part};
 use crate::detector::Detector;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -310,27 +310,66 @@ pub struct Evaluation {
 /// Evaluate on a labelled folder (`REAL/` + `FAKE/`, or the `test/` part of a parent).
 /// `images_per_second` covers decoding, resizing and inference.
 pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<Evaluation> {
+    evaluate_ensemble(std::slice::from_ref(detector), dir, strict)
+}
+
+/// Evaluate several detectors as one: an ensemble assembled at evaluation time. Each member
+/// reads the files its own way (input size, resize or native-resolution crop) and scores them
+/// with its own test-time augmentation and temperature; the ensemble's score of an image is the
+/// mean of the members' `p_fake`, its threshold the mean of their thresholds (each chosen on
+/// its own validation split). The uncertain band applies to a single detector only: a mean of
+/// calibrated probabilities has no calibration of its own. `images_per_second` covers every
+/// member's decoding and inference. An error names the folder when the members do not read the
+/// same files (one skipped a file another scored).
+pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Result<Evaluation> {
     let root = data::resolve_class_root(dir, Part::Test)?;
+    let files = data::discover(&root)?;
     let t0 = Instant::now();
-    // Files are read and prepared the model's way (resize or native-resolution crop).
-    let (set, report) = data::load_labelled_with(
-        &data::discover(&root)?,
-        detector.meta.input_size,
-        strict,
-        &|path| detector.load_input(path),
-    )?;
-    let scores = detector.score_set(&set);
-    let secs = t0.elapsed().as_secs_f64();
-    let mut metrics = Metrics::compute(&scores, &set.labels, detector.meta.threshold);
-    if let Some(band) = detector.meta.uncertain {
-        metrics = metrics.with_band(&scores, &set.labels, band);
+    let mut sum: Vec<f32> = Vec::new();
+    let mut first: Option<(Vec<PathBuf>, Vec<u8>, Vec<(PathBuf, String)>)> = None;
+    for det in members {
+        // Files are read and prepared the model's way (resize or native-resolution crop).
+        let (set, report) = data::load_labelled_with(&files, det.meta.input_size, strict, &|path| {
+            det.load_input(path)
+        })?;
+        let scores = det.score_set(&set);
+        match &first {
+            None => {
+                sum = scores;
+                first = Some((set.paths, set.labels, report.skipped));
+            }
+            Some((paths, _, _)) if *paths == set.paths => {
+                sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v);
+            }
+            Some(_) => {
+                return Err(Error::Invalid(format!(
+                    "{}: the ensemble's models did not read the same images (model {} skipped \
+                     a different set of files)",
+                    root.display(),
+                    det.name
+                )));
+            }
+        }
     }
-    metrics.images_per_second = set.len() as f64 / secs.max(1e-9);
+    let Some((_, labels, skipped)) = first else {
+        return Err(Error::Invalid("an ensemble needs at least one model".into()));
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let n = members.len() as f32;
+    let scores: Vec<f32> = sum.into_iter().map(|s| s / n).collect();
+    let threshold = members.iter().map(|d| d.meta.threshold).sum::<f32>() / n;
+    let mut metrics = Metrics::compute(&scores, &labels, threshold);
+    if let [det] = members
+        && let Some(band) = det.meta.uncertain
+    {
+        metrics = metrics.with_band(&scores, &labels, band);
+    }
+    metrics.images_per_second = labels.len() as f64 / secs.max(1e-9);
     Ok(Evaluation {
         metrics,
         scores,
-        labels: set.labels,
-        skipped: report.skipped,
+        labels,
+        skipped,
     })
 }
 
