@@ -414,3 +414,47 @@ exit 1
         "{err}"
     );
 }
+
+/// Several `--model` flags evaluate one ensemble: the mean of the members' thresholds, no
+/// uncertain band, every image counted once; `--max-fpr` (one model's budget) is refused.
+#[test]
+fn evaluate_with_several_models_scores_them_as_one_ensemble() {
+    let dir = temp_dir("ensemble");
+    make_dataset(&dir, 12, 32, 5);
+    let wide = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cifake-wide.synthscan");
+    let eval = |models: &[&str]| -> Value {
+        let mut args = vec!["evaluate", "--json", "--data", dir.to_str().unwrap()];
+        for m in models {
+            args.extend_from_slice(&["--model", m]);
+        }
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let threshold = |v: &Value| v["threshold"].as_f64().unwrap();
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.synthscan");
+    let (one, other) = (eval(&[]), eval(&[wide]));
+    // The same model twice is that model.
+    let twice = eval(&[wide, wide]);
+    for k in ["accuracy", "roc_auc", "threshold", "count"] {
+        assert_eq!(twice[k], other[k], "{k}");
+    }
+    let pair = eval(&[wide, default]);
+    assert_eq!(pair["count"], 24);
+    assert!((threshold(&pair) - (threshold(&one) + threshold(&other)) / 2.0).abs() < 1e-6);
+    assert!(
+        one.get("coverage").is_some() && pair.get("coverage").is_none(),
+        "{pair}"
+    );
+    let mut args = vec![
+        "evaluate",
+        "--data",
+        dir.to_str().unwrap(),
+        "--max-fpr",
+        "0.01",
+    ];
+    args.extend_from_slice(&["--model", wide, "--model", wide]);
+    let out = run(&args);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--max-fpr"), "{}", stderr(&out));
+}

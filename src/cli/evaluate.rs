@@ -45,7 +45,12 @@ pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
     };
     let ev = evaluate_ensemble(&members, &a.data, a.strict)?;
     if let Some(dir) = &a.plots {
-        synthscan::report::write_evaluation_plots(dir, &ev.scores, &ev.labels, ev.metrics.threshold)?;
+        synthscan::report::write_evaluation_plots(
+            dir,
+            &ev.scores,
+            &ev.labels,
+            ev.metrics.threshold,
+        )?;
         eprintln!("plots written to {}", dir.display());
     }
     if a.json {

@@ -329,9 +329,10 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
     let mut first: Option<(Vec<PathBuf>, Vec<u8>, Vec<(PathBuf, String)>)> = None;
     for det in members {
         // Files are read and prepared the model's way (resize or native-resolution crop).
-        let (set, report) = data::load_labelled_with(&files, det.meta.input_size, strict, &|path| {
-            det.load_input(path)
-        })?;
+        let (set, report) =
+            data::load_labelled_with(&files, det.meta.input_size, strict, &|path| {
+                det.load_input(path)
+            })?;
         let scores = det.score_set(&set);
         match &first {
             None => {
@@ -352,7 +353,9 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
         }
     }
     let Some((_, labels, skipped)) = first else {
-        return Err(Error::Invalid("an ensemble needs at least one model".into()));
+        return Err(Error::Invalid(
+            "an ensemble needs at least one model".into(),
+        ));
     };
     let secs = t0.elapsed().as_secs_f64();
     let n = members.len() as f32;
@@ -376,6 +379,52 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three REAL and three FAKE images of odd sizes in a fresh folder.
+    fn small_folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("synthscan-{name}-{}", std::process::id()));
+        for (class, shade) in [("REAL", 40u32), ("FAKE", 190)] {
+            std::fs::create_dir_all(dir.join(class)).unwrap();
+            for i in 0..3u32 {
+                let img = image::RgbImage::from_fn(30 + 3 * i, 33, |x, y| {
+                    image::Rgb([(shade + x * y % 50) as u8, (x * 7 + i) as u8, (y * 5) as u8])
+                });
+                img.save(dir.join(class).join(format!("{i}.png"))).unwrap();
+            }
+        }
+        dir
+    }
+
+    #[test]
+    fn an_ensemble_scores_the_mean_of_its_members_against_their_mean_threshold() {
+        let dir = small_folder("ensemble");
+        let a = Detector::embedded().unwrap();
+        let wide = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cifake-wide.synthscan");
+        let b = Detector::load(Path::new(wide)).unwrap();
+        let (ta, tb) = (a.meta.threshold, b.meta.threshold);
+        let ea = evaluate_folder(&a, &dir, true).unwrap();
+        let eb = evaluate_folder(&b, &dir, true).unwrap();
+        assert_ne!(ea.scores, eb.scores, "two different models");
+        let both = evaluate_ensemble(&[a, b], &dir, true).unwrap();
+        assert_eq!(both.labels, ea.labels);
+        assert_eq!(both.scores.len(), 6);
+        for ((m, x), y) in both.scores.iter().zip(&ea.scores).zip(&eb.scores) {
+            assert!((m - (x + y) / 2.0).abs() < 1e-6, "{m} vs {x}, {y}");
+        }
+        assert!((both.metrics.threshold - (ta + tb) / 2.0).abs() < 1e-6);
+        assert_eq!(
+            both.metrics,
+            Metrics {
+                images_per_second: both.metrics.images_per_second,
+                ..Metrics::compute(&both.scores, &both.labels, (ta + tb) / 2.0)
+            }
+        );
+        // The calibrated default answers UNCERTAIN in its band; a mean of two models has none.
+        assert!(ea.metrics.coverage.is_some());
+        assert!(both.metrics.coverage.is_none());
+        assert!(evaluate_ensemble(&[], &dir, true).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_fpr_budget_threshold_keeps_the_budget() {
