@@ -325,8 +325,8 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
     let root = data::resolve_class_root(dir, Part::Test)?;
     let files = data::discover(&root)?;
     let t0 = Instant::now();
-    let mut sum: Vec<f32> = Vec::new();
-    let mut first: Option<(Vec<PathBuf>, Vec<u8>, Vec<(PathBuf, String)>)> = None;
+    let (mut sum, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paths: Option<Vec<PathBuf>> = None;
     for det in members {
         // Files are read and prepared the model's way (resize or native-resolution crop).
         let (set, report) =
@@ -334,14 +334,12 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
                 det.load_input(path)
             })?;
         let scores = det.score_set(&set);
-        match &first {
+        match &paths {
             None => {
-                sum = scores;
-                first = Some((set.paths, set.labels, report.skipped));
+                (sum, labels, skipped) = (scores, set.labels, report.skipped);
+                paths = Some(set.paths);
             }
-            Some((paths, _, _)) if *paths == set.paths => {
-                sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v);
-            }
+            Some(p) if *p == set.paths => sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v),
             Some(_) => {
                 return Err(Error::Invalid(format!(
                     "{}: the ensemble's models did not read the same images (model {} skipped \
@@ -352,11 +350,11 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
             }
         }
     }
-    let Some((_, labels, skipped)) = first else {
+    if paths.is_none() {
         return Err(Error::Invalid(
             "an ensemble needs at least one model".into(),
         ));
-    };
+    }
     let secs = t0.elapsed().as_secs_f64();
     let n = members.len() as f32;
     let scores: Vec<f32> = sum.into_iter().map(|s| s / n).collect();
