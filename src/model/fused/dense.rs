@@ -16,7 +16,7 @@
 
 use super::conv_op::{self, ConvShape, out_size};
 use super::zeroed;
-use crate::model::matrix::gemm_into;
+use crate::model::matrix::{gemm_into, gemm_transposed};
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::tensor::FloatTensor;
@@ -129,6 +129,11 @@ impl Shape {
 /// Output channels per block of the weight gradient (a fixed split, whatever the threads).
 const ROWS: usize = 32;
 
+/// Output planes smaller than this (EfficientNet's 7×7 at 224 px; 6×6, 3×3, 2×2 at 48 px) are
+/// multiplied along the channels ([`gemm_transposed`]) in the 1×1 layers' forward pass and
+/// input gradient.
+const SMALL_PLANE: usize = 64;
+
 /// The output `[n, c_out, ho·wo]`.
 pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
     let (howo, hw) = (s.howo(), s.h * s.w);
@@ -136,16 +141,13 @@ pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
     y.par_chunks_mut(s.co * howo)
         .zip(x.par_chunks(s.ci * hw))
         .for_each_init(Vec::new, |col, (y, x)| {
-            let x = s.columns(x, col);
             let rows = s.rows();
-            gemm_into(
-                [s.co, howo, rows],
-                y,
-                howo,
-                false,
-                (weight, rows, 1),
-                (x, howo, 1),
-            );
+            let w = (weight, rows, 1);
+            if s.direct() && howo < SMALL_PLANE {
+                return gemm_transposed([s.co, howo, rows], y, w, (x, howo, 1), col);
+            }
+            let x = s.columns(x, col);
+            gemm_into([s.co, howo, rows], y, howo, false, w, (x, howo, 1));
         });
     y
 }
@@ -167,7 +169,10 @@ pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
                     (dy, howo, 1),
                 );
             };
-            if s.direct() {
+            if s.direct() && howo < SMALL_PLANE {
+                let wt = (weight, 1, rows);
+                gemm_transposed([rows, howo, s.co], dx, wt, (dy, howo, 1), col);
+            } else if s.direct() {
                 product(dx);
             } else {
                 col.resize(rows * howo, 0.0);
