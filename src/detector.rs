@@ -304,17 +304,10 @@ impl Detector {
     /// The verdict for a score of a `width`×`height` image: UNCERTAIN for shapes no detector was
     /// trained on (a shorter side under [`MIN_SIDE`] or sides more than [`MAX_ASPECT`]-fold apart).
     pub fn decide_image(&self, p_fake: f32, width: u32, height: u32) -> Decision {
-        let (short, long) = (width.min(height), width.max(height));
-        if short < MIN_SIDE || long as f32 > MAX_ASPECT * short as f32 {
-            return self.uncertain(
-                p_fake,
-                format!(
-                    "the image is {width}x{height}: too small or too elongated to judge \
-                     (a shorter side of at least {MIN_SIDE} px and sides at most {MAX_ASPECT}:1 are needed)"
-                ),
-            );
+        match unjudgeable(width, height) {
+            Some(reason) => self.uncertain(p_fake, reason),
+            None => self.decide(p_fake),
         }
-        self.decide(p_fake)
     }
 
     fn uncertain(&self, p_fake: f32, reason: String) -> Decision {
@@ -540,6 +533,44 @@ impl Detector {
     pub fn num_params(&self) -> usize {
         self.network.num_params()
     }
+}
+
+/// Why a `width`×`height` image cannot be judged (a shorter side under [`MIN_SIDE`], or sides
+/// more than [`MAX_ASPECT`]-fold apart), or `None`.
+pub fn unjudgeable(width: u32, height: u32) -> Option<String> {
+    let (short, long) = (width.min(height), width.max(height));
+    (short < MIN_SIDE || long as f32 > MAX_ASPECT * short as f32).then(|| {
+        format!(
+            "the image is {width}x{height}: too small or too elongated to judge \
+             (a shorter side of at least {MIN_SIDE} px and sides at most {MAX_ASPECT}:1 are needed)"
+        )
+    })
+}
+
+/// Several detectors as one: the mean of their thresholds, each chosen on its own validation
+/// split, against which the mean of their `p_fake` is decided.
+pub fn mean_threshold(members: &[Detector]) -> f32 {
+    members.iter().map(|d| d.meta.threshold).sum::<f32>() / members.len().max(1) as f32
+}
+
+/// The verdict of an ensemble's mean score for a `width`×`height` image: the class by
+/// [`mean_threshold`] (named as the first member names it), UNCERTAIN for shapes no detector
+/// can judge; no uncertain band (a mean of calibrated probabilities has no calibration of its
+/// own). `None` for no members.
+pub fn decide_mean(members: &[Detector], p_fake: f32, width: u32, height: u32) -> Option<Decision> {
+    let first = members.first()?;
+    let threshold = mean_threshold(members);
+    let fake = p_fake >= threshold;
+    let (label, reason) = match unjudgeable(width, height) {
+        Some(reason) => (UNCERTAIN.to_string(), Some(reason)),
+        None => (first.class_name(u8::from(fake)).to_string(), None),
+    };
+    Some(Decision {
+        p_fake,
+        label,
+        threshold,
+        reason,
+    })
 }
 
 /// softmax(logits)[FAKE].

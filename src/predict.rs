@@ -85,3 +85,42 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
         })
         .collect()
 }
+
+/// Score every input with several detectors as one ensemble (the rule of
+/// [`crate::eval::evaluate_ensemble`]): each member reads and scores the file its own way; the
+/// answer is the mean `p_fake` decided by [`crate::detector::decide_mean`], the model named
+/// `a + b`. A file any member could not score gets that member's error.
+pub fn predict_ensemble(members: &[Detector], inputs: &[PathBuf]) -> Vec<Prediction> {
+    let mut runs = members.iter().map(|d| predict_paths(d, inputs));
+    let Some(first) = runs.next() else {
+        return Vec::new();
+    };
+    let others: Vec<Vec<Prediction>> = runs.collect();
+    if others.is_empty() {
+        return first;
+    }
+    let name = members.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
+    let n = members.len() as f32;
+    first
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let rest = others.iter().filter_map(|run| run.get(i));
+            if p.error.is_some() {
+                return p;
+            }
+            if let Some(q) = rest.clone().find(|q| q.error.is_some()) {
+                return q.clone();
+            }
+            let sum = rest.fold(p.p_fake().unwrap_or(f32::NAN), |s, q| {
+                s + q.p_fake().unwrap_or(f32::NAN)
+            });
+            let (w, h) = (p.width.unwrap_or(0), p.height.unwrap_or(0));
+            Prediction {
+                decision: crate::detector::decide_mean(members, sum / n, w, h),
+                model: Some(name.join(" + ")),
+                ..p
+            }
+        })
+        .collect()
+}

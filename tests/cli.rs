@@ -458,3 +458,46 @@ fn evaluate_with_several_models_scores_them_as_one_ensemble() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--max-fpr"), "{}", stderr(&out));
 }
+
+/// Several `--model` flags on `predict`: each image's `p_fake` is the mean of the models'
+/// own, decided against the mean of their thresholds, the model named after both; a bad file
+/// is still one error line.
+#[test]
+fn predict_with_several_models_answers_their_mean() {
+    let dir = temp_dir("predict-ensemble");
+    make_dataset(&dir, 3, 32, 9);
+    std::fs::write(dir.join("REAL/broken.png"), b"not a png").unwrap();
+    let wide = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cifake-wide.synthscan");
+    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.synthscan");
+    let predict = |models: &[&str]| -> Vec<Value> {
+        let mut args = vec!["predict", "--json"];
+        for m in models {
+            args.extend_from_slice(&["--model", m]);
+        }
+        args.push(dir.to_str().unwrap());
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "the broken file fails: {}", stderr(&out));
+        let lines = stdout(&out);
+        lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let (a, b, both) = (predict(&[wide]), predict(&[default]), predict(&[wide, default]));
+    assert_eq!(both.len(), 7);
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    let mut scored = 0;
+    for ((x, y), m) in a.iter().zip(&b).zip(&both) {
+        assert_eq!(x["path"], m["path"]);
+        if x.get("error").is_some() {
+            assert!(m["error"].as_str().unwrap().contains("broken.png"), "{m}");
+            continue;
+        }
+        scored += 1;
+        let mean = (f(x, "p_fake") + f(y, "p_fake")) / 2.0;
+        assert!((f(m, "p_fake") - mean).abs() < 1e-5, "{m} vs {x} {y}");
+        let threshold = (f(x, "threshold") + f(y, "threshold")) / 2.0;
+        assert!((f(m, "threshold") - threshold).abs() < 1e-6, "{m}");
+        let label = if f(m, "p_fake") >= f(m, "threshold") { "FAKE" } else { "REAL" };
+        assert_eq!(m["label"], label, "{m}");
+        assert_eq!(m["model"], "cifake-wide + default");
+    }
+    assert_eq!(scored, 6);
+}

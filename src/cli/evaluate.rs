@@ -1,8 +1,8 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use synthscan::Result;
 use synthscan::eval::{Evaluation, evaluate_ensemble};
-use synthscan::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
@@ -31,18 +31,7 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
-    if a.model.len() > 1 && a.max_fpr.is_some() {
-        return Err(Error::Invalid(
-            "--max-fpr sets one model's threshold; it cannot be combined with several --model"
-                .into(),
-        ));
-    }
-    let members = if a.model.is_empty() {
-        vec![super::load_detector(None, a.tta, a.max_fpr)?]
-    } else {
-        let load = |m: &PathBuf| super::load_detector(Some(m), a.tta, a.max_fpr);
-        a.model.iter().map(load).collect::<Result<Vec<_>>>()?
-    };
+    let members = super::load_members(&a.model, a.tta, a.max_fpr)?;
     let ev = evaluate_ensemble(&members, &a.data, a.strict)?;
     if let Some(dir) = &a.plots {
         synthscan::report::write_evaluation_plots(

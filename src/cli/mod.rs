@@ -17,9 +17,9 @@ mod train;
 mod transfer;
 
 use clap::{Parser, Subcommand};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use synthscan::{Detector, Result};
+use synthscan::{Detector, Error, Result};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -99,6 +99,28 @@ fn load_detector(
         det.set_max_fpr(budget)?;
     }
     Ok(det)
+}
+
+/// The models of `--model` (the embedded default when none): several make one ensemble, whose
+/// threshold is the mean of theirs, so one model's `--max-fpr` budget is refused for them.
+fn load_members(
+    models: &[PathBuf],
+    tta: Option<bool>,
+    max_fpr: Option<f64>,
+) -> Result<Vec<Detector>> {
+    if models.len() > 1 && max_fpr.is_some() {
+        return Err(Error::Invalid(
+            "--max-fpr sets one model's threshold; it cannot be combined with several --model"
+                .into(),
+        ));
+    }
+    if models.is_empty() {
+        return Ok(vec![load_detector(None, tta, max_fpr)?]);
+    }
+    models
+        .iter()
+        .map(|m| load_detector(Some(m), tta, max_fpr))
+        .collect()
 }
 
 /// Exit status 1 when any item failed, else success.

@@ -2,13 +2,14 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synthscan::Result;
-use synthscan::predict::predict_paths;
+use synthscan::predict::predict_ensemble;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Model file (default: the model built into this binary).
+    /// Model file (default: the model built into this binary). Repeat it to score with several
+    /// models as one ensemble: the mean of their scores against the mean of their thresholds.
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Vec<PathBuf>,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
@@ -30,12 +31,12 @@ pub struct PredictArgs {
 }
 
 pub fn run(a: PredictArgs) -> Result<ExitCode> {
-    let det = super::load_detector(a.model.as_deref(), a.tta, a.max_fpr)?;
+    let members = super::load_members(&a.model, a.tta, a.max_fpr)?;
     let paths = match a.shard {
         Some(s) => s.select(&a.paths),
         None => a.paths,
     };
-    let preds = predict_paths(&det, &paths);
+    let preds = predict_ensemble(&members, &paths);
     let mut failed = false;
     for p in &preds {
         failed |= p.error.is_some();

@@ -358,7 +358,7 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
     let secs = t0.elapsed().as_secs_f64();
     let n = members.len() as f32;
     let scores: Vec<f32> = sum.into_iter().map(|s| s / n).collect();
-    let threshold = members.iter().map(|d| d.meta.threshold).sum::<f32>() / n;
+    let threshold = crate::detector::mean_threshold(members);
     let mut metrics = Metrics::compute(&scores, &labels, threshold);
     if let [det] = members
         && let Some(band) = det.meta.uncertain
