@@ -476,11 +476,23 @@ fn predict_with_several_models_answers_their_mean() {
         }
         args.push(dir.to_str().unwrap());
         let out = run(&args);
-        assert_eq!(out.status.code(), Some(1), "the broken file fails: {}", stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "the broken file fails: {}",
+            stderr(&out)
+        );
         let lines = stdout(&out);
-        lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     };
-    let (a, b, both) = (predict(&[wide]), predict(&[default]), predict(&[wide, default]));
+    let (a, b, both) = (
+        predict(&[wide]),
+        predict(&[default]),
+        predict(&[wide, default]),
+    );
     assert_eq!(both.len(), 7);
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
     let mut scored = 0;
@@ -495,7 +507,11 @@ fn predict_with_several_models_answers_their_mean() {
         assert!((f(m, "p_fake") - mean).abs() < 1e-5, "{m} vs {x} {y}");
         let threshold = (f(x, "threshold") + f(y, "threshold")) / 2.0;
         assert!((f(m, "threshold") - threshold).abs() < 1e-6, "{m}");
-        let label = if f(m, "p_fake") >= f(m, "threshold") { "FAKE" } else { "REAL" };
+        let label = if f(m, "p_fake") >= f(m, "threshold") {
+            "FAKE"
+        } else {
+            "REAL"
+        };
         assert_eq!(m["label"], label, "{m}");
         assert_eq!(m["model"], "cifake-wide + default");
     }

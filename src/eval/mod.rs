@@ -323,8 +323,8 @@ pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<
 /// same files (one skipped a file another scored).
 pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Result<Evaluation> {
     let root = data::resolve_class_root(dir, Part::Test)?;
-    let files = data::discover(&root)?;
     let t0 = Instant::now();
+    let files = data::discover(&root)?;
     let (mut sum, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     let mut paths: Option<Vec<PathBuf>> = None;
     for det in members {

@@ -368,6 +368,19 @@ mod tests {
         );
     }
 
+    /// Weights of a test loss `Σ y·weights` whose gradient differs at every image, channel, row
+    /// and column: a gradient that repeats across channels or images would hide a kernel that
+    /// reads the wrong one.
+    pub(super) fn loss_weights(y: &Tensor<4>) -> Tensor<4> {
+        let ones = y.clone().ones_like();
+        ones.cumsum(0)
+            .cumsum(1)
+            .cumsum(2)
+            .cumsum(3)
+            .mul_scalar(0.37)
+            .sin()
+    }
+
     fn grad_of<const D: usize>(t: &Tensor<D>, g: &burn::tensor::Gradients) -> Tensor<D> {
         t.grad(g).expect("a gradient")
     }
@@ -408,7 +421,7 @@ mod tests {
                 } else {
                     reference(&conv, &norm, pool, x.clone())
                 };
-                let weights = y.clone().ones_like().cumsum(3).sin();
+                let weights = loss_weights(&y);
                 let grads = (y.clone() * weights).sum().backward();
                 let g = (
                     grad_of(&x, &grads),
