@@ -1,15 +1,19 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use synthscan::Result;
 use synthscan::data::perturb::{DEFAULT_SWEEP, Perturbation};
 use synthscan::robust::{self, Sweep};
-use synthscan::{Detector, Result};
 
 #[derive(Args, Debug)]
 pub struct RobustnessArgs {
-    /// Model file (default: the model built into this binary).
+    /// Model file (default: the model built into this binary). Repeat it to sweep several
+    /// models as one ensemble: the mean of their scores against the mean of their thresholds.
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Vec<PathBuf>,
+    /// Override the models' stored flip test-time augmentation.
+    #[arg(long)]
+    tta: Option<bool>,
     /// Labelled folder: REAL/ + FAKE/, or a parent of test/.
     #[arg(long)]
     data: PathBuf,
@@ -33,19 +37,20 @@ pub struct RobustnessArgs {
 
 pub fn run(a: RobustnessArgs) -> Result<ExitCode> {
     let perturbations = Perturbation::parse_list(&a.perturbations)?;
-    let det = Detector::load_or_default(a.model.as_deref())?;
+    let members = super::load_members(&a.model, a.tta, None)?;
     let (images, labels) = robust::load_originals(&a.data, a.limit)?;
+    let name = members.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
     eprintln!(
         "{} images × {} perturbations with model {}",
         images.len(),
         perturbations.len(),
-        det.name
+        name.join(" + ")
     );
     let sweep = Sweep {
-        model: det.name.clone(),
+        model: name.join(" + "),
         data: a.data.display().to_string(),
-        threshold: det.meta.threshold,
-        rows: robust::sweep(&det, &images, &labels, &perturbations, a.seed),
+        threshold: synthscan::detector::mean_threshold(&members),
+        rows: robust::sweep(&members, &images, &labels, &perturbations, a.seed),
     };
     if let Some(dir) = &a.out {
         let write = |name: &str, text: String| synthscan::error::write_file(&dir.join(name), text);

@@ -70,48 +70,64 @@ pub fn load_originals(dir: &Path, limit: Option<usize>) -> Result<(Vec<RgbImage>
 }
 
 /// Score every image under every perturbation; `seed` drives the random ones (noise), image
-/// `i` getting `seed + i`, so the sweep is the same for the same seed.
+/// `i` getting `seed + i`, so the sweep is the same for the same seed. Several detectors are
+/// one ensemble (the rule of [`crate::eval::evaluate_ensemble`]): each prepares the perturbed
+/// image its own way, and a row reports their mean score against their mean threshold.
 pub fn sweep(
-    detector: &Detector,
+    members: &[Detector],
     images: &[RgbImage],
     labels: &[u8],
     perturbations: &[Perturbation],
     seed: u64,
 ) -> Vec<SweepRow> {
-    let clean = detector.score_set(&detector.image_set(images));
+    let clean = mean_scores(members, images, &Perturbation::None, seed);
+    let threshold = crate::detector::mean_threshold(members);
     perturbations
         .iter()
         .map(|p| {
             let scores = if *p == Perturbation::None {
                 clean.clone()
             } else {
-                let prepared: Vec<Vec<u8>> = images
-                    .par_iter()
-                    .enumerate()
-                    .map(|(i, img)| detector.prepare(&p.apply(img, seed.wrapping_add(i as u64))))
-                    .collect();
-                let mut set = detector.image_set(&[]);
-                set.pixels = prepared.concat();
-                set.labels = vec![0; images.len()];
-                detector.score_set(&set)
+                mean_scores(members, images, p, seed)
             };
-            row(detector, p, &scores, &clean, labels)
+            row(threshold, p, &scores, &clean, labels)
         })
         .collect()
 }
 
-fn row(
-    detector: &Detector,
-    p: &Perturbation,
-    scores: &[f32],
-    clean: &[f32],
-    labels: &[u8],
-) -> SweepRow {
-    let m = Metrics::compute(scores, labels, detector.meta.threshold);
+/// The members' mean score of every image under `p`; each member perturbs the full-size image
+/// again (the same seed gives the same image) and keeps only its prepared input, so memory
+/// holds one model's inputs, not the perturbed originals.
+fn mean_scores(members: &[Detector], images: &[RgbImage], p: &Perturbation, seed: u64) -> Vec<f32> {
+    let mut sum = vec![0f32; images.len()];
+    for det in members {
+        let set = if *p == Perturbation::None {
+            det.image_set(images)
+        } else {
+            let prepared: Vec<Vec<u8>> = images
+                .par_iter()
+                .enumerate()
+                .map(|(i, img)| det.prepare(&p.apply(img, seed.wrapping_add(i as u64))))
+                .collect();
+            let mut set = det.image_set(&[]);
+            set.pixels = prepared.concat();
+            set.labels = vec![0; images.len()];
+            set
+        };
+        sum.iter_mut()
+            .zip(det.score_set(&set))
+            .for_each(|(s, v)| *s += v);
+    }
+    let n = members.len().max(1) as f32;
+    sum.into_iter().map(|s| s / n).collect()
+}
+
+fn row(threshold: f32, p: &Perturbation, scores: &[f32], clean: &[f32], labels: &[u8]) -> SweepRow {
+    let m = Metrics::compute(scores, labels, threshold);
     let flipped = scores
         .iter()
         .zip(clean)
-        .filter(|(a, b)| detector.class_of(**a) != detector.class_of(**b))
+        .filter(|(a, b)| (**a >= threshold) != (**b >= threshold))
         .count();
     SweepRow {
         perturbation: p.to_string(),
@@ -221,7 +237,7 @@ mod tests {
             .collect();
         let labels: Vec<u8> = (0..40).map(|i| (i % 2) as u8).collect();
         let ps = Perturbation::parse_list("none,jpeg:30,noise:0.05").unwrap();
-        let rows = sweep(&det, &images, &labels, &ps, 5);
+        let rows = sweep(std::slice::from_ref(&det), &images, &labels, &ps, 5);
         assert_eq!(rows.len(), 3);
         let clean = det.score_set(&det.image_set(&images));
         let m = Metrics::compute(&clean, &labels, det.meta.threshold);
@@ -229,7 +245,7 @@ mod tests {
         assert_eq!(rows[0].flipped, 0.0);
         assert_eq!(
             rows,
-            sweep(&det, &images, &labels, &ps, 5),
+            sweep(std::slice::from_ref(&det), &images, &labels, &ps, 5),
             "same seed, same sweep"
         );
         let sweep = Sweep {
@@ -240,5 +256,55 @@ mod tests {
         };
         assert_eq!(sweep.to_markdown().lines().count(), 5);
         assert!(sweep.to_csv().starts_with("perturbation,images,accuracy"));
+    }
+
+    /// Two models: every row is the metrics of their mean score against their mean threshold,
+    /// each member preparing the perturbed image its own way.
+    #[test]
+    fn an_ensemble_sweep_scores_the_members_mean() {
+        let wide = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cifake-wide.synthscan");
+        let members = [
+            Detector::embedded().unwrap(),
+            Detector::load(Path::new(wide)).unwrap(),
+        ];
+        let images: Vec<RgbImage> = (0..30)
+            .map(|k| {
+                RgbImage::from_fn(36, 33, |x, y| {
+                    image::Rgb([
+                        (x * 7 + k) as u8,
+                        (y * 9 + 3 * k) as u8,
+                        ((x * y) % 251) as u8,
+                    ])
+                })
+            })
+            .collect();
+        let labels: Vec<u8> = (0..30).map(|i| (i % 3 == 0) as u8).collect();
+        let ps = Perturbation::parse_list("none,jpeg:40").unwrap();
+        let rows = sweep(&members, &images, &labels, &ps, 3);
+        let threshold = (members[0].meta.threshold + members[1].meta.threshold) / 2.0;
+        for (row, p) in rows.iter().zip(&ps) {
+            let single: Vec<Vec<f32>> = members
+                .iter()
+                .map(|d| sweep_scores(d, &images, p))
+                .collect();
+            let mean: Vec<f32> = single[0]
+                .iter()
+                .zip(&single[1])
+                .map(|(a, b)| (a + b) / 2.0)
+                .collect();
+            let m = Metrics::compute(&mean, &labels, threshold);
+            assert_eq!((row.accuracy, row.roc_auc), (m.accuracy, m.roc_auc), "{p}");
+            assert_ne!(single[0], single[1]);
+        }
+    }
+
+    /// One detector's scores of the images under `p` (seed 3), prepared its own way.
+    fn sweep_scores(det: &Detector, images: &[RgbImage], p: &Perturbation) -> Vec<f32> {
+        let perturbed: Vec<RgbImage> = images
+            .iter()
+            .enumerate()
+            .map(|(i, img)| p.apply(img, 3 + i as u64))
+            .collect();
+        det.score_set(&det.image_set(&perturbed))
     }
 }
