@@ -264,11 +264,7 @@ impl Detector {
 
     /// The class a score falls in: FAKE at or above the threshold, else REAL.
     pub fn class_of(&self, p_fake: f32) -> u8 {
-        if p_fake >= self.meta.threshold {
-            data::FAKE
-        } else {
-            data::REAL
-        }
+        class_at(p_fake, self.meta.threshold)
     }
 
     /// The model's name for class 0 (REAL) or 1 (FAKE).
@@ -547,6 +543,21 @@ pub fn unjudgeable(width: u32, height: u32) -> Option<String> {
     })
 }
 
+/// The class a score falls in at `threshold`: FAKE at or above it, else REAL.
+pub fn class_at(p_fake: f32, threshold: f32) -> u8 {
+    if p_fake >= threshold {
+        data::FAKE
+    } else {
+        data::REAL
+    }
+}
+
+/// The name of several detectors as one: theirs joined, `a + b`.
+pub fn ensemble_name(members: &[Detector]) -> String {
+    let names: Vec<&str> = members.iter().map(|d| d.name.as_str()).collect();
+    names.join(" + ")
+}
+
 /// Several detectors as one: the mean of their thresholds, each chosen on its own validation
 /// split, against which the mean of their `p_fake` is decided.
 pub fn mean_threshold(members: &[Detector]) -> f32 {
@@ -560,10 +571,12 @@ pub fn mean_threshold(members: &[Detector]) -> f32 {
 pub fn decide_mean(members: &[Detector], p_fake: f32, width: u32, height: u32) -> Option<Decision> {
     let first = members.first()?;
     let threshold = mean_threshold(members);
-    let fake = p_fake >= threshold;
     let (label, reason) = match unjudgeable(width, height) {
         Some(reason) => (UNCERTAIN.to_string(), Some(reason)),
-        None => (first.class_name(u8::from(fake)).to_string(), None),
+        None => (
+            first.class_name(class_at(p_fake, threshold)).to_string(),
+            None,
+        ),
     };
     Some(Decision {
         p_fake,

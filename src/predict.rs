@@ -99,7 +99,7 @@ pub fn predict_ensemble(members: &[Detector], inputs: &[PathBuf]) -> Vec<Predict
     if others.is_empty() {
         return first;
     }
-    let name = members.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
+    let name = crate::detector::ensemble_name(members);
     let n = members.len() as f32;
     first
         .into_iter()
@@ -118,7 +118,7 @@ pub fn predict_ensemble(members: &[Detector], inputs: &[PathBuf]) -> Vec<Predict
             let (w, h) = (p.width.unwrap_or(0), p.height.unwrap_or(0));
             Prediction {
                 decision: crate::detector::decide_mean(members, sum / n, w, h),
-                model: Some(name.join(" + ")),
+                model: Some(name.clone()),
                 ..p
             }
         })

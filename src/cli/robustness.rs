@@ -39,15 +39,15 @@ pub fn run(a: RobustnessArgs) -> Result<ExitCode> {
     let perturbations = Perturbation::parse_list(&a.perturbations)?;
     let members = super::load_members(&a.model, a.tta, None)?;
     let (images, labels) = robust::load_originals(&a.data, a.limit)?;
-    let name = members.iter().map(|d| d.name.as_str()).collect::<Vec<_>>();
+    let name = synthscan::detector::ensemble_name(&members);
     eprintln!(
         "{} images × {} perturbations with model {}",
         images.len(),
         perturbations.len(),
-        name.join(" + ")
+        name
     );
     let sweep = Sweep {
-        model: name.join(" + "),
+        model: name,
         data: a.data.display().to_string(),
         threshold: synthscan::detector::mean_threshold(&members),
         rows: robust::sweep(&members, &images, &labels, &perturbations, a.seed),

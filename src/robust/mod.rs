@@ -5,7 +5,7 @@
 
 use crate::data::perturb::Perturbation;
 use crate::data::{self, Part, decode};
-use crate::detector::Detector;
+use crate::detector::{Detector, class_at};
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
 use image::RgbImage;
@@ -127,7 +127,7 @@ fn row(threshold: f32, p: &Perturbation, scores: &[f32], clean: &[f32], labels: 
     let flipped = scores
         .iter()
         .zip(clean)
-        .filter(|(a, b)| (**a >= threshold) != (**b >= threshold))
+        .filter(|(a, b)| class_at(**a, threshold) != class_at(**b, threshold))
         .count();
     SweepRow {
         perturbation: p.to_string(),

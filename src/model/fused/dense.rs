@@ -74,6 +74,11 @@ impl Shape {
         self.k == 1 && self.stride == 1 && self.padding == [0; 4]
     }
 
+    /// Whether the 1×1 products run along the channels ([`SMALL_PLANE`]).
+    fn transposed(&self) -> bool {
+        self.direct() && self.howo() < SMALL_PLANE
+    }
+
     /// The input `[c_in, h, w]` of one image as its column matrix `[c_in·k·k, ho·wo]`: row
     /// `(c, i, j)` holds input pixel `(o_h·stride + i − top, o_w·stride + j − left)` of channel
     /// `c` for each output pixel, zero in the padding. Borrowed when [`direct`](Self::direct).
@@ -143,7 +148,7 @@ pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
         .for_each_init(Vec::new, |col, (y, x)| {
             let rows = s.rows();
             let w = (weight, rows, 1);
-            if s.direct() && howo < SMALL_PLANE {
+            if s.transposed() {
                 return gemm_transposed([s.co, howo, rows], y, w, (x, howo, 1), col);
             }
             let x = s.columns(x, col);
@@ -169,7 +174,7 @@ pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
                     (dy, howo, 1),
                 );
             };
-            if s.direct() && howo < SMALL_PLANE {
+            if s.transposed() {
                 let wt = (weight, 1, rows);
                 gemm_transposed([rows, howo, s.co], dx, wt, (dy, howo, 1), col);
             } else if s.direct() {
