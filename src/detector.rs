@@ -221,6 +221,12 @@ impl Detector {
             path: path.to_path_buf(),
             message: m,
         };
+        if crate::ensemble::is_ensemble(bytes) {
+            return Err(bad(
+                "an ensemble of several models (synthscan ensemble); this command takes one model"
+                    .into(),
+            ));
+        }
         if bytes.len() < 22 || &bytes[..10] != MAGIC {
             return Err(bad("missing SYNTHSCAN header".into()));
         }
@@ -550,40 +556,6 @@ pub fn class_at(p_fake: f32, threshold: f32) -> u8 {
     } else {
         data::REAL
     }
-}
-
-/// The name of several detectors as one: theirs joined, `a + b`.
-pub fn ensemble_name(members: &[Detector]) -> String {
-    let names: Vec<&str> = members.iter().map(|d| d.name.as_str()).collect();
-    names.join(" + ")
-}
-
-/// Several detectors as one: the mean of their thresholds, each chosen on its own validation
-/// split, against which the mean of their `p_fake` is decided.
-pub fn mean_threshold(members: &[Detector]) -> f32 {
-    members.iter().map(|d| d.meta.threshold).sum::<f32>() / members.len().max(1) as f32
-}
-
-/// The verdict of an ensemble's mean score for a `width`×`height` image: the class by
-/// [`mean_threshold`] (named as the first member names it), UNCERTAIN for shapes no detector
-/// can judge; no uncertain band (a mean of calibrated probabilities has no calibration of its
-/// own). `None` for no members.
-pub fn decide_mean(members: &[Detector], p_fake: f32, width: u32, height: u32) -> Option<Decision> {
-    let first = members.first()?;
-    let threshold = mean_threshold(members);
-    let (label, reason) = match unjudgeable(width, height) {
-        Some(reason) => (UNCERTAIN.to_string(), Some(reason)),
-        None => (
-            first.class_name(class_at(p_fake, threshold)).to_string(),
-            None,
-        ),
-    };
-    Some(Decision {
-        p_fake,
-        label,
-        threshold,
-        reason,
-    })
 }
 
 /// softmax(logits)[FAKE].

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod config;
 pub mod data;
 pub mod detector;
+pub mod ensemble;
 pub mod error;
 pub mod eval;
 pub mod explain;

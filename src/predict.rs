@@ -2,6 +2,7 @@
 
 use crate::data::{self, decode};
 use crate::detector::{Decision, Detector};
+use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -86,12 +87,12 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
         .collect()
 }
 
-/// Score every input with several detectors as one ensemble (the rule of
+/// Score every input with a model or an ensemble (the rule of
 /// [`crate::eval::evaluate_ensemble`]): each member reads and scores the file its own way; the
-/// answer is the mean `p_fake` decided by [`crate::detector::decide_mean`], the model named
-/// `a + b`. A file any member could not score gets that member's error.
-pub fn predict_ensemble(members: &[Detector], inputs: &[PathBuf]) -> Vec<Prediction> {
-    let mut runs = members.iter().map(|d| predict_paths(d, inputs));
+/// answer is the mean `p_fake` decided by [`Ensemble::decide_image`], the model named `a + b`.
+/// A file any member could not score gets that member's error.
+pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Prediction> {
+    let mut runs = ensemble.iter().map(|d| predict_paths(d, inputs));
     let Some(first) = runs.next() else {
         return Vec::new();
     };
@@ -99,8 +100,8 @@ pub fn predict_ensemble(members: &[Detector], inputs: &[PathBuf]) -> Vec<Predict
     if others.is_empty() {
         return first;
     }
-    let name = crate::detector::ensemble_name(members);
-    let n = members.len() as f32;
+    let name = ensemble.name();
+    let n = ensemble.len() as f32;
     first
         .into_iter()
         .enumerate()
@@ -117,7 +118,7 @@ pub fn predict_ensemble(members: &[Detector], inputs: &[PathBuf]) -> Vec<Predict
             });
             let (w, h) = (p.width.unwrap_or(0), p.height.unwrap_or(0));
             Prediction {
-                decision: crate::detector::decide_mean(members, sum / n, w, h),
+                decision: Some(ensemble.decide_image(ensemble.combine(sum / n), w, h)),
                 model: Some(name.clone()),
                 ..p
             }

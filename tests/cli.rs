@@ -459,6 +459,177 @@ fn evaluate_with_several_models_scores_them_as_one_ensemble() {
     assert!(stderr(&out).contains("--max-fpr"), "{}", stderr(&out));
 }
 
+/// `synthscan ensemble` writes several models as one file that every command taking a model
+/// reads as those models: `evaluate` scores it as it scores the models given side by side,
+/// `info` lists the members, `explain` draws the members' mean map; commands that change one
+/// model (`calibrate`) refuse it, naming the file.
+#[test]
+fn an_ensemble_file_is_the_models_it_holds() {
+    let dir = temp_dir("ensemble-file");
+    make_dataset(&dir, 6, 32, 11);
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (default, wide) = (
+        format!("{root}/models/default.synthscan"),
+        format!("{root}/models/cifake-wide.synthscan"),
+    );
+    let ens = dir.join("pair.synthscan");
+    let e = ens.to_str().unwrap();
+    let data = dir.to_str().unwrap();
+    let out = run(&[
+        "ensemble", "--model", &default, "--model", &wide, "--out", e,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("default + cifake-wide"),
+        "{}",
+        stdout(&out)
+    );
+    let eval = |models: &[&str]| -> Value {
+        let mut args = vec!["evaluate", "--json", "--data", data];
+        for m in models {
+            args.extend_from_slice(&["--model", m]);
+        }
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let (file, side) = (eval(&[e]), eval(&[&default, &wide]));
+    for k in ["accuracy", "roc_auc", "threshold", "count", "ece"] {
+        assert_eq!(file[k], side[k], "{k}");
+    }
+    let info = run(&["info", "--model", e]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let v: Value = serde_json::from_str(&stdout(&info)).unwrap();
+    assert_eq!(v["ensemble"], "default + cifake-wide");
+    assert_eq!(v["members"][1]["name"], "cifake-wide");
+    let cam = dir.join("cam");
+    let img = dir
+        .join("FAKE")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let out = run(&[
+        "explain",
+        "--model",
+        e,
+        "--out",
+        cam.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("layer=default:"), "{}", stdout(&out));
+    let csv = std::fs::read_dir(&cam)
+        .unwrap()
+        .filter_map(|f| f.ok().map(|f| f.path()))
+        .find(|p| p.to_string_lossy().ends_with(".cam.csv"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap();
+    let values: Vec<f32> = csv
+        .split([',', '\n'])
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)) && values.contains(&1.0));
+    for (args, says) in [
+        (
+            vec!["calibrate", "--model", e, "--data", data, "--out", "x"],
+            "ensemble",
+        ),
+        (
+            vec!["ensemble", "--model", &default, "--out", "x"],
+            "at least two",
+        ),
+        (
+            vec!["explain", "--model", e, "--layer", "stage2", data],
+            "layer",
+        ),
+        (
+            vec![
+                "evaluate",
+                "--model",
+                e,
+                "--data",
+                data,
+                "--max-fpr",
+                "0.01",
+            ],
+            "--max-fpr",
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+}
+
+/// `synthscan ensemble --data` fits the ensemble's own threshold and uncertain band on the
+/// validation split, which `evaluate` then uses (coverage reported) and `--max-fpr` moves.
+#[test]
+fn an_ensemble_calibrated_on_validation_has_its_own_band() {
+    let dir = temp_dir("ensemble-calibrated");
+    make_dataset(&dir, 20, 32, 13);
+    let cfg = dir.join("val.yaml");
+    std::fs::write(
+        &cfg,
+        "model: {preset: default}\ndata: {val_fraction: 0.4}\n",
+    )
+    .unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (default, wide) = (
+        format!("{root}/models/default.synthscan"),
+        format!("{root}/models/cifake-wide.synthscan"),
+    );
+    let ens = dir.join("cal.synthscan");
+    let (e, data) = (ens.to_str().unwrap(), dir.to_str().unwrap());
+    let out = run(&[
+        "ensemble",
+        "--model",
+        &default,
+        "--model",
+        &wide,
+        "--data",
+        data,
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        e,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: Value = serde_json::from_str(&stdout(&run(&["info", "--model", e]))).unwrap();
+    let images = info["calibration"]["facts"]["images"].as_u64().unwrap_or(0);
+    assert_eq!(images, 16, "40 % of 20 images per class: {info}");
+    assert!(
+        stderr(&out).contains("calibrated on 16 validation images"),
+        "{}",
+        stderr(&out)
+    );
+    let eval = |extra: &[&str]| -> Value {
+        let mut args = vec!["evaluate", "--json", "--model", e, "--data", data];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let v = eval(&[]);
+    let t = info["calibration"]["threshold"].as_f64().unwrap();
+    assert!(
+        (v["threshold"].as_f64().unwrap() - t).abs() < 1e-6,
+        "{v} {info}"
+    );
+    assert!(
+        v.get("coverage").is_some(),
+        "a calibrated ensemble answers UNCERTAIN: {v}"
+    );
+    let strict = eval(&["--max-fpr", "0.0"]);
+    assert!(
+        strict["threshold"].as_f64() >= v["threshold"].as_f64(),
+        "{strict}"
+    );
+}
+
 /// Several `--model` flags on `predict`: each image's `p_fake` is the mean of the models'
 /// own, decided against the mean of their thresholds, the model named after both; a bad file
 /// is still one error line.

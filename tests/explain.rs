@@ -232,7 +232,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn explain_paths_writes_files_at_the_original_size_and_names_bad_files() {
-    let det = untrained_detector();
+    let det = synthscan::ensemble::Ensemble::from(untrained_detector());
     let dir = temp_dir("paths");
     let mut rng = StdRng::seed_from_u64(3);
     let (small, _) = sample(&mut rng, true);

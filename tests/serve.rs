@@ -333,3 +333,66 @@ fn sigterm_lets_in_flight_requests_finish() {
         "new connections are refused"
     );
 }
+
+/// An ensemble file served: `/v1/model` lists its members, `/v1/detect` answers what
+/// `predict --model` of the same file answers (the members' mean against their mean threshold),
+/// and Grad-CAM is the members' mean map, taken at each member's block.
+#[test]
+fn an_ensemble_file_is_served_like_predict_scores_it() {
+    let dir = common::temp_dir("serve-ensemble");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (default, wide) = (
+        format!("{root}/models/default.synthscan"),
+        format!("{root}/models/cifake-wide.synthscan"),
+    );
+    let ens = dir.join("pair.synthscan");
+    let out = common::run(&[
+        "ensemble",
+        "--model",
+        &default,
+        "--model",
+        &wide,
+        "--out",
+        ens.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let file = dir.join("x.jpg");
+    std::fs::write(&file, jpeg32()).unwrap();
+    let out = common::run(&[
+        "predict",
+        "--json",
+        "--model",
+        ens.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let pred: serde_json::Value = serde_json::from_str(common::stdout(&out).trim()).unwrap();
+
+    let s = Server::start(&["--model", ens.to_str().unwrap()]);
+    let m = s.get("/v1/model").json();
+    assert_eq!(m["name"], "default + cifake-wide");
+    assert_eq!(m["members"].as_array().map(Vec::len), Some(2), "{m}");
+    let mean = (m["members"][0]["threshold"].as_f64().unwrap()
+        + m["members"][1]["threshold"].as_f64().unwrap())
+        / 2.0;
+    assert!(
+        (m["threshold"].as_f64().unwrap() - mean).abs() < 1e-6,
+        "{m}"
+    );
+    let v = s
+        .post("/v1/detect?explain=gradcam", "image/jpeg", &jpeg32())
+        .json();
+    assert!((v["p_fake"].as_f64().unwrap() - pred["p_fake"].as_f64().unwrap()).abs() < 1e-5);
+    for k in ["label", "model"] {
+        assert_eq!(v[k], pred[k], "{k}: {v}");
+    }
+    let t = v["threshold"].as_f64().unwrap();
+    assert!((t - pred["threshold"].as_f64().unwrap()).abs() < 1e-6 && (t - mean).abs() < 1e-6);
+    let layer = v["explain"]["layer"].as_str().unwrap_or_default();
+    assert!(
+        layer.starts_with("default:") && layer.contains(" + cifake-wide:"),
+        "{v}"
+    );
+    let png = base64_decode(v["explain"]["overlay_png"].as_str().unwrap());
+    assert!(image::load_from_memory_with_format(&png, ImageFormat::Png).is_ok());
+}

@@ -1,13 +1,15 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use synthscan::Result;
 use synthscan::explain::{self, CamMethod, CamTarget, ExplainOptions};
-use synthscan::{Detector, Result};
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
+    /// Model or ensemble file (default: the model built into this binary); repeat it to explain
+    /// several models as one ensemble (the mean of their maps).
     #[arg(long)]
-    model: Option<PathBuf>,
+    model: Vec<PathBuf>,
     /// gradcam or gradcam++.
     #[arg(long, default_value = "gradcam")]
     method: CamMethod,
@@ -27,10 +29,15 @@ pub struct ExplainArgs {
 }
 
 pub fn run(a: ExplainArgs) -> Result<ExitCode> {
-    let det = Detector::load_or_default(a.model.as_deref())?;
+    let ensemble = super::load_members(&a.model, None, None)?;
     if a.list_layers {
-        for l in explain::layers(&det) {
-            println!("{:<10} {}x{}x{}", l.name, l.channels, l.height, l.width);
+        for det in ensemble.iter() {
+            if ensemble.len() > 1 {
+                println!("{}:", det.name);
+            }
+            for l in explain::layers(det) {
+                println!("{:<10} {}x{}x{}", l.name, l.channels, l.height, l.width);
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -42,7 +49,7 @@ pub fn run(a: ExplainArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let mut failed = false;
-    for (path, result) in explain::explain_paths(&det, &a.paths, &opts)? {
+    for (path, result) in explain::explain_paths(&ensemble, &a.paths, &opts)? {
         match result {
             Ok(e) => println!(
                 "{}  p_fake={:.4}  {:<5} layer={}  {}",

@@ -1,6 +1,8 @@
 use clap::Args;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use synthscan::ensemble::Ensemble;
 use synthscan::{Detector, Error, Result};
 
 #[derive(Args, Debug)]
@@ -10,15 +12,35 @@ pub struct InfoArgs {
 }
 
 pub fn run(a: InfoArgs) -> Result<ExitCode> {
-    let det = Detector::load_or_default(a.model.as_deref())?;
+    let ensemble = Ensemble::load_or_default(a.model.as_deref())?;
+    let bad = |e: serde_json::Error| Error::Invalid(format!("model metadata as JSON: {e}"));
+    let v = match ensemble.single() {
+        Some(det) => describe(det)?,
+        None => {
+            let members: Vec<Value> = ensemble.iter().map(describe).collect::<Result<_>>()?;
+            serde_json::json!({
+                "ensemble": ensemble.name(),
+                "threshold": ensemble.threshold(),
+                "calibration": ensemble.calibration(),
+                "params": ensemble.iter().map(|d| d.num_params()).sum::<usize>(),
+                "members": members,
+            })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&v).map_err(bad)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One model's metadata, parameter count and layer names.
+fn describe(det: &Detector) -> Result<Value> {
     let bad = |e: serde_json::Error| Error::Invalid(format!("model metadata as JSON: {e}"));
     let mut v = serde_json::to_value(&det.meta).map_err(bad)?;
+    v["name"] = det.name.clone().into();
     v["params"] = det.num_params().into();
     // The false-alarm quantiles are for --max-fpr, not for reading.
     if let Some(q) = v.get_mut("real_quantiles") {
         *q = format!("{} values", det.meta.real_quantiles.len()).into();
     }
     v["layers"] = serde_json::to_value(det.network.layer_names()).map_err(bad)?;
-    println!("{}", serde_json::to_string_pretty(&v).map_err(bad)?);
-    Ok(ExitCode::SUCCESS)
+    Ok(v)
 }

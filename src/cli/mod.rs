@@ -5,6 +5,7 @@
 mod bench;
 mod calibrate;
 mod compare;
+mod ensemble;
 mod evaluate;
 mod explain;
 mod gan;
@@ -17,9 +18,10 @@ mod train;
 mod transfer;
 
 use clap::{Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::{Detector, Error, Result};
+use synthscan::Result;
+use synthscan::ensemble::Ensemble;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +49,9 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Show what a model file says about itself.
     Info(info::InfoArgs),
+    /// Save several models as one ensemble file: the mean of their scores against the mean of
+    /// their thresholds, usable wherever a model file is.
+    Ensemble(ensemble::EnsembleArgs),
     /// Compare run folders (or parents of run folders); `-seedN` repeats are shown as mean ± std.
     Compare(compare::CompareArgs),
     /// Accuracy, ROC-AUC and TPR at low false-alarm rates under JPEG, resizing, blur, noise and
@@ -74,6 +79,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Info(a) => info::run(a),
+        Command::Ensemble(a) => ensemble::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Robustness(a) => robustness::run(a),
         Command::Calibrate(a) => calibrate::run(a),
@@ -84,43 +90,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The model file (or the embedded one), with the TTA switch and the false-alarm budget
-/// applied when asked.
-fn load_detector(
-    model: Option<&Path>,
-    tta: Option<bool>,
-    max_fpr: Option<f64>,
-) -> Result<Detector> {
-    let mut det = Detector::load_or_default(model)?;
-    if let Some(on) = tta {
-        det.meta.tta = on;
-    }
+/// The models of `--model` (the embedded default when none), each a model file or an
+/// ensemble file, as one ensemble, with the TTA switch applied to every member and the
+/// false-alarm budget to the ensemble's decision (one model's, or a calibrated ensemble's).
+fn load_members(models: &[PathBuf], tta: Option<bool>, max_fpr: Option<f64>) -> Result<Ensemble> {
+    let mut ensemble = Ensemble::load_all(models)?;
     if let Some(budget) = max_fpr {
-        det.set_max_fpr(budget)?;
+        ensemble.set_max_fpr(budget)?;
     }
-    Ok(det)
-}
-
-/// The models of `--model` (the embedded default when none): several make one ensemble, whose
-/// threshold is the mean of theirs, so one model's `--max-fpr` budget is refused for them.
-fn load_members(
-    models: &[PathBuf],
-    tta: Option<bool>,
-    max_fpr: Option<f64>,
-) -> Result<Vec<Detector>> {
-    if models.len() > 1 && max_fpr.is_some() {
-        return Err(Error::Invalid(
-            "--max-fpr sets one model's threshold; it cannot be combined with several --model"
-                .into(),
-        ));
+    if let Some(on) = tta {
+        ensemble
+            .members_mut()
+            .iter_mut()
+            .for_each(|d| d.meta.tta = on);
     }
-    if models.is_empty() {
-        return Ok(vec![load_detector(None, tta, max_fpr)?]);
-    }
-    models
-        .iter()
-        .map(|m| load_detector(Some(m), tta, max_fpr))
-        .collect()
+    Ok(ensemble)
 }
 
 /// Exit status 1 when any item failed, else success.

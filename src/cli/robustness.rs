@@ -39,7 +39,7 @@ pub fn run(a: RobustnessArgs) -> Result<ExitCode> {
     let perturbations = Perturbation::parse_list(&a.perturbations)?;
     let members = super::load_members(&a.model, a.tta, None)?;
     let (images, labels) = robust::load_originals(&a.data, a.limit)?;
-    let name = synthscan::detector::ensemble_name(&members);
+    let name = members.name();
     eprintln!(
         "{} images × {} perturbations with model {}",
         images.len(),
@@ -49,7 +49,7 @@ pub fn run(a: RobustnessArgs) -> Result<ExitCode> {
     let sweep = Sweep {
         model: name,
         data: a.data.display().to_string(),
-        threshold: synthscan::detector::mean_threshold(&members),
+        threshold: members.threshold(),
         rows: robust::sweep(&members, &images, &labels, &perturbations, a.seed),
     };
     if let Some(dir) = &a.out {

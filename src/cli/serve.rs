@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use synthscan::detector::Detector;
 use synthscan::error::{Error, Result};
 use synthscan::serve::{self, AppState, ServeConfig, batcher::BatchConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Model file (default: the model built into this binary).
+    /// Model or ensemble file (default: the model built into this binary); repeat it to serve
+    /// several models as one ensemble.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
     /// Address to listen on; port 0 picks a free port (the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
@@ -88,8 +88,8 @@ impl ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = args.config()?;
-    let detector = Detector::load_or_default(args.model.as_deref())?;
-    let state = AppState::new(detector, config)?;
+    let ensemble = super::load_members(&args.model, None, None)?;
+    let state = AppState::new(ensemble, config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(rayon::current_num_threads().clamp(1, 4))
         .enable_all()

@@ -4,6 +4,7 @@ pub mod calibration;
 
 use crate::data::{self, Part};
 use crate::detector::Detector;
+use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -310,27 +311,73 @@ pub struct Evaluation {
 /// Evaluate on a labelled folder (`REAL/` + `FAKE/`, or the `test/` part of a parent).
 /// `images_per_second` covers decoding, resizing and inference.
 pub fn evaluate_folder(detector: &Detector, dir: &Path, strict: bool) -> Result<Evaluation> {
-    evaluate_ensemble(std::slice::from_ref(detector), dir, strict)
+    let t0 = Instant::now();
+    let scored = score_folder(std::slice::from_ref(detector), dir, strict)?;
+    Ok(scored.evaluation(detector.meta.threshold, detector.meta.uncertain, t0))
 }
 
-/// Evaluate several detectors as one: an ensemble assembled at evaluation time. Each member
-/// reads the files its own way (input size, resize or native-resolution crop) and scores them
-/// with its own test-time augmentation and temperature; the ensemble's score of an image is the
-/// mean of the members' `p_fake`, its threshold the mean of their thresholds (each chosen on
-/// its own validation split). The uncertain band applies to a single detector only: a mean of
-/// calibrated probabilities has no calibration of its own. `images_per_second` covers every
-/// member's decoding and inference. An error names the folder when the members do not read the
-/// same files (one skipped a file another scored).
-pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Result<Evaluation> {
-    let root = data::resolve_class_root(dir, Part::Test)?;
+/// Evaluate a model or an ensemble (each member reads the files its own way: input size,
+/// resize or native-resolution crop; scores them with its own test-time augmentation and
+/// temperature; the ensemble's score is the members' mean), decided by the ensemble's
+/// calibration, threshold and uncertain band ([`Ensemble::combine`], [`Ensemble::threshold`],
+/// [`Ensemble::band`]).
+/// `images_per_second` covers every member's decoding and inference.
+pub fn evaluate_ensemble(ensemble: &Ensemble, dir: &Path, strict: bool) -> Result<Evaluation> {
     let t0 = Instant::now();
-    let files = data::discover(&root)?;
+    let mut scored = score_folder(ensemble, dir, strict)?;
+    scored
+        .scores
+        .iter_mut()
+        .for_each(|s| *s = ensemble.combine(*s));
+    Ok(scored.evaluation(ensemble.threshold(), ensemble.band(), t0))
+}
+
+/// The members' mean scores of a labelled folder's files, in file order.
+pub struct Scored {
+    pub scores: Vec<f32>,
+    pub labels: Vec<u8>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl Scored {
+    /// Metrics at `threshold` (with the coverage of an uncertain `band`), timed from `t0`.
+    fn evaluation(self, threshold: f32, band: Option<[f32; 2]>, t0: Instant) -> Evaluation {
+        let mut metrics = Metrics::compute(&self.scores, &self.labels, threshold);
+        if let Some(band) = band {
+            metrics = metrics.with_band(&self.scores, &self.labels, band);
+        }
+        metrics.images_per_second = self.labels.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+        Evaluation {
+            metrics,
+            scores: self.scores,
+            labels: self.labels,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// [`score_files`] of the images of a labelled folder (or the `test/` part of a parent).
+pub fn score_folder(members: &[Detector], dir: &Path, strict: bool) -> Result<Scored> {
+    let root = data::resolve_class_root(dir, Part::Test)?;
+    score_files(members, &data::discover(&root)?, strict, &root)
+}
+
+/// Every member's `p_fake` of the labelled files, averaged. A file that a member cannot read
+/// is skipped (or, `strict`, an error); the members must skip the same files, else an error
+/// naming `source` (they read through the same decoder and limits, so only files changing on
+/// disk between the members' passes can do that).
+pub fn score_files(
+    members: &[Detector],
+    files: &[(PathBuf, u8)],
+    strict: bool,
+    source: &Path,
+) -> Result<Scored> {
     let (mut sum, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     let mut paths: Option<Vec<PathBuf>> = None;
     for det in members {
         // Files are read and prepared the model's way (resize or native-resolution crop).
         let (set, report) =
-            data::load_labelled_with(&files, det.meta.input_size, strict, &|path| {
+            data::load_labelled_with(files, det.meta.input_size, strict, &|path| {
                 det.load_input(path)
             })?;
         let scores = det.score_set(&set);
@@ -344,7 +391,7 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
                 return Err(Error::Invalid(format!(
                     "{}: the ensemble's models did not read the same images (model {} skipped \
                      a different set of files)",
-                    root.display(),
+                    source.display(),
                     det.name
                 )));
             }
@@ -355,20 +402,9 @@ pub fn evaluate_ensemble(members: &[Detector], dir: &Path, strict: bool) -> Resu
             "an ensemble needs at least one model".into(),
         ));
     }
-    let secs = t0.elapsed().as_secs_f64();
     let n = members.len() as f32;
-    let scores: Vec<f32> = sum.into_iter().map(|s| s / n).collect();
-    let threshold = crate::detector::mean_threshold(members);
-    let mut metrics = Metrics::compute(&scores, &labels, threshold);
-    if let [det] = members
-        && let Some(band) = det.meta.uncertain
-    {
-        metrics = metrics.with_band(&scores, &labels, band);
-    }
-    metrics.images_per_second = labels.len() as f64 / secs.max(1e-9);
-    Ok(Evaluation {
-        metrics,
-        scores,
+    Ok(Scored {
+        scores: sum.into_iter().map(|s| s / n).collect(),
         labels,
         skipped,
     })
@@ -403,7 +439,7 @@ mod tests {
         let ea = evaluate_folder(&a, &dir, true).unwrap();
         let eb = evaluate_folder(&b, &dir, true).unwrap();
         assert_ne!(ea.scores, eb.scores, "two different models");
-        let both = evaluate_ensemble(&[a, b], &dir, true).unwrap();
+        let both = evaluate_ensemble(&Ensemble::new(vec![a, b]).unwrap(), &dir, true).unwrap();
         assert_eq!(both.labels, ea.labels);
         assert_eq!(both.scores.len(), 6);
         for ((m, x), y) in both.scores.iter().zip(&ea.scores).zip(&eb.scores) {
@@ -420,7 +456,7 @@ mod tests {
         // The calibrated default answers UNCERTAIN in its band; a mean of two models has none.
         assert!(ea.metrics.coverage.is_some());
         assert!(both.metrics.coverage.is_none());
-        assert!(evaluate_ensemble(&[], &dir, true).is_err());
+        assert!(score_folder(&[], &dir, true).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

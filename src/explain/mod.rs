@@ -14,13 +14,16 @@
 //! colours and blends them over the original image, and [`explain_paths`] is the
 //! `synthscan explain` command's whole job.
 
+pub mod members;
 pub mod render;
 
 use crate::data::{self, ImageSet};
 use crate::detector::Detector;
+use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use burn::prelude::*;
 use image::RgbImage;
+pub use members::EnsembleCam;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -396,15 +399,17 @@ pub struct Explanation {
     pub files: CamFiles,
 }
 
-/// Explain every input (files, or folders searched recursively). A bad layer name fails the
-/// whole call; a bad image only its own entry, which names the file.
+/// Explain every input (files, or folders searched recursively) with a model or an ensemble
+/// (the members' mean map, [`EnsembleCam`]). A bad layer name fails the whole call; a bad image
+/// only its own entry, which names the file.
 pub fn explain_paths(
-    detector: &Detector,
+    ensemble: &Ensemble,
     inputs: &[PathBuf],
     opts: &ExplainOptions,
 ) -> Result<Vec<(PathBuf, Result<Explanation>)>> {
     // Built once: the default layer is found by running the network on a blank image.
-    let cam = Cam::new(detector, opts.layer.as_deref(), opts.method)?;
+    let layers: Vec<String> = opts.layer.iter().cloned().collect();
+    let cam = EnsembleCam::new(ensemble, &layers, opts.method)?;
     let mut stems = HashSet::new();
     let mut out = Vec::new();
     for item in data::expand_inputs(inputs) {
@@ -424,7 +429,7 @@ pub fn explain_paths(
 }
 
 fn explain_file(
-    cam: &Cam,
+    cam: &EnsembleCam,
     path: &Path,
     opts: &ExplainOptions,
     stems: &mut HashSet<String>,

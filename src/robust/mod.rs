@@ -6,6 +6,7 @@
 use crate::data::perturb::Perturbation;
 use crate::data::{self, Part, decode};
 use crate::detector::{Detector, class_at};
+use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
 use image::RgbImage;
@@ -72,23 +73,27 @@ pub fn load_originals(dir: &Path, limit: Option<usize>) -> Result<(Vec<RgbImage>
 /// Score every image under every perturbation; `seed` drives the random ones (noise), image
 /// `i` getting `seed + i`, so the sweep is the same for the same seed. Several detectors are
 /// one ensemble (the rule of [`crate::eval::evaluate_ensemble`]): each prepares the perturbed
-/// image its own way, and a row reports their mean score against their mean threshold.
+/// image its own way, and a row reports their mean score against the ensemble's threshold.
 pub fn sweep(
-    members: &[Detector],
+    members: &Ensemble,
     images: &[RgbImage],
     labels: &[u8],
     perturbations: &[Perturbation],
     seed: u64,
 ) -> Vec<SweepRow> {
-    let clean = mean_scores(members, images, &Perturbation::None, seed);
-    let threshold = crate::detector::mean_threshold(members);
+    let combined = |p: &Perturbation| -> Vec<f32> {
+        let means = mean_scores(members, images, p, seed);
+        means.into_iter().map(|m| members.combine(m)).collect()
+    };
+    let clean = combined(&Perturbation::None);
+    let threshold = members.threshold();
     perturbations
         .iter()
         .map(|p| {
             let scores = if *p == Perturbation::None {
                 clean.clone()
             } else {
-                mean_scores(members, images, p, seed)
+                combined(p)
             };
             row(threshold, p, &scores, &clean, labels)
         })
@@ -227,7 +232,8 @@ mod tests {
 
     #[test]
     fn the_clean_row_matches_plain_scoring_and_jpeg_moves_scores() {
-        let det = Detector::embedded().unwrap();
+        let ens = Ensemble::from(Detector::embedded().unwrap());
+        let det = &ens[0];
         let images: Vec<RgbImage> = (0..40)
             .map(|k| {
                 RgbImage::from_fn(32, 32, |x, y| {
@@ -237,7 +243,7 @@ mod tests {
             .collect();
         let labels: Vec<u8> = (0..40).map(|i| (i % 2) as u8).collect();
         let ps = Perturbation::parse_list("none,jpeg:30,noise:0.05").unwrap();
-        let rows = sweep(std::slice::from_ref(&det), &images, &labels, &ps, 5);
+        let rows = sweep(&ens, &images, &labels, &ps, 5);
         assert_eq!(rows.len(), 3);
         let clean = det.score_set(&det.image_set(&images));
         let m = Metrics::compute(&clean, &labels, det.meta.threshold);
@@ -245,7 +251,7 @@ mod tests {
         assert_eq!(rows[0].flipped, 0.0);
         assert_eq!(
             rows,
-            sweep(std::slice::from_ref(&det), &images, &labels, &ps, 5),
+            sweep(&ens, &images, &labels, &ps, 5),
             "same seed, same sweep"
         );
         let sweep = Sweep {
@@ -263,10 +269,11 @@ mod tests {
     #[test]
     fn an_ensemble_sweep_scores_the_members_mean() {
         let wide = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cifake-wide.synthscan");
-        let members = [
+        let members = Ensemble::new(vec![
             Detector::embedded().unwrap(),
             Detector::load(Path::new(wide)).unwrap(),
-        ];
+        ])
+        .unwrap();
         let images: Vec<RgbImage> = (0..30)
             .map(|k| {
                 RgbImage::from_fn(36, 33, |x, y| {

@@ -5,8 +5,7 @@
 //! answers 503) instead of letting memory grow.
 
 use super::metrics::Metrics;
-use crate::data::ImageSet;
-use crate::detector::Detector;
+use crate::ensemble::Ensemble;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -48,7 +47,8 @@ impl Default for BatchConfig {
 pub type Score = std::result::Result<f32, String>;
 
 struct Job {
-    pixels: Vec<u8>,
+    /// The image prepared for each member of the ensemble.
+    inputs: Vec<Vec<u8>>,
     reply: oneshot::Sender<Score>,
 }
 
@@ -65,7 +65,8 @@ pub enum SubmitError {
 pub struct Batcher {
     tx: SyncSender<Job>,
     metrics: Arc<Metrics>,
-    input_len: usize,
+    /// Bytes of each member's input.
+    input_lens: Vec<usize>,
     /// Images being decoded that will be submitted soon: a worker waits for more images only
     /// while some are on their way, so a lone request is not delayed by `max_wait`.
     incoming: Arc<AtomicUsize>,
@@ -81,11 +82,14 @@ impl Drop for Incoming {
 }
 
 impl Batcher {
-    /// Start `config.workers` threads scoring with `detector`.
-    pub fn start(detector: Arc<Detector>, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
+    /// Start `config.workers` threads scoring with `detector` (a model or an ensemble).
+    pub fn start(detector: Arc<Ensemble>, config: BatchConfig, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
-        let size = detector.meta.input_size as usize;
+        let input_lens = detector
+            .iter()
+            .map(|d| (d.meta.input_size as usize).pow(2) * 3)
+            .collect();
         let incoming = Arc::new(AtomicUsize::new(0));
         for i in 0..config.workers.max(1) {
             let (rx, det, cfg, m, inc) = (
@@ -105,7 +109,7 @@ impl Batcher {
         Self {
             tx,
             metrics,
-            input_len: size * size * 3,
+            input_lens,
             incoming,
         }
     }
@@ -116,13 +120,19 @@ impl Batcher {
         Incoming(self.incoming.clone())
     }
 
-    /// Queue one image (`input_size`² RGB bytes, HWC); the receiver yields its score.
-    pub fn submit(&self, pixels: Vec<u8>) -> Result<oneshot::Receiver<Score>, SubmitError> {
-        debug_assert_eq!(pixels.len(), self.input_len);
+    /// Queue one image, prepared for each member (`Ensemble::prepare`: `input_size`² RGB bytes,
+    /// HWC, each); the receiver yields its score.
+    pub fn submit(&self, inputs: Vec<Vec<u8>>) -> Result<oneshot::Receiver<Score>, SubmitError> {
+        debug_assert!(
+            inputs
+                .iter()
+                .map(Vec::len)
+                .eq(self.input_lens.iter().copied())
+        );
         let (reply, rx) = oneshot::channel();
         // Counted before sending so a fast worker never sees the depth go below zero.
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Job { pixels, reply }) {
+        match self.tx.try_send(Job { inputs, reply }) {
             Ok(()) => Ok(rx),
             Err(e) => {
                 self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
@@ -172,7 +182,7 @@ fn next_batch(
 
 fn worker(
     rx: &Mutex<Receiver<Job>>,
-    det: &Detector,
+    det: &Ensemble,
     cfg: &BatchConfig,
     metrics: &Metrics,
     incoming: &AtomicUsize,
@@ -199,26 +209,13 @@ fn worker(
     }
 }
 
-/// One forward pass over the batch (a lone image through `score_set`, which runs a flip-TTA
-/// model's mirror pass beside it on another core: lower latency when traffic is light); a panic
-/// inside the model becomes an error for each image instead of killing the worker.
-fn score_batch(det: &Detector, jobs: &[Job]) -> Vec<Score> {
-    let size = det.meta.input_size;
-    let mut set = ImageSet {
-        size,
-        ..Default::default()
-    };
-    for j in jobs {
-        set.pixels.extend_from_slice(&j.pixels);
-        set.labels.push(0);
-    }
-    let indices: Vec<usize> = (0..jobs.len()).collect();
+/// One forward pass per member over the batch (a lone image through `score_set`, which runs a
+/// flip-TTA model's mirror pass beside it on another core: lower latency when traffic is light);
+/// a panic inside a model becomes an error for each image instead of killing the worker.
+fn score_batch(det: &Ensemble, jobs: &[Job]) -> Vec<Score> {
     let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        if indices.len() == 1 {
-            det.score_set(&set)
-        } else {
-            det.score_batch(&set, &indices)
-        }
+        let inputs: Vec<&[Vec<u8>]> = jobs.iter().map(|j| j.inputs.as_slice()).collect();
+        det.score_prepared(&inputs)
     }));
     match run {
         Ok(scores) if scores.len() == jobs.len() => scores.into_iter().map(Ok).collect(),
@@ -237,14 +234,18 @@ fn score_batch(det: &Detector, jobs: &[Job]) -> Vec<Score> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Normalization;
-    use crate::detector::ModelMeta;
+    use crate::data::{ImageSet, Normalization};
+    use crate::detector::{Detector, ModelMeta};
 
-    fn tiny() -> Arc<Detector> {
+    fn model(size: u32) -> Detector {
         let arch = crate::model::preset("cifake-paper").unwrap();
         let device = crate::detector::default_device();
-        let meta = ModelMeta::untrained(arch.clone(), 16, Normalization::unit());
-        Arc::new(Detector::new(meta, arch.init(16, &device), device))
+        let meta = ModelMeta::untrained(arch.clone(), size, Normalization::unit());
+        Detector::new(meta, arch.init(size as usize, &device), device)
+    }
+
+    fn tiny() -> Arc<Ensemble> {
+        Arc::new(model(16).into())
     }
 
     #[test]
@@ -270,7 +271,7 @@ mod tests {
         let guards: Vec<_> = images.iter().map(|_| batcher.expect()).collect();
         let rxs: Vec<_> = images
             .iter()
-            .map(|px| batcher.submit(px.clone()).unwrap())
+            .map(|px| batcher.submit(vec![px.clone()]).unwrap())
             .collect();
         drop(guards);
         for (px, rx) in images.iter().zip(rxs) {
@@ -281,7 +282,7 @@ mod tests {
                 labels: vec![0],
                 paths: vec![],
             };
-            let alone = det.score_set(&set)[0];
+            let alone = det[0].score_set(&set)[0];
             assert!((got - alone).abs() < 1e-5, "{got} vs {alone}");
         }
         // All five were queued before the worker's 50 ms window closed: fewer passes than images.
@@ -304,7 +305,7 @@ mod tests {
         };
         let batcher = Batcher::start(det, cfg, metrics);
         let px = vec![0u8; 16 * 16 * 3];
-        let results: Vec<_> = (0..8).map(|_| batcher.submit(px.clone())).collect();
+        let results: Vec<_> = (0..8).map(|_| batcher.submit(vec![px.clone()])).collect();
         let refused = results.iter().filter(|r| r.is_err()).count();
         // At most 1 being scored + 2 waiting; the rest are refused.
         assert!(refused >= 5, "{refused} refused");
@@ -314,5 +315,46 @@ mod tests {
                 .filter_map(|r| r.as_ref().err())
                 .all(|e| *e == SubmitError::Full)
         );
+    }
+
+    /// An ensemble of two models of different input sizes: each image is prepared for both,
+    /// and a batch answers the mean of what each model says of it alone.
+    #[test]
+    fn an_ensemble_batch_answers_the_members_mean() {
+        let ens = Arc::new(Ensemble::new(vec![model(16), model(24)]).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let cfg = BatchConfig {
+            max_batch: 4,
+            max_wait: Duration::from_millis(50),
+            workers: 1,
+            ..BatchConfig::default()
+        };
+        let batcher = Batcher::start(ens.clone(), cfg, metrics);
+        let images: Vec<image::RgbImage> = (0..3u32)
+            .map(|k| {
+                image::RgbImage::from_fn(20 + k, 18, |x, y| {
+                    image::Rgb([(x * 13 + k) as u8, (y * 7) as u8, (x * y) as u8])
+                })
+            })
+            .collect();
+        let guards: Vec<_> = images.iter().map(|_| batcher.expect()).collect();
+        let rxs: Vec<_> = images
+            .iter()
+            .map(|img| batcher.submit(ens.prepare(img)).unwrap())
+            .collect();
+        drop(guards);
+        for (img, rx) in images.iter().zip(rxs) {
+            let got = rx.blocking_recv().unwrap().unwrap();
+            let alone: Vec<f32> = ens
+                .iter()
+                .map(|d| d.score_set(&d.single(img.clone()))[0])
+                .collect();
+            let mean = (alone[0] + alone[1]) / 2.0;
+            assert!((got - mean).abs() < 1e-5, "{got} vs {alone:?}");
+            assert!(
+                (alone[0] - alone[1]).abs() > 1e-6,
+                "the members differ: {alone:?}"
+            );
+        }
     }
 }

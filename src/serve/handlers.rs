@@ -44,11 +44,40 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
-    let det = &st.detector;
-    let prov = &det.meta.provenance;
     let c = &st.config;
-    Json(json!({
-        "name": st.model_name,
+    let members: Vec<Value> = st
+        .ensemble
+        .iter()
+        .zip(&st.cam_layers)
+        .map(|(det, layer)| describe(det, layer))
+        .collect();
+    // One model: its own fields at the top, as before ensembles; several: the members.
+    let mut v = match members.as_slice() {
+        [one] => one.clone(),
+        _ => json!({ "members": members, "calibration": st.ensemble.calibration() }),
+    };
+    v["name"] = json!(st.model_name);
+    v["threshold"] = json!(st.ensemble.threshold());
+    v["params"] = json!(st.ensemble.iter().map(|d| d.num_params()).sum::<usize>());
+    v["serving"] = json!({
+        "max_batch": c.batch.max_batch,
+        "max_wait_ms": c.batch.max_wait.as_secs_f64() * 1e3,
+        "workers": c.batch.workers,
+        "queue_capacity": c.batch.queue_capacity,
+        "max_body_bytes": c.max_body_bytes,
+        "max_pixels": c.max_pixels,
+        "request_timeout_ms": c.request_timeout.as_millis() as u64,
+        "max_concurrency": c.max_concurrency,
+        "max_batch_items": c.max_batch_items,
+    });
+    Json(v)
+}
+
+/// What `/v1/model` says of one model.
+fn describe(det: &crate::Detector, cam_layer: &str) -> Value {
+    let prov = &det.meta.provenance;
+    json!({
+        "name": det.name,
         "input_size": det.meta.input_size,
         "threshold": det.meta.threshold,
         "class_names": det.meta.class_names,
@@ -57,19 +86,8 @@ pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
         "arch": det.meta.arch,
         "metrics": { "test": prov.get("test"), "val": prov.get("val") },
         "provenance": prov,
-        "explain_layer": st.cam_layer,
-        "serving": {
-            "max_batch": c.batch.max_batch,
-            "max_wait_ms": c.batch.max_wait.as_secs_f64() * 1e3,
-            "workers": c.batch.workers,
-            "queue_capacity": c.batch.queue_capacity,
-            "max_body_bytes": c.max_body_bytes,
-            "max_pixels": c.max_pixels,
-            "request_timeout_ms": c.request_timeout.as_millis() as u64,
-            "max_concurrency": c.max_concurrency,
-            "max_batch_items": c.max_batch_items,
-        },
-    }))
+        "explain_layer": cam_layer,
+    })
 }
 
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
@@ -134,7 +152,7 @@ pub async fn detect_batch(
 }
 
 /// Every field `predict --json` gives for a scored file (the decision through
-/// `Detector::decide_image`, the model, the image's size), without the path.
+/// `Ensemble::decide_image`, the model, the image's size), without the path.
 fn prediction_fields(
     st: &AppState,
     p_fake: f32,
@@ -143,7 +161,7 @@ fn prediction_fields(
 ) -> serde_json::Map<String, Value> {
     let p = Prediction {
         path: PathBuf::new(),
-        decision: Some(st.detector.decide_image(p_fake, width, height)),
+        decision: Some(st.ensemble.decide_image(p_fake, width, height)),
         model: Some(st.model_name.clone()),
         width: Some(width),
         height: Some(height),
@@ -160,7 +178,8 @@ fn prediction_fields(
 struct Decoded {
     width: u32,
     height: u32,
-    pixels: Vec<u8>,
+    /// The image prepared for each model.
+    inputs: Vec<Vec<u8>>,
     image: Option<RgbImage>,
 }
 
@@ -178,15 +197,15 @@ async fn decode_upload(
         .await
         .map_err(|_| ApiError::internal("decoder closed"))?;
     let max_pixels = st.config.max_pixels;
-    let detector = st.detector.clone();
+    let ensemble = st.ensemble.clone();
     let job = tokio::task::spawn_blocking(move || {
         let name = Path::new(&upload.name);
         let img = decode::decode_rgb_within(&upload.bytes, name, max_pixels)?;
-        let pixels = detector.prepare(&img);
+        let inputs = ensemble.prepare(&img);
         Ok::<_, crate::Error>(Decoded {
             width: img.width(),
             height: img.height(),
-            pixels,
+            inputs,
             image: keep.then_some(img),
         })
     });
@@ -201,7 +220,7 @@ async fn analyse(st: Arc<AppState>, upload: Upload, explain: bool) -> Result<Val
     let t0 = Instant::now();
     let on_its_way = st.batcher.expect();
     let decoded = decode_upload(&st, upload, explain).await?;
-    let submitted = st.batcher.submit(decoded.pixels);
+    let submitted = st.batcher.submit(decoded.inputs);
     drop(on_its_way);
     let rx = submitted.map_err(|e| match e {
         SubmitError::Full => ApiError::overloaded("the inference queue is full; retry shortly"),
@@ -214,10 +233,11 @@ async fn analyse(st: Arc<AppState>, upload: Upload, explain: bool) -> Result<Val
     let mut out = prediction_fields(&st, p_fake, decoded.width, decoded.height);
     if let Some(img) = decoded.image {
         let st2 = st.clone();
-        let layer = st.cam_layer.clone();
-        let ex = tokio::task::spawn_blocking(move || overlay::gradcam(&st2.detector, &img, &layer))
-            .await
-            .map_err(|_| ApiError::internal("the explanation failed on this image"))??;
+        let ex = tokio::task::spawn_blocking(move || {
+            overlay::gradcam(&st2.ensemble, &img, &st2.cam_layers)
+        })
+        .await
+        .map_err(|_| ApiError::internal("the explanation failed on this image"))??;
         out.insert("explain".into(), json!(ex));
     }
     out.insert("ms".into(), json!(t0.elapsed().as_secs_f64() * 1e3));

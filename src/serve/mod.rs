@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod overlay;
 mod upload;
 
-use crate::detector::Detector;
+use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -77,33 +77,36 @@ impl Default for ServeConfig {
 
 /// What every handler sees.
 pub struct AppState {
-    pub detector: Arc<Detector>,
+    /// The model, or several answering as one.
+    pub ensemble: Arc<Ensemble>,
     pub model_name: String,
     pub config: ServeConfig,
     pub metrics: Arc<Metrics>,
     batcher: Batcher,
-    /// The block Grad-CAM is taken at, resolved once (it runs the network on a blank image).
-    cam_layer: String,
+    /// The block of each member Grad-CAM is taken at, resolved once (it runs the networks on a
+    /// blank image).
+    cam_layers: Vec<String>,
     ready: AtomicBool,
     permits: Arc<Semaphore>,
     decode_permits: Arc<Semaphore>,
 }
 
 impl AppState {
-    /// Start the batch workers for `detector`.
-    pub fn new(detector: Detector, config: ServeConfig) -> Result<Self> {
-        let model_name = detector.name.clone();
-        let k = crate::explain::resolve_layer(&detector, None)?;
-        let cam_layer = detector.network.layer_names()[k].clone();
-        let detector = Arc::new(detector);
+    /// Start the batch workers for a model (`Ensemble::from(detector)`) or an ensemble.
+    pub fn new(ensemble: Ensemble, config: ServeConfig) -> Result<Self> {
+        let model_name = ensemble.name();
+        let cam_layers =
+            crate::explain::EnsembleCam::new(&ensemble, &[], crate::explain::CamMethod::GradCam)?
+                .layer_names();
+        let ensemble = Arc::new(ensemble);
         let metrics = Arc::new(Metrics::default());
-        let batcher = Batcher::start(detector.clone(), config.batch.clone(), metrics.clone());
+        let batcher = Batcher::start(ensemble.clone(), config.batch.clone(), metrics.clone());
         Ok(Self {
-            detector,
+            ensemble,
             model_name,
             metrics,
             batcher,
-            cam_layer,
+            cam_layers,
             ready: AtomicBool::new(true),
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             decode_permits: Arc::new(Semaphore::new(config.decode_concurrency.max(1))),

@@ -1,7 +1,7 @@
 //! `?explain=gradcam`: the Grad-CAM map of an upload through [`crate::explain`], blended over
 //! the image and returned as a base64 PNG.
 
-use crate::detector::Detector;
+use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use crate::explain::{self, CamMethod, CamTarget, render::DEFAULT_ALPHA};
 use image::{RgbImage, imageops::FilterType};
@@ -46,9 +46,10 @@ fn display_size(image: &RgbImage) -> RgbImage {
     }
 }
 
-/// Grad-CAM of `image` for the FAKE class at `layer` (resolved once at start-up).
-pub fn gradcam(detector: &Detector, image: &RgbImage, layer: &str) -> Result<Explained> {
-    let map = explain::Cam::new(detector, Some(layer), CamMethod::GradCam)?
+/// Grad-CAM of `image` for the FAKE class at each model's block of `layers` (resolved once at
+/// start-up): the model's map, or the mean of an ensemble's.
+pub fn gradcam(ensemble: &Ensemble, image: &RgbImage, layers: &[String]) -> Result<Explained> {
+    let map = explain::EnsembleCam::new(ensemble, layers, CamMethod::GradCam)?
         .map(image, CamTarget::Fake)?;
     let shown = explain::overlay(&display_size(image), &map, DEFAULT_ALPHA);
     let mut png = Cursor::new(Vec::new());

@@ -1,0 +1,631 @@
+//! [`Ensemble`]: several detectors answering as one, and its file.
+//!
+//! Each member reads an image its own way (input size, resize or native-resolution crop, flip
+//! TTA, temperature); the ensemble's `p_fake` is the mean of the members' own, decided against
+//! the mean of their thresholds (each chosen on its member's validation split) until the
+//! ensemble is calibrated ([`Ensemble::calibrate`]: a threshold, an uncertain band and
+//! false-alarm quantiles fitted on its own mean validation scores). One member is that member,
+//! with its own decision rule (uncertain band, `--max-fpr`).
+//!
+//! File layout: `SYNTHSCAN-ENSEMBLE\0`, u32 format version, u64 length of the JSON header
+//! ([`Header`]: the members' names and byte lengths, the calibration), then each member's model
+//! file in turn
+//! ([`crate::detector`]'s format), so a member can be cut out and used alone.
+
+use crate::detector::{Decision, Detector, UNCERTAIN, class_at, unjudgeable};
+use crate::error::{Error, Result};
+use crate::eval::ThresholdRule;
+use crate::eval::calibration::{self, CalibrationFacts};
+use serde::{Deserialize, Serialize};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &[u8; 19] = b"SYNTHSCAN-ENSEMBLE\0";
+const FORMAT_VERSION: u32 = 1;
+/// Most members an ensemble takes: each scores every image, so this bounds a file's cost.
+pub const MAX_MEMBERS: usize = 8;
+const PREFIX: usize = MAGIC.len() + 4 + 8;
+
+/// What an ensemble file says before its members.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub members: Vec<MemberEntry>,
+    /// The decision rule fitted on the members' mean validation scores, when calibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+/// How a calibrated ensemble scores and decides, fitted on its members' mean scores of a
+/// validation split: the mean's margin divided by a temperature, then a monotone correction,
+/// and the threshold, uncertain band and false-alarm quantiles of those calibrated scores.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub temperature: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isotonic: Option<calibration::Isotonic>,
+    pub threshold: f32,
+    /// Mean scores in `[lo, hi)` are answered UNCERTAIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertain: Option<[f32; 2]>,
+    /// Quantiles of the REAL validation images' mean scores, for `--max-fpr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub real_quantiles: Vec<f32>,
+    pub facts: CalibrationFacts,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberEntry {
+    /// The member's name in answers (its file stem when the ensemble was built).
+    pub name: String,
+    /// Length of its model file in the bytes that follow the header.
+    pub bytes: u64,
+}
+
+impl Calibration {
+    /// The calibrated `p_fake` of a members' mean score.
+    pub fn map(&self, mean: f32) -> f32 {
+        let p = calibration::sigmoid(calibration::margin(mean) / self.temperature);
+        self.isotonic.as_ref().map_or(p, |iso| iso.apply(p))
+    }
+}
+
+/// One or more detectors answering as one.
+pub struct Ensemble {
+    members: Vec<Detector>,
+    /// Several members' own decision rule, once calibrated; else the mean of their thresholds.
+    calibration: Option<Calibration>,
+}
+
+impl Deref for Ensemble {
+    type Target = [Detector];
+    fn deref(&self) -> &[Detector] {
+        &self.members
+    }
+}
+
+impl From<Detector> for Ensemble {
+    fn from(det: Detector) -> Self {
+        Self {
+            members: vec![det],
+            calibration: None,
+        }
+    }
+}
+
+impl Ensemble {
+    /// At least one and at most [`MAX_MEMBERS`] detectors.
+    pub fn new(members: Vec<Detector>) -> Result<Self> {
+        match members.len() {
+            0 => Err(Error::Invalid(
+                "an ensemble needs at least one model".into(),
+            )),
+            n if n > MAX_MEMBERS => Err(Error::Invalid(format!(
+                "an ensemble of {n} models: at most {MAX_MEMBERS} are allowed"
+            ))),
+            _ => Ok(Self {
+                members,
+                calibration: None,
+            }),
+        }
+    }
+
+    pub fn members(&self) -> &[Detector] {
+        &self.members
+    }
+
+    pub fn members_mut(&mut self) -> &mut [Detector] {
+        &mut self.members
+    }
+
+    pub fn into_members(self) -> Vec<Detector> {
+        self.members
+    }
+
+    /// The single detector, when there is exactly one.
+    pub fn single(&self) -> Option<&Detector> {
+        match self.members.as_slice() {
+            [det] => Some(det),
+            _ => None,
+        }
+    }
+
+    /// `a + b`: the members' names (one member: its own).
+    pub fn name(&self) -> String {
+        ensemble_name(&self.members)
+    }
+
+    /// The threshold the score is decided against: one member's own; several members' fitted
+    /// one once calibrated, else the mean of theirs.
+    pub fn threshold(&self) -> f32 {
+        match (self.single(), &self.calibration) {
+            (Some(det), _) => det.meta.threshold,
+            (None, Some(c)) => c.threshold,
+            (None, None) => mean_threshold(&self.members),
+        }
+    }
+
+    /// Scores in `[lo, hi)` are answered UNCERTAIN: one member's band, or a calibrated
+    /// ensemble's; an uncalibrated mean has none.
+    pub fn band(&self) -> Option<[f32; 2]> {
+        match (self.single(), &self.calibration) {
+            (Some(det), _) => det.meta.uncertain,
+            (None, Some(c)) => c.uncertain,
+            (None, None) => None,
+        }
+    }
+
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
+    }
+
+    /// The ensemble's `p_fake` from its members' mean score: through the fitted temperature
+    /// and correction once several members are calibrated, else the mean itself.
+    pub fn combine(&self, mean: f32) -> f32 {
+        match (&self.calibration, self.single()) {
+            (Some(c), None) => c.map(mean),
+            _ => mean,
+        }
+    }
+
+    /// The verdict on a mean score of a `width`×`height` image: one member's own rule; for
+    /// several, UNCERTAIN for unjudgeable shapes and inside the calibrated band, else the class
+    /// at [`Self::threshold`] (named as the first member names it).
+    pub fn decide_image(&self, p_fake: f32, width: u32, height: u32) -> Decision {
+        if let Some(det) = self.single() {
+            return det.decide_image(p_fake, width, height);
+        }
+        let threshold = self.threshold();
+        let reason = unjudgeable(width, height).or_else(|| {
+            let [lo, hi] = self.band()?;
+            (p_fake >= lo && p_fake < hi).then(|| {
+                format!("p_fake is in the uncertain band [{lo:.3}, {hi:.3}) of this ensemble")
+            })
+        });
+        let label = match (&reason, self.members.first()) {
+            (None, Some(first)) => first.class_name(class_at(p_fake, threshold)).to_string(),
+            _ => UNCERTAIN.to_string(),
+        };
+        Decision {
+            p_fake,
+            label,
+            threshold,
+            reason,
+        }
+    }
+
+    /// Fit several members' calibration on their mean scores (`means`, before
+    /// [`Self::combine`]) of labelled validation images: a temperature on the mean's margin and
+    /// a monotone correction; then, on the calibrated scores, the threshold by `rule`, the REAL
+    /// quantiles for `--max-fpr`, and the uncertain band outside which answers reach
+    /// `target_accuracy`. One member keeps its own calibration (`synthscan calibrate`), so this
+    /// is an error for it.
+    pub fn calibrate(
+        &mut self,
+        means: &[f32],
+        labels: &[u8],
+        target_accuracy: f64,
+        rule: ThresholdRule,
+    ) -> Result<&Calibration> {
+        if self.single().is_some() || means.is_empty() || means.len() != labels.len() {
+            return Err(Error::Invalid(format!(
+                "calibrating an ensemble needs several models and labelled validation scores \
+                 ({} models, {} scores, {} labels)",
+                self.members.len(),
+                means.len(),
+                labels.len()
+            )));
+        }
+        let margins: Vec<f32> = means.iter().map(|&p| calibration::margin(p)).collect();
+        let temperature = calibration::fit_temperature(&margins, labels);
+        let scaled: Vec<f32> = margins
+            .iter()
+            .map(|&m| calibration::sigmoid(m / temperature))
+            .collect();
+        let isotonic = calibration::fit_isotonic(&scaled, labels);
+        let scores: Vec<f32> = scaled.iter().map(|&p| isotonic.apply(p)).collect();
+        let threshold = crate::eval::choose_threshold(&scores, labels, rule);
+        let real: Vec<f32> = scores
+            .iter()
+            .zip(labels)
+            .filter(|(_, l)| **l == crate::data::REAL)
+            .map(|(s, _)| *s)
+            .collect();
+        let band = calibration::uncertain_band(&scores, labels, threshold, target_accuracy);
+        let (coverage, confident_accuracy) = band
+            .map(|b| calibration::band_coverage(&scores, labels, threshold, b))
+            .unwrap_or((1.0, 0.0));
+        let ece = |s: &[f32]| calibration::ece(s, labels, calibration::ECE_BINS);
+        Ok(self.calibration.insert(Calibration {
+            temperature,
+            isotonic: Some(isotonic),
+            threshold,
+            uncertain: band,
+            real_quantiles: calibration::quantiles(&real),
+            facts: CalibrationFacts {
+                images: scores.len(),
+                ece_before: ece(means),
+                ece_after: ece(&scores),
+                target_accuracy,
+                coverage,
+                confident_accuracy,
+            },
+        }))
+    }
+
+    /// Set the threshold that keeps false alarms on REAL validation images within `budget`:
+    /// one member's own (its stored quantiles), or a calibrated ensemble's; the uncertain band
+    /// is widened to include it.
+    pub fn set_max_fpr(&mut self, budget: f64) -> Result<()> {
+        if let [det] = self.members.as_mut_slice() {
+            return det.set_max_fpr(budget);
+        }
+        let name = self.name();
+        let c = self.calibration.as_mut().ok_or_else(|| {
+            Error::Invalid(format!(
+                "--max-fpr {budget}: the ensemble {name} is not calibrated (write it with \
+                 synthscan ensemble --data DIR to choose its threshold on validation images)"
+            ))
+        })?;
+        let t =
+            calibration::threshold_from_quantiles(&c.real_quantiles, budget).ok_or_else(|| {
+                Error::Invalid(format!("--max-fpr {budget}: the budget is outside [0, 1]"))
+            })?;
+        c.threshold = t;
+        if let Some([lo, hi]) = c.uncertain {
+            c.uncertain = Some([lo.min(t), hi.max(t)]);
+        }
+        Ok(())
+    }
+
+    /// Each member's input pixels for one decoded image, in member order.
+    pub fn prepare(&self, img: &image::RgbImage) -> Vec<Vec<u8>> {
+        self.members.iter().map(|d| d.prepare(img)).collect()
+    }
+
+    /// The mean `p_fake` of images already prepared by [`Self::prepare`] (one entry per image);
+    /// a lone image goes through `score_set`, which runs flip TTA's mirror pass beside it.
+    pub fn score_prepared(&self, inputs: &[&[Vec<u8>]]) -> Vec<f32> {
+        let mut sum = vec![0.0f32; inputs.len()];
+        for (k, det) in self.members.iter().enumerate() {
+            let mut set = crate::data::ImageSet {
+                size: det.meta.input_size,
+                ..Default::default()
+            };
+            for input in inputs {
+                set.pixels
+                    .extend_from_slice(input.get(k).map_or(&[][..], |v| v.as_slice()));
+                set.labels.push(0);
+            }
+            let scores = if inputs.len() == 1 {
+                det.score_set(&set)
+            } else {
+                let indices: Vec<usize> = (0..inputs.len()).collect();
+                det.score_batch(&set, &indices)
+            };
+            sum.iter_mut().zip(scores).for_each(|(s, v)| *s += v);
+        }
+        let n = self.members.len().max(1) as f32;
+        sum.into_iter().map(|s| self.combine(s / n)).collect()
+    }
+
+    /// A model file or an ensemble file; a built-in name (`realworld`); the embedded default
+    /// when `None`.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Self> {
+        match path {
+            Some(p) if is_ensemble_file(p) => Self::load(p),
+            _ => Ok(Detector::load_or_default(path)?.into()),
+        }
+    }
+
+    /// Every model of several `--model` paths (each a model or an ensemble file) as one
+    /// ensemble; the embedded default when there are none. One path is that file, calibration
+    /// included; several make a new, uncalibrated combination of all their members.
+    pub fn load_all(paths: &[PathBuf]) -> Result<Self> {
+        if let [] | [_] = paths {
+            return Self::load_or_default(paths.first().map(PathBuf::as_path));
+        }
+        let mut members = Vec::new();
+        for p in paths {
+            members.extend(Self::load_or_default(Some(p))?.into_members());
+        }
+        Self::new(members)
+    }
+
+    /// Read an ensemble file.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::from_bytes(&crate::error::read_file(path)?, path)
+    }
+
+    /// Parse an ensemble file's bytes; `path` names the source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let bad = |m: String| Error::ModelFile {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let (header, mut rest) = read_header(bytes).map_err(bad)?;
+        let mut members = Vec::with_capacity(header.members.len());
+        for m in &header.members {
+            let len = usize::try_from(m.bytes)
+                .ok()
+                .filter(|&l| l <= rest.len())
+                .ok_or_else(|| bad(format!("member '{}' is truncated", m.name)))?;
+            let label = PathBuf::from(format!("{}#{}", path.display(), m.name));
+            let mut det = Detector::from_bytes(&rest[..len], &label)?;
+            det.name = m.name.clone();
+            members.push(det);
+            rest = &rest[len..];
+        }
+        if !rest.is_empty() {
+            return Err(bad(format!("{} bytes after the last member", rest.len())));
+        }
+        let mut ensemble = Self::new(members).map_err(|e| bad(e.to_string()))?;
+        ensemble.calibration = header.calibration;
+        Ok(ensemble)
+    }
+
+    /// Serialise to the ensemble-file format (each member as its own model file).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let files: Vec<Vec<u8>> = self
+            .members
+            .iter()
+            .map(Detector::to_bytes)
+            .collect::<Result<_>>()?;
+        let header = Header {
+            members: self
+                .members
+                .iter()
+                .zip(&files)
+                .map(|(d, f)| MemberEntry {
+                    name: d.name.clone(),
+                    bytes: f.len() as u64,
+                })
+                .collect(),
+            calibration: self.calibration.clone(),
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| Error::Model(e.to_string()))?;
+        let mut out =
+            Vec::with_capacity(PREFIX + json.len() + files.iter().map(Vec::len).sum::<usize>());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        files.iter().for_each(|f| out.extend_from_slice(f));
+        Ok(out)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::error::write_file(path, self.to_bytes()?)
+    }
+}
+
+/// The header and the bytes after it, or what is wrong.
+fn read_header(bytes: &[u8]) -> std::result::Result<(Header, &[u8]), String> {
+    if !is_ensemble(bytes) || bytes.len() < PREFIX {
+        return Err("missing SYNTHSCAN-ENSEMBLE header".into());
+    }
+    let at = MAGIC.len();
+    let version = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "ensemble format version {version}, this build reads {FORMAT_VERSION}"
+        ));
+    }
+    let len = u64::from_le_bytes(bytes[at + 4..PREFIX].try_into().unwrap_or_default());
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| PREFIX.checked_add(l))
+        .filter(|&e| e <= bytes.len())
+        .ok_or("truncated ensemble header")?;
+    let header: Header =
+        serde_json::from_slice(&bytes[PREFIX..end]).map_err(|e| format!("ensemble header: {e}"))?;
+    if header.members.is_empty() || header.members.len() > MAX_MEMBERS {
+        return Err(format!(
+            "{} members: an ensemble has 1 to {MAX_MEMBERS}",
+            header.members.len()
+        ));
+    }
+    Ok((header, &bytes[end..]))
+}
+
+/// Whether `bytes` start like an ensemble file.
+pub fn is_ensemble(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+/// Whether the file at `path` is an ensemble file (its first bytes; false when unreadable,
+/// so that the model loader reports the error).
+pub fn is_ensemble_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; MAGIC.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| is_ensemble(&head))
+}
+
+/// The name of several detectors as one: theirs joined, `a + b`.
+pub fn ensemble_name(members: &[Detector]) -> String {
+    let names: Vec<&str> = members.iter().map(|d| d.name.as_str()).collect();
+    names.join(" + ")
+}
+
+/// Several detectors as one: the mean of their thresholds, each chosen on its own validation
+/// split, against which the mean of their `p_fake` is decided.
+pub fn mean_threshold(members: &[Detector]) -> f32 {
+    members.iter().map(|d| d.meta.threshold).sum::<f32>() / members.len().max(1) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Normalization;
+    use crate::detector::{ModelMeta, default_device};
+
+    fn model(size: u32, threshold: f32, name: &str) -> Detector {
+        let arch = crate::model::preset("cifake-paper").unwrap();
+        let device = default_device();
+        let meta = ModelMeta {
+            threshold,
+            uncertain: Some([0.45, 0.55]),
+            ..ModelMeta::untrained(arch.clone(), size, Normalization::unit())
+        };
+        let mut det = Detector::new(meta, arch.init(size as usize, &device), device);
+        det.name = name.into();
+        det
+    }
+
+    fn pair() -> Ensemble {
+        Ensemble::new(vec![model(16, 0.4, "a"), model(24, 0.6, "b")]).unwrap()
+    }
+
+    fn image(k: u32) -> image::RgbImage {
+        image::RgbImage::from_fn(30 + k, 20, |x, y| {
+            image::Rgb([(x * 11 + k) as u8, (y * 5) as u8, (x ^ y) as u8])
+        })
+    }
+
+    #[test]
+    fn a_file_keeps_every_member_and_the_mean_of_their_scores() {
+        let ens = pair();
+        let back =
+            Ensemble::from_bytes(&ens.to_bytes().unwrap(), Path::new("e.synthscan")).unwrap();
+        assert_eq!(back.name(), "a + b");
+        assert_eq!(back.threshold(), 0.5);
+        let imgs: Vec<_> = (0..3).map(image).collect();
+        let prepared: Vec<Vec<Vec<u8>>> = imgs.iter().map(|i| back.prepare(i)).collect();
+        assert_eq!(prepared[0][0].len(), 16 * 16 * 3);
+        assert_eq!(prepared[0][1].len(), 24 * 24 * 3);
+        let refs: Vec<&[Vec<u8>]> = prepared.iter().map(Vec::as_slice).collect();
+        let scores = back.score_prepared(&refs);
+        for (img, s) in imgs.iter().zip(&scores) {
+            let alone: Vec<f32> = ens
+                .iter()
+                .map(|d| d.score_set(&d.single(img.clone()))[0])
+                .collect();
+            assert!(
+                (s - (alone[0] + alone[1]) / 2.0).abs() < 1e-5,
+                "{s} vs {alone:?}"
+            );
+        }
+        // The lone-image path (mirror pass beside it) gives the same score.
+        assert!((back.score_prepared(&refs[..1])[0] - scores[0]).abs() < 1e-6);
+        for (a, b) in ens.iter().zip(back.iter()) {
+            assert_eq!((&a.meta, &a.name), (&b.meta, &b.name));
+        }
+    }
+
+    #[test]
+    fn several_members_decide_by_their_mean_threshold_without_a_band() {
+        let ens = pair();
+        assert_eq!(ens.decide_image(0.49, 32, 32).label, "REAL");
+        assert_eq!(ens.decide_image(0.5, 32, 32).label, "FAKE");
+        assert_eq!(ens.decide_image(0.5, 32, 32).threshold, 0.5);
+        assert_eq!(ens.decide_image(0.9, 2, 32).label, UNCERTAIN);
+        // One member is that member: its own threshold and uncertain band.
+        let one = Ensemble::from(model(16, 0.4, "a"));
+        assert_eq!(one.decide_image(0.5, 32, 32).label, UNCERTAIN);
+        assert_eq!(one.decide_image(0.6, 32, 32).label, "FAKE");
+        assert_eq!(one.name(), "a");
+    }
+
+    #[test]
+    fn bad_files_and_member_counts_are_errors_naming_them() {
+        let bytes = pair().to_bytes().unwrap();
+        let cut = bytes.len() - 50;
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        let mut version = bytes.clone();
+        version[MAGIC.len()] = 9;
+        for bad in [&bytes[..10], &bytes[..cut], &trailing[..], &version[..]] {
+            let err = Ensemble::from_bytes(bad, Path::new("bad.ens"))
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("bad.ens"), "{err}");
+        }
+        // A model loader handed an ensemble says so.
+        let err = Detector::from_bytes(&bytes, Path::new("e.synthscan"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("ensemble"), "{err}");
+        assert!(Ensemble::new(Vec::new()).is_err());
+        let many = (0..=MAX_MEMBERS).map(|_| model(16, 0.5, "m")).collect();
+        assert!(Ensemble::new(many).is_err());
+    }
+
+    #[test]
+    fn model_and_ensemble_files_load_as_one_flat_ensemble() {
+        let dir = std::env::temp_dir().join(format!("synthscan-ens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (e, m) = (dir.join("pair.ens"), dir.join("c.synthscan"));
+        pair().save(&e).unwrap();
+        model(16, 0.7, "ignored").save(&m).unwrap();
+        let all = Ensemble::load_all(&[e.clone(), m.clone()]).unwrap();
+        assert_eq!(all.name(), "a + b + c");
+        assert!((all.threshold() - 0.5666667).abs() < 1e-6);
+        assert!(is_ensemble_file(&e) && !is_ensemble_file(&m));
+        assert_eq!(Ensemble::load_or_default(Some(&m)).unwrap().name(), "c");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_calibrated_ensemble_decides_by_its_own_threshold_band_and_budget() {
+        let mut ens = pair();
+        let err = ens.set_max_fpr(0.05).err().unwrap().to_string();
+        assert!(err.contains("not calibrated"), "{err}");
+        // REAL scores 0.00..0.49, FAKE 0.30..0.99: overlapping between 0.3 and 0.5.
+        let scores: Vec<f32> = (0..50)
+            .map(|i| i as f32 / 100.0)
+            .chain((30..100).map(|i| i as f32 / 100.0))
+            .collect();
+        let labels: Vec<u8> = (0..120).map(|i| (i >= 50) as u8).collect();
+        let c = ens
+            .calibrate(&scores, &labels, 0.99, ThresholdRule::Accuracy)
+            .unwrap()
+            .clone();
+        // The calibrated scores: monotone in the mean, so as accurate as the best cut of it
+        // (20 of the 120 are on the wrong side of any threshold).
+        let cal: Vec<f32> = scores.iter().map(|&m| ens.combine(m)).collect();
+        assert!(cal.windows(2).take(49).all(|w| w[0] <= w[1]), "{cal:?}");
+        let right = cal
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| class_at(**p, c.threshold) == **l)
+            .count();
+        assert_eq!(right, 100, "{c:?}");
+        assert!(c.temperature > 0.0 && c.isotonic.is_some());
+        let [lo, hi] = c.uncertain.expect("an overlap gives a band");
+        assert!(lo <= c.threshold && c.threshold <= hi);
+        assert_eq!(c.facts.images, 120);
+        assert_eq!(ens.threshold(), c.threshold);
+        assert_eq!(ens.decide_image((lo + hi) / 2.0, 32, 32).label, UNCERTAIN);
+        assert_eq!(ens.decide_image(0.99, 32, 32).label, "FAKE");
+        assert_eq!(ens.decide_image(0.0, 32, 32).label, "REAL");
+        // Kept in the file; a budget of 1 % false alarms moves the threshold up.
+        let mut back = Ensemble::from_bytes(&ens.to_bytes().unwrap(), Path::new("c.ens")).unwrap();
+        // What decides is stored exactly; the reported facts (f64, through JSON) to within a ULP.
+        let b = back.calibration().unwrap().clone();
+        assert_eq!(
+            (b.threshold, b.uncertain, &b.real_quantiles),
+            (c.threshold, c.uncertain, &c.real_quantiles)
+        );
+        assert!((b.facts.ece_after - c.facts.ece_after).abs() < 1e-12);
+        // A budget of 20 % false alarms lowers the threshold to about the REAL scores' 80th
+        // percentile, and widens the band to hold it.
+        back.set_max_fpr(0.2).unwrap();
+        let t = back.threshold();
+        let alarms = cal[..50].iter().filter(|&&s| s >= t).count();
+        assert!(
+            t <= c.threshold && alarms <= 11,
+            "{t}: {alarms} false alarms"
+        );
+        assert!(back.band().is_some_and(|[lo, hi]| lo <= t && t <= hi));
+        // One model keeps its own calibration.
+        let mut one = Ensemble::from(model(16, 0.4, "a"));
+        assert!(
+            one.calibrate(&scores, &labels, 0.99, ThresholdRule::Accuracy)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! Maps of an [`Ensemble`]: each member's map for the same class, brought to the finest of
+//! their grids, averaged and scaled back to [0, 1]. One member is that member's map.
+
+use super::{Cam, CamMap, CamMethod, CamTarget, render};
+use crate::detector::class_at;
+use crate::ensemble::Ensemble;
+use crate::error::{Error, Result};
+use image::RgbImage;
+
+/// Class-activation maps of every member of an ensemble with one method, the layers resolved
+/// once.
+pub struct EnsembleCam<'a> {
+    ensemble: &'a Ensemble,
+    cams: Vec<Cam<'a>>,
+}
+
+impl<'a> EnsembleCam<'a> {
+    /// `layers`: one block name per member, or none for each member's default block. A single
+    /// name for an ensemble of several is refused: block names belong to one network.
+    pub fn new(ensemble: &'a Ensemble, layers: &[String], method: CamMethod) -> Result<Self> {
+        if !layers.is_empty() && layers.len() != ensemble.len() {
+            return Err(Error::Invalid(format!(
+                "{} layer names for {} models: an ensemble's maps are taken at each member's \
+                 default block, or name one block per member",
+                layers.len(),
+                ensemble.len()
+            )));
+        }
+        let cams = ensemble
+            .iter()
+            .enumerate()
+            .map(|(k, det)| Cam::new(det, layers.get(k).map(String::as_str), method))
+            .collect::<Result<_>>()?;
+        Ok(Self { ensemble, cams })
+    }
+
+    /// The block of each member the maps are taken at.
+    pub fn layer_names(&self) -> Vec<String> {
+        self.cams
+            .iter()
+            .map(|c| c.layer_name().to_string())
+            .collect()
+    }
+
+    /// The map for one decoded image (any size): the member's own, or the members' mean for
+    /// the ensemble's class when `target` is the predicted one.
+    pub fn map(&self, image: &RgbImage, target: CamTarget) -> Result<CamMap> {
+        if let [cam] = self.cams.as_slice() {
+            return cam.map(image, target);
+        }
+        let target = match target {
+            CamTarget::Predicted => {
+                let p = self.score(image);
+                if class_at(p, self.ensemble.threshold()) == crate::data::FAKE {
+                    CamTarget::Fake
+                } else {
+                    CamTarget::Real
+                }
+            }
+            t => t,
+        };
+        let maps: Vec<CamMap> = self
+            .cams
+            .iter()
+            .map(|c| c.map(image, target))
+            .collect::<Result<_>>()?;
+        Ok(self.mean(maps, image))
+    }
+
+    /// The ensemble's mean p_fake for one image.
+    fn score(&self, image: &RgbImage) -> f32 {
+        let inputs = self.ensemble.prepare(image);
+        self.ensemble
+            .score_prepared(&[inputs.as_slice()])
+            .first()
+            .copied()
+            .unwrap_or(f32::NAN)
+    }
+
+    fn mean(&self, maps: Vec<CamMap>, image: &RgbImage) -> CamMap {
+        let finest = maps
+            .iter()
+            .max_by_key(|m| m.width * m.height)
+            .map_or((0, 0), |m| (m.width, m.height));
+        let (w, h) = finest;
+        let mut values = vec![0.0f32; w * h];
+        for m in &maps {
+            let up = render::upsample(m, w, h);
+            values.iter_mut().zip(up).for_each(|(v, u)| *v += u);
+        }
+        let top = values.iter().copied().fold(0.0f32, f32::max);
+        if top > 0.0 {
+            values.iter_mut().for_each(|v| *v /= top);
+        }
+        let mean = maps.iter().map(|m| m.p_fake).sum::<f32>() / maps.len().max(1) as f32;
+        let p_fake = self.ensemble.combine(mean);
+        let layer = self
+            .ensemble
+            .iter()
+            .zip(&maps)
+            .map(|(d, m)| format!("{}:{}", d.name, m.layer))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let first = &maps[0];
+        CamMap {
+            width: w,
+            height: h,
+            values,
+            target: first.target,
+            target_name: first.target_name.clone(),
+            p_fake,
+            label: self
+                .ensemble
+                .decide_image(p_fake, image.width(), image.height())
+                .label,
+            layer,
+            method: first.method,
+        }
+    }
+}
