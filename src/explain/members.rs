@@ -20,8 +20,8 @@ impl<'a> EnsembleCam<'a> {
     pub fn new(ensemble: &'a Ensemble, layers: &[String], method: CamMethod) -> Result<Self> {
         if !layers.is_empty() && layers.len() != ensemble.len() {
             return Err(Error::Invalid(format!(
-                "{} layer names for {} models: an ensemble's maps are taken at each member's \
-                 default block, or name one block per member",
+                "{} layer names for {} models: a layer name belongs to one network, and an \
+                 ensemble's maps are taken at each member's default block",
                 layers.len(),
                 ensemble.len()
             )));
