@@ -324,25 +324,25 @@ impl Detector {
     /// Set the threshold that keeps false alarms on REAL validation images within `budget`
     /// (from the quantiles stored at calibration); the uncertain band is widened to include it.
     pub fn set_max_fpr(&mut self, budget: f64) -> Result<()> {
-        let t = calibration::threshold_from_quantiles(&self.meta.real_quantiles, budget)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "--max-fpr {budget}: {} has no stored validation quantiles (calibrate it first: \
-                     synthscan calibrate) or the budget is outside [0, 1]",
-                    self.name
-                ))
-            })?;
-        self.meta.threshold = t;
-        if let Some([lo, hi]) = self.meta.uncertain {
-            self.meta.uncertain = Some([lo.min(t), hi.max(t)]);
-        }
+        let m = &mut self.meta;
+        (m.threshold, m.uncertain) =
+            calibration::budget_threshold(&m.real_quantiles, m.uncertain, budget).ok_or_else(
+                || {
+                    Error::Invalid(format!(
+                        "--max-fpr {budget}: {} has no stored validation quantiles (calibrate it \
+                         first: synthscan calibrate) or the budget is outside [0, 1]",
+                        self.name
+                    ))
+                },
+            )?;
         Ok(())
     }
 
     /// Fit the temperature on a labelled validation set; then either choose the threshold by
     /// `rule` on the calibrated scores or (`None`) map the current one through the temperature so
     /// decisions stay the same; store the REAL score quantiles and choose the uncertain band for
-    /// `target_accuracy`. Returns the calibrated validation scores with the facts.
+    /// `target_accuracy` ([`calibration::fit_after_temperature`]). Returns the calibrated
+    /// validation scores with the facts.
     pub fn calibrate(
         &mut self,
         val: &ImageSet,
@@ -350,46 +350,32 @@ impl Detector {
         rule: Option<crate::eval::ThresholdRule>,
     ) -> (Vec<f32>, CalibrationFacts) {
         let (old_t, old_iso) = (self.meta.temperature, self.meta.isotonic.take());
+        let old_threshold = self.meta.threshold;
         self.meta.temperature = 1.0;
         let before = self.score_set(val);
         let margins: Vec<f32> = before.iter().map(|&p| calibration::margin(p)).collect();
         let t = calibration::fit_temperature(&margins, &val.labels);
         self.meta.temperature = t;
+        // With flip TTA the temperature applies to each pass before averaging: score again.
         let scaled = self.score_set(val);
-        let iso = calibration::fit_isotonic(&scaled, &val.labels);
-        let after: Vec<f32> = scaled.iter().map(|&p| iso.apply(p)).collect();
-        self.meta.threshold = match rule {
-            Some(rule) => crate::eval::choose_threshold(&after, &val.labels, rule),
-            None => calibration::carry_threshold(
-                self.meta.threshold,
-                (old_t, old_iso.as_ref()),
-                (t, &iso),
-            ),
-        };
-        self.meta.isotonic = Some(iso);
-        let real: Vec<f32> = after
-            .iter()
-            .zip(&val.labels)
-            .filter(|(_, l)| **l == data::REAL)
-            .map(|(s, _)| *s)
-            .collect();
-        self.meta.real_quantiles = calibration::quantiles(&real);
-        let band =
-            calibration::uncertain_band(&after, &val.labels, self.meta.threshold, target_accuracy);
-        self.meta.uncertain = band;
-        let (coverage, confident_accuracy) = band
-            .map(|b| calibration::band_coverage(&after, &val.labels, self.meta.threshold, b))
-            .unwrap_or((1.0, 0.0));
-        let facts = CalibrationFacts {
-            images: val.len(),
-            ece_before: calibration::ece(&before, &val.labels, calibration::ECE_BINS),
-            ece_after: calibration::ece(&after, &val.labels, calibration::ECE_BINS),
+        let fit = calibration::fit_after_temperature(
+            &before,
+            &scaled,
+            &val.labels,
             target_accuracy,
-            coverage,
-            confident_accuracy,
-        };
-        self.meta.calibration = Some(facts.clone());
-        (after, facts)
+            |after, iso| match rule {
+                Some(rule) => crate::eval::choose_threshold(after, &val.labels, rule),
+                None => {
+                    calibration::carry_threshold(old_threshold, (old_t, old_iso.as_ref()), (t, iso))
+                }
+            },
+        );
+        self.meta.isotonic = Some(fit.isotonic);
+        self.meta.threshold = fit.threshold;
+        self.meta.real_quantiles = fit.real_quantiles;
+        self.meta.uncertain = fit.uncertain;
+        self.meta.calibration = Some(fit.facts.clone());
+        (fit.scores, fit.facts)
     }
 
     /// Normalised input tensor for already-resized images.

@@ -224,34 +224,20 @@ impl Ensemble {
             .iter()
             .map(|&m| calibration::sigmoid(m / temperature))
             .collect();
-        let isotonic = calibration::fit_isotonic(&scaled, labels);
-        let scores: Vec<f32> = scaled.iter().map(|&p| isotonic.apply(p)).collect();
-        let threshold = crate::eval::choose_threshold(&scores, labels, rule);
-        let real: Vec<f32> = scores
-            .iter()
-            .zip(labels)
-            .filter(|(_, l)| **l == crate::data::REAL)
-            .map(|(s, _)| *s)
-            .collect();
-        let band = calibration::uncertain_band(&scores, labels, threshold, target_accuracy);
-        let (coverage, confident_accuracy) = band
-            .map(|b| calibration::band_coverage(&scores, labels, threshold, b))
-            .unwrap_or((1.0, 0.0));
-        let ece = |s: &[f32]| calibration::ece(s, labels, calibration::ECE_BINS);
+        let fit = calibration::fit_after_temperature(
+            means,
+            &scaled,
+            labels,
+            target_accuracy,
+            |scores, _| crate::eval::choose_threshold(scores, labels, rule),
+        );
         Ok(self.calibration.insert(Calibration {
             temperature,
-            isotonic: Some(isotonic),
-            threshold,
-            uncertain: band,
-            real_quantiles: calibration::quantiles(&real),
-            facts: CalibrationFacts {
-                images: scores.len(),
-                ece_before: ece(means),
-                ece_after: ece(&scores),
-                target_accuracy,
-                coverage,
-                confident_accuracy,
-            },
+            isotonic: Some(fit.isotonic),
+            threshold: fit.threshold,
+            uncertain: fit.uncertain,
+            real_quantiles: fit.real_quantiles,
+            facts: fit.facts,
         }))
     }
 
@@ -269,14 +255,10 @@ impl Ensemble {
                  synthscan ensemble --data DIR to choose its threshold on validation images)"
             ))
         })?;
-        let t =
-            calibration::threshold_from_quantiles(&c.real_quantiles, budget).ok_or_else(|| {
-                Error::Invalid(format!("--max-fpr {budget}: the budget is outside [0, 1]"))
-            })?;
-        c.threshold = t;
-        if let Some([lo, hi]) = c.uncertain {
-            c.uncertain = Some([lo.min(t), hi.max(t)]);
-        }
+        (c.threshold, c.uncertain) =
+            calibration::budget_threshold(&c.real_quantiles, c.uncertain, budget).ok_or_else(
+                || Error::Invalid(format!("--max-fpr {budget}: the budget is outside [0, 1]")),
+            )?;
         Ok(())
     }
 

@@ -282,6 +282,71 @@ pub fn threshold_from_quantiles(quantiles: &[f32], budget: f64) -> Option<f32> {
         .map(|q| q.next_up())
 }
 
+/// What calibration fits after the temperature, the same for a model and an ensemble: the
+/// isotonic correction of the temperature-scaled validation scores, the threshold `choose`
+/// picks on the corrected scores, the REAL quantiles for `--max-fpr`, and the uncertain band
+/// outside which answers reach `target_accuracy`, with the facts to report.
+pub struct Fitted {
+    pub isotonic: Isotonic,
+    /// The validation scores after temperature and correction.
+    pub scores: Vec<f32>,
+    pub threshold: f32,
+    pub uncertain: Option<[f32; 2]>,
+    pub real_quantiles: Vec<f32>,
+    pub facts: CalibrationFacts,
+}
+
+/// [`Fitted`] from the validation scores `before` calibration and `scaled` by the fitted
+/// temperature; `choose` gets the corrected scores and the correction.
+pub fn fit_after_temperature(
+    before: &[f32],
+    scaled: &[f32],
+    labels: &[u8],
+    target_accuracy: f64,
+    choose: impl FnOnce(&[f32], &Isotonic) -> f32,
+) -> Fitted {
+    let isotonic = fit_isotonic(scaled, labels);
+    let scores: Vec<f32> = scaled.iter().map(|&p| isotonic.apply(p)).collect();
+    let threshold = choose(&scores, &isotonic);
+    let real: Vec<f32> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l == crate::data::REAL)
+        .map(|(s, _)| *s)
+        .collect();
+    let uncertain = uncertain_band(&scores, labels, threshold, target_accuracy);
+    let (coverage, confident_accuracy) = uncertain
+        .map(|b| band_coverage(&scores, labels, threshold, b))
+        .unwrap_or((1.0, 0.0));
+    let facts = CalibrationFacts {
+        images: scores.len(),
+        ece_before: ece(before, labels, ECE_BINS),
+        ece_after: ece(&scores, labels, ECE_BINS),
+        target_accuracy,
+        coverage,
+        confident_accuracy,
+    };
+    Fitted {
+        isotonic,
+        threshold,
+        uncertain,
+        real_quantiles: quantiles(&real),
+        facts,
+        scores,
+    }
+}
+
+/// The threshold that keeps false alarms within `budget` (from stored REAL quantiles), with an
+/// uncertain band widened to include it; `None` without quantiles or outside [0, 1].
+pub fn budget_threshold(
+    quantiles: &[f32],
+    band: Option<[f32; 2]>,
+    budget: f64,
+) -> Option<(f32, Option<[f32; 2]>)> {
+    let t = threshold_from_quantiles(quantiles, budget)?;
+    Some((t, band.map(|[lo, hi]| [lo.min(t), hi.max(t)])))
+}
+
 /// What calibration found on the validation set, stored in the model file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationFacts {
