@@ -49,8 +49,9 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Show what a model file says about itself.
     Info(info::InfoArgs),
-    /// Save several models as one ensemble file: the mean of their scores against the mean of
-    /// their thresholds, usable wherever a model file is.
+    /// Save several models as one ensemble file scoring the mean of their scores, calibrated on
+    /// validation data with --data (else decided by the mean of their thresholds); usable
+    /// wherever a model file is.
     Ensemble(ensemble::EnsembleArgs),
     /// Compare run folders (or parents of run folders); `-seedN` repeats are shown as mean ± std.
     Compare(compare::CompareArgs),
