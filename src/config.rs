@@ -418,6 +418,16 @@ pub fn load(path: &Path) -> Result<TrainConfig> {
     Ok(runs.remove(0))
 }
 
+/// The experiment at `path`, or without one the `default` preset's (5 % validation split, seed
+/// 42): what commands that redraw a run's validation split assume when not told.
+pub fn load_or_default(path: Option<&Path>) -> Result<TrainConfig> {
+    match path {
+        Some(path) => load(path),
+        None => yaml_serde::from_str("model: {preset: default}")
+            .map_err(|e| Error::Invalid(format!("default experiment: {e}"))),
+    }
+}
+
 /// Load an experiment file: one config, or every run of a grid (in order).
 pub fn load_experiments(path: &Path) -> Result<Vec<TrainConfig>> {
     let value = read_yaml(path)?;

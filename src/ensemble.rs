@@ -112,10 +112,6 @@ impl Ensemble {
         }
     }
 
-    pub fn members(&self) -> &[Detector] {
-        &self.members
-    }
-
     pub fn members_mut(&mut self) -> &mut [Detector] {
         &mut self.members
     }

@@ -1,7 +1,6 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::config::TrainConfig;
 use synthscan::eval::ThresholdRule;
 use synthscan::train::load_run_data;
 use synthscan::{Detector, Error, Result};
@@ -32,11 +31,7 @@ pub struct CalibrateArgs {
 }
 
 pub fn run(a: CalibrateArgs) -> Result<ExitCode> {
-    let mut cfg: TrainConfig = match &a.config {
-        Some(path) => synthscan::config::load(path)?,
-        None => yaml_serde::from_str("model: {preset: default}")
-            .map_err(|e| Error::Invalid(format!("default experiment: {e}")))?,
-    };
+    let mut cfg = synthscan::config::load_or_default(a.config.as_deref())?;
     let mut det = Detector::load_or_default(a.model.as_deref())?;
     cfg.input_size = det.meta.input_size;
     let data = load_run_data(&cfg, &a.data)?;

@@ -1,7 +1,6 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::config::TrainConfig;
 use synthscan::eval::{ThresholdRule, score_files};
 use synthscan::{Error, Result};
 
@@ -42,11 +41,7 @@ pub fn run(a: EnsembleArgs) -> Result<ExitCode> {
         ));
     }
     if let Some(dir) = &a.data {
-        let cfg: TrainConfig = match &a.config {
-            Some(path) => synthscan::config::load(path)?,
-            None => yaml_serde::from_str("model: {preset: default}")
-                .map_err(|e| Error::Invalid(format!("default experiment: {e}")))?,
-        };
+        let cfg = synthscan::config::load_or_default(a.config.as_deref())?;
         let files = synthscan::train::data::validation_files(&cfg, dir)?;
         let val = score_files(&ensemble, &files, cfg.data.strict, dir)?;
         let rule = a

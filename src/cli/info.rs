@@ -13,7 +13,6 @@ pub struct InfoArgs {
 
 pub fn run(a: InfoArgs) -> Result<ExitCode> {
     let ensemble = Ensemble::load_or_default(a.model.as_deref())?;
-    let bad = |e: serde_json::Error| Error::Invalid(format!("model metadata as JSON: {e}"));
     let v = match ensemble.single() {
         Some(det) => describe(det)?,
         None => {
@@ -33,7 +32,6 @@ pub fn run(a: InfoArgs) -> Result<ExitCode> {
 
 /// One model's metadata, parameter count and layer names.
 fn describe(det: &Detector) -> Result<Value> {
-    let bad = |e: serde_json::Error| Error::Invalid(format!("model metadata as JSON: {e}"));
     let mut v = serde_json::to_value(&det.meta).map_err(bad)?;
     v["name"] = det.name.clone().into();
     v["params"] = det.num_params().into();
@@ -43,4 +41,8 @@ fn describe(det: &Detector) -> Result<Value> {
     }
     v["layers"] = serde_json::to_value(det.network.layer_names()).map_err(bad)?;
     Ok(v)
+}
+
+fn bad(e: serde_json::Error) -> Error {
+    Error::Invalid(format!("model metadata as JSON: {e}"))
 }

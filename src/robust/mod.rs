@@ -5,7 +5,7 @@
 
 use crate::data::perturb::Perturbation;
 use crate::data::{self, Part, decode};
-use crate::detector::{Detector, class_at};
+use crate::detector::class_at;
 use crate::ensemble::Ensemble;
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
@@ -81,11 +81,7 @@ pub fn sweep(
     perturbations: &[Perturbation],
     seed: u64,
 ) -> Vec<SweepRow> {
-    let combined = |p: &Perturbation| -> Vec<f32> {
-        let means = mean_scores(members, images, p, seed);
-        means.into_iter().map(|m| members.combine(m)).collect()
-    };
-    let clean = combined(&Perturbation::None);
+    let clean = ensemble_scores(members, images, &Perturbation::None, seed);
     let threshold = members.threshold();
     perturbations
         .iter()
@@ -93,19 +89,25 @@ pub fn sweep(
             let scores = if *p == Perturbation::None {
                 clean.clone()
             } else {
-                combined(p)
+                ensemble_scores(members, images, p, seed)
             };
             row(threshold, p, &scores, &clean, labels)
         })
         .collect()
 }
 
-/// The members' mean score of every image under `p`; each member perturbs the full-size image
-/// again (the same seed gives the same image) and keeps only its prepared input, so memory
-/// holds one model's inputs, not the perturbed originals.
-fn mean_scores(members: &[Detector], images: &[RgbImage], p: &Perturbation, seed: u64) -> Vec<f32> {
+/// The ensemble's score of every image under `p` (its members' mean, through
+/// [`Ensemble::combine`]); each member perturbs the full-size image again (the same seed gives
+/// the same image) and keeps only its prepared input, so memory holds one model's inputs, not
+/// the perturbed originals.
+fn ensemble_scores(
+    members: &Ensemble,
+    images: &[RgbImage],
+    p: &Perturbation,
+    seed: u64,
+) -> Vec<f32> {
     let mut sum = vec![0f32; images.len()];
-    for det in members {
+    for det in members.iter() {
         let set = if *p == Perturbation::None {
             det.image_set(images)
         } else {
@@ -124,7 +126,7 @@ fn mean_scores(members: &[Detector], images: &[RgbImage], p: &Perturbation, seed
             .for_each(|(s, v)| *s += v);
     }
     let n = members.len().max(1) as f32;
-    sum.into_iter().map(|s| s / n).collect()
+    sum.into_iter().map(|s| members.combine(s / n)).collect()
 }
 
 fn row(threshold: f32, p: &Perturbation, scores: &[f32], clean: &[f32], labels: &[u8]) -> SweepRow {
@@ -229,6 +231,7 @@ impl Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detector::Detector;
 
     #[test]
     fn the_clean_row_matches_plain_scoring_and_jpeg_moves_scores() {
