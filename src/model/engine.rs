@@ -130,6 +130,77 @@ pub struct CnnEngine {
     output: Dense,
 }
 
+/// Activation buffers handed from layer to layer: a layer's input, once consumed, holds a later
+/// layer's output, and a thread's buffers outlive its pass (up to [`KEPT_FLOATS`]), so that
+/// passes after the first allocate (and the allocator zeroes) nothing. Buffers are not cleared:
+/// every kernel here writes each element of its output (test builds fill taken buffers with NaN,
+/// so the engine's tests fail on any element left unwritten).
+#[derive(Default)]
+struct Buffers(Vec<Vec<f32>>);
+
+/// Floats a thread keeps between passes: 256 MiB.
+const KEPT_FLOATS: usize = 64 << 20;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Buffers> = std::cell::RefCell::default();
+}
+
+impl Buffers {
+    /// The calling thread's spare buffers (none in a thread's first pass).
+    fn of_this_thread() -> Self {
+        SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    /// Back to the calling thread, the largest first, up to [`KEPT_FLOATS`] in all.
+    fn keep(mut self) {
+        self.0.sort_by_key(|b| std::cmp::Reverse(b.len()));
+        let mut total = 0;
+        self.0.retain(|b| {
+            total += b.len();
+            total <= KEPT_FLOATS
+        });
+        SPARE.with(|s| *s.borrow_mut() = self);
+    }
+
+    /// A buffer of `len` values: the smallest spare one that holds them, else a new one.
+    fn take(&mut self, len: usize) -> Buf {
+        let fits = (0..self.0.len())
+            .filter(|&i| self.0[i].len() >= len)
+            .min_by_key(|&i| self.0[i].len());
+        let mut data = fits.map_or_else(|| vec![0.0; len], |i| self.0.swap_remove(i));
+        if cfg!(test) {
+            data.fill(f32::NAN);
+        }
+        Buf { data, len }
+    }
+
+    fn give(&mut self, b: Buf) {
+        if !b.data.is_empty() {
+            self.0.push(b.data);
+        }
+    }
+}
+
+/// The first `len` values of a buffer from [`Buffers`] (which keeps its whole length, so that
+/// reusing it never fills it again).
+struct Buf {
+    data: Vec<f32>,
+    len: usize,
+}
+
+impl std::ops::Deref for Buf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.data[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.data[..self.len]
+    }
+}
+
 fn values<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().ok()
 }
@@ -187,18 +258,18 @@ impl ConvLayer {
     }
 
     /// Channels-last `[n, size, size, c_in]` → `([n, s, s, c_out], s)`.
-    fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
+    fn forward(&self, x: &[f32], n: usize, size: usize, bufs: &mut Buffers) -> (Buf, usize) {
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
         if let Some(filters) = &self.winograd {
-            return self.forward_winograd(filters, x, n, size);
+            return self.forward_winograd(filters, x, n, size, bufs);
         }
         let side = if self.pool { o / 2 } else { o };
-        let mut y = vec![0f32; n * side * side * self.c_out];
+        let mut y = bufs.take(n * side * side * self.c_out);
         if self.k == 1 && self.stride == 1 && pad == 0 && !self.pool {
             // A pointwise convolution is a matrix product of the activations as they are.
             self.pointwise(x, &mut y);
         } else {
-            self.im2col_rows(x, size, (o, pad), n * side, &mut y);
+            self.im2col_rows(x, size, (o, pad), n * side, (&mut y, bufs));
         }
         (y, side)
     }
@@ -222,15 +293,15 @@ impl ConvLayer {
         size: usize,
         (o, pad): (usize, usize),
         units: usize,
-        out: &mut [f32],
+        (out, bufs): (&mut [f32], &mut Buffers),
     ) {
         let (kk, c_out) = (self.k * self.k * self.c_in, self.c_out);
         let conv_rows = if self.pool { 2 } else { 1 };
         let side = o / conv_rows;
         let m = conv_rows * o;
         let per_block = (BLOCK_ROWS / m.max(1)).clamp(1, units.max(1));
-        let mut cols = vec![0f32; per_block * m * kk];
-        let mut conv = vec![0f32; if self.pool { per_block * m * c_out } else { 0 }];
+        let mut cols = bufs.take(per_block * m * kk);
+        let mut conv = bufs.take(if self.pool { per_block * m * c_out } else { 0 });
         let in_img = size * size * self.c_in;
         for first in (0..units).step_by(per_block) {
             let count = per_block.min(units - first);
@@ -255,6 +326,8 @@ impl ConvLayer {
             }
             epilogue_in_place(dst, &self.scale, &self.shift, self.act);
         }
+        bufs.give(cols);
+        bufs.give(conv);
     }
 
     /// [`Self::forward`] through Winograd's F(2×2, 3×3), a few whole images per block.
@@ -264,7 +337,8 @@ impl ConvLayer {
         x: &[f32],
         n: usize,
         size: usize,
-    ) -> (Vec<f32>, usize) {
+        bufs: &mut Buffers,
+    ) -> (Buf, usize) {
         let side = if self.pool { size / 2 } else { size };
         let t = winograd::tiles_per_side(size, self.pool);
         let widest = self.c_in.max(self.c_out);
@@ -278,7 +352,7 @@ impl ConvLayer {
             clamp: self.act.bounds(),
             pool: self.pool,
         };
-        let mut y = vec![0f32; n * side * side * self.c_out];
+        let mut y = bufs.take(n * side * side * self.c_out);
         let (in_img, out_img) = (size * size * self.c_in, side * side * self.c_out);
         let mut scratch = winograd::Pooled::take();
         for first in (0..n).step_by(per_block) {
@@ -386,9 +460,9 @@ impl DepthwiseLayer {
 
     /// Channels-last `[n, size, size, c]` → `([n, o, o, c], o)`, on the widest vectors the CPU
     /// has ([`DepthwiseRows`]).
-    fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
+    fn forward(&self, x: &[f32], n: usize, size: usize, bufs: &mut Buffers) -> (Buf, usize) {
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
-        let mut y = vec![0f32; n * o * o * self.c];
+        let mut y = bufs.take(n * o * o * self.c);
         vector::dispatch(DepthwiseRows {
             layer: self,
             x,
@@ -554,17 +628,24 @@ enum Op {
 
 impl Op {
     /// The op on channels-last `x`.
-    fn forward(&self, x: &[f32], n: usize, size: usize) -> (Vec<f32>, usize) {
+    fn forward(&self, x: &[f32], n: usize, size: usize, bufs: &mut Buffers) -> (Buf, usize) {
         match self {
-            Op::Conv(l) => l.forward(x, n, size),
-            Op::Depthwise(l) => l.forward(x, n, size),
+            Op::Conv(l) => l.forward(x, n, size, bufs),
+            Op::Depthwise(l) => l.forward(x, n, size, bufs),
             Op::Block { body, residual } => {
-                let mut out: Option<(Vec<f32>, usize)> = None;
+                let mut out: Option<(Buf, usize)> = None;
                 for op in body {
-                    let (src, s) = out.as_ref().map_or((x, size), |(y, s)| (y.as_slice(), *s));
-                    out = Some(op.forward(src, n, s));
+                    let (src, s) = out.as_ref().map_or((x, size), |(y, s)| (&**y, *s));
+                    let next = op.forward(src, n, s, bufs);
+                    if let Some((used, _)) = out.replace(next) {
+                        bufs.give(used);
+                    }
                 }
-                let (mut y, s) = out.unwrap_or_else(|| (x.to_vec(), size));
+                let (mut y, s) = out.unwrap_or_else(|| {
+                    let mut copy = bufs.take(x.len());
+                    copy.copy_from_slice(x);
+                    (copy, size)
+                });
                 if *residual && y.len() == x.len() {
                     y.iter_mut().zip(x).for_each(|(a, b)| *a += b);
                 }
@@ -738,7 +819,8 @@ impl CnnEngine {
     /// on the calling thread.
     pub fn logits(&self, nchw: &[f32], n: usize, size: usize) -> Vec<f32> {
         let c = nchw.len() / (n * size * size).max(1);
-        let mut x = vec![0f32; nchw.len()];
+        let mut bufs = Buffers::of_this_thread();
+        let mut x = bufs.take(nchw.len());
         for img in 0..n {
             for ch in 0..c {
                 let src = &nchw[(img * c + ch) * size * size..][..size * size];
@@ -749,10 +831,14 @@ impl CnnEngine {
         }
         let mut size = size;
         for op in &self.ops {
-            (x, size) = op.forward(&x, n, size);
+            let (y, s) = op.forward(&x, n, size, &mut bufs);
+            bufs.give(std::mem::replace(&mut x, y));
+            size = s;
         }
         let c = self.ops.last().and_then(Op::channels).unwrap_or(c);
         let mut feat = global_pool(&x, n, size, c, self.pool);
+        bufs.give(x);
+        bufs.keep();
         for layer in &self.hidden {
             feat = layer.forward(&feat, n, true);
         }
@@ -943,7 +1029,7 @@ mod tests {
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            let (got, _) = layer.forward(&nhwc, 2, side);
+            let (got, _) = layer.forward(&nhwc, 2, side, &mut Buffers::default());
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
                 assert!(
