@@ -43,7 +43,7 @@ pub fn run(a: EnsembleArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.data {
         let cfg = synthscan::config::load_or_default(a.config.as_deref())?;
         let files = synthscan::train::data::validation_files(&cfg, dir)?;
-        let val = score_files(&ensemble, &files, cfg.data.strict, dir)?;
+        let val = score_files(&ensemble, &files, cfg.data.strict)?;
         let rule = a
             .max_fpr
             .map_or(ThresholdRule::Accuracy, ThresholdRule::MaxFpr);

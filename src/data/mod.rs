@@ -184,34 +184,46 @@ pub fn load_labelled(
     size: u32,
     strict: bool,
 ) -> Result<(ImageSet, LoadReport)> {
-    load_labelled_with(items, size, strict, &|path| decode::load_rgb(path, size))
+    let (mut sets, report) = load_labelled_with(items, &[size], strict, &|path| {
+        Ok(vec![decode::load_rgb(path, size)?])
+    })?;
+    Ok((sets.remove(0), report))
 }
 
-/// [`load_labelled`] with another way of turning a file into `size`×`size` pixels (a model's
-/// own preprocessing, e.g. a native-resolution crop).
+/// [`load_labelled`] into one set per entry of `sizes`, each file read once: `load` turns a file
+/// into the pixels of every set (`sizes[i]`×`sizes[i]` for set `i`; models' own preprocessing,
+/// e.g. an ensemble's members at their input sizes). The sets hold the same files in the same
+/// order.
 pub fn load_labelled_with(
     items: &[(PathBuf, u8)],
-    size: u32,
+    sizes: &[u32],
     strict: bool,
-    load: &(dyn Fn(&Path) -> Result<Vec<u8>> + Sync),
-) -> Result<(ImageSet, LoadReport)> {
-    let decoded: Vec<(usize, Result<Vec<u8>>)> = items
+    load: &(dyn Fn(&Path) -> Result<Vec<Vec<u8>>> + Sync),
+) -> Result<(Vec<ImageSet>, LoadReport)> {
+    let decoded: Vec<(usize, Result<Vec<Vec<u8>>>)> = items
         .par_iter()
         .enumerate()
         .map(|(i, (path, _))| (i, load(path)))
         .collect();
-    let mut set = ImageSet {
-        size,
-        ..Default::default()
-    };
-    set.pixels.reserve(items.len() * set.image_len());
+    let mut sets: Vec<ImageSet> = sizes
+        .iter()
+        .map(|&size| ImageSet {
+            size,
+            ..Default::default()
+        })
+        .collect();
+    for set in &mut sets {
+        set.pixels.reserve(items.len() * set.image_len());
+    }
     let mut report = LoadReport::default();
     for (i, result) in decoded {
         match result {
             Ok(pixels) => {
-                set.pixels.extend_from_slice(&pixels);
-                set.labels.push(items[i].1);
-                set.paths.push(items[i].0.clone());
+                for (set, p) in sets.iter_mut().zip(&pixels) {
+                    set.pixels.extend_from_slice(p);
+                    set.labels.push(items[i].1);
+                    set.paths.push(items[i].0.clone());
+                }
             }
             Err(err) if strict => return Err(err),
             Err(err) => {
@@ -220,7 +232,7 @@ pub fn load_labelled_with(
             }
         }
     }
-    Ok((set, report))
+    Ok((sets, report))
 }
 
 /// Discover and decode a class root folder.

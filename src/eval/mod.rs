@@ -359,49 +359,30 @@ impl Scored {
 /// [`score_files`] of the images of a labelled folder (or the `test/` part of a parent).
 pub fn score_folder(members: &[Detector], dir: &Path, strict: bool) -> Result<Scored> {
     let root = data::resolve_class_root(dir, Part::Test)?;
-    score_files(members, &data::discover(&root)?, strict, &root)
+    score_files(members, &data::discover(&root)?, strict)
 }
 
-/// Every member's `p_fake` of the labelled files, averaged. A file that a member cannot read
-/// is skipped (or, `strict`, an error); the members must skip the same files, else an error
-/// naming `source` (they read through the same decoder and limits, so only files changing on
-/// disk between the members' passes can do that).
-pub fn score_files(
-    members: &[Detector],
-    files: &[(PathBuf, u8)],
-    strict: bool,
-    source: &Path,
-) -> Result<Scored> {
-    let (mut sum, mut labels, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    let mut paths: Option<Vec<PathBuf>> = None;
-    for det in members {
-        // Files are read and prepared the model's way (resize or native-resolution crop).
-        let (set, report) =
-            data::load_labelled_with(files, det.meta.input_size, strict, &|path| {
-                det.load_input(path)
-            })?;
-        let scores = det.score_set(&set);
-        match &paths {
-            None => {
-                (sum, labels, skipped) = (scores, set.labels, report.skipped);
-                paths = Some(set.paths);
-            }
-            Some(p) if *p == set.paths => sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v),
-            Some(_) => {
-                return Err(Error::Invalid(format!(
-                    "{}: the ensemble's models did not read the same images (model {} skipped \
-                     a different set of files)",
-                    source.display(),
-                    det.name
-                )));
-            }
-        }
-    }
-    if paths.is_none() {
+/// Every member's `p_fake` of the labelled files, averaged; each file is decoded once for all
+/// the members. A file that cannot be read is skipped (or, `strict`, an error).
+pub fn score_files(members: &[Detector], files: &[(PathBuf, u8)], strict: bool) -> Result<Scored> {
+    if members.is_empty() {
         return Err(Error::Invalid(
             "an ensemble needs at least one model".into(),
         ));
     }
+    // Each file is read once and prepared the way of each model (resize or native-resolution
+    // crop, at its input size).
+    let sizes: Vec<u32> = members.iter().map(|d| d.meta.input_size).collect();
+    let (mut sets, report) = data::load_labelled_with(files, &sizes, strict, &|path| {
+        let img = data::decode::read_rgb(path)?;
+        Ok(members.iter().map(|d| d.prepare(&img)).collect())
+    })?;
+    let mut sum = vec![0f32; sets[0].len()];
+    for (det, set) in members.iter().zip(&sets) {
+        let scores = det.score_set(set);
+        sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v);
+    }
+    let (labels, skipped) = (std::mem::take(&mut sets[0].labels), report.skipped);
     let n = members.len() as f32;
     Ok(Scored {
         scores: sum.into_iter().map(|s| s / n).collect(),
@@ -457,6 +438,37 @@ mod tests {
         assert!(ea.metrics.coverage.is_some());
         assert!(both.metrics.coverage.is_none());
         assert!(score_folder(&[], &dir, true).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_ensemble_reads_each_file_once_for_members_of_any_input_size() {
+        let dir = small_folder("ensemble-sizes");
+        std::fs::write(dir.join("FAKE/broken.png"), b"not a png").unwrap();
+        let a = Detector::embedded().unwrap();
+        let (bytes, label) = crate::zoo::named(Path::new("realworld")).unwrap();
+        let b = Detector::from_bytes(bytes, Path::new(label)).unwrap();
+        assert_ne!(a.meta.input_size, b.meta.input_size);
+        let ea = evaluate_folder(&a, &dir, false).unwrap();
+        let eb = evaluate_folder(&b, &dir, false).unwrap();
+        let both = score_folder(&[a, b], &dir, false).unwrap();
+        assert_eq!(both.labels, ea.labels);
+        assert_eq!(both.scores.len(), 6);
+        for ((m, x), y) in both.scores.iter().zip(&ea.scores).zip(&eb.scores) {
+            assert!((m - (x + y) / 2.0).abs() < 1e-6, "{m} vs {x}, {y}");
+        }
+        // The unreadable file is skipped once for the ensemble, not once per member.
+        assert_eq!(both.skipped.len(), 1);
+        assert!(both.skipped[0].0.ends_with("FAKE/broken.png"));
+        let (a, b) = (
+            Detector::embedded().unwrap(),
+            Detector::from_bytes(bytes, Path::new(label)).unwrap(),
+        );
+        let Err(err) = score_folder(&[a, b], &dir, true) else {
+            panic!("a strict ensemble read of a broken file succeeded")
+        };
+        let err = err.to_string();
+        assert!(err.contains("broken.png"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
