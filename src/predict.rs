@@ -36,40 +36,55 @@ impl Prediction {
     }
 }
 
-/// A file's model input with the decoded image's width and height, or why it has none.
-type Prepared = Result<(Vec<u8>, u32, u32)>;
+/// A file's input for each member with the decoded image's width and height, or why it has none.
+type Prepared = Result<(Vec<Vec<u8>>, u32, u32)>;
 
-/// Score every input; bad files get an error entry and do not stop the others.
-pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction> {
-    // Decoded at full size only long enough to note the size and prepare the model's input.
+/// Score every input with a model or an ensemble (the rule of
+/// [`crate::eval::evaluate_ensemble`]): each file is decoded once and prepared the way of each
+/// member (its input size, resize or crop); the answer is the members' mean `p_fake` decided by
+/// [`Ensemble::decide_image`] (one member: its own rule), the model named `a + b`. Bad files get
+/// an error entry and do not stop the others.
+pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Prediction> {
+    let members: &[Detector] = ensemble;
+    // Decoded at full size only long enough to note the size and prepare the members' inputs.
     let decoded: Vec<(PathBuf, Prepared)> = data::expand_inputs(inputs)
         .into_par_iter()
         .map(|item| match item {
             Ok(path) => {
-                let r = decode::read_rgb(&path)
-                    .map(|img| (detector.prepare(&img), img.width(), img.height()));
+                let r = decode::read_rgb(&path).map(|img| {
+                    let inputs = members.iter().map(|d| d.prepare(&img)).collect();
+                    (inputs, img.width(), img.height())
+                });
                 (path, r)
             }
             Err((path, msg)) => (path.clone(), Err(Error::dataset(&path, msg))),
         })
         .collect();
-    let mut set = detector.image_set(&[]);
-    for (_, r) in &decoded {
-        if let Ok((px, _, _)) = r {
-            set.pixels.extend_from_slice(px);
+    let mut sum: Vec<f32> = Vec::new();
+    for (m, det) in members.iter().enumerate() {
+        let mut set = det.image_set(&[]);
+        for (inputs, _, _) in decoded.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+            set.pixels.extend_from_slice(&inputs[m]);
             set.labels.push(0);
         }
+        let scores = det.score_set(&set);
+        if sum.is_empty() {
+            sum = scores;
+        } else {
+            sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v);
+        }
     }
-    let mut scores = detector.score_set(&set).into_iter();
+    let (n, name) = (members.len().max(1) as f32, ensemble.name());
+    let mut means = sum.into_iter().map(|s| s / n);
     decoded
         .into_iter()
         .map(|(path, r)| match r {
             Ok((_, w, h)) => {
-                let p = scores.next().unwrap_or(f32::NAN);
+                let p = ensemble.combine(means.next().unwrap_or(f32::NAN));
                 Prediction {
                     path,
-                    decision: Some(detector.decide_image(p, w, h)),
-                    model: Some(detector.name.clone()),
+                    decision: Some(ensemble.decide_image(p, w, h)),
+                    model: Some(name.clone()),
                     width: Some(w),
                     height: Some(h),
                     error: None,
@@ -83,45 +98,6 @@ pub fn predict_paths(detector: &Detector, inputs: &[PathBuf]) -> Vec<Prediction>
                 height: None,
                 error: Some(e.to_string()),
             },
-        })
-        .collect()
-}
-
-/// Score every input with a model or an ensemble (the rule of
-/// [`crate::eval::evaluate_ensemble`]): each member reads and scores the file its own way; the
-/// answer is the mean `p_fake` decided by [`Ensemble::decide_image`], the model named `a + b`.
-/// A file any member could not score gets that member's error.
-pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Prediction> {
-    let mut runs = ensemble.iter().map(|d| predict_paths(d, inputs));
-    let Some(first) = runs.next() else {
-        return Vec::new();
-    };
-    let others: Vec<Vec<Prediction>> = runs.collect();
-    if others.is_empty() {
-        return first;
-    }
-    let name = ensemble.name();
-    let n = ensemble.len() as f32;
-    first
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let rest = others.iter().filter_map(|run| run.get(i));
-            if p.error.is_some() {
-                return p;
-            }
-            if let Some(q) = rest.clone().find(|q| q.error.is_some()) {
-                return q.clone();
-            }
-            let sum = rest.fold(p.p_fake().unwrap_or(f32::NAN), |s, q| {
-                s + q.p_fake().unwrap_or(f32::NAN)
-            });
-            let (w, h) = (p.width.unwrap_or(0), p.height.unwrap_or(0));
-            Prediction {
-                decision: Some(ensemble.decide_image(ensemble.combine(sum / n), w, h)),
-                model: Some(name.clone()),
-                ..p
-            }
         })
         .collect()
 }
