@@ -267,16 +267,8 @@ impl Ensemble {
     /// a lone image goes through `score_set`, which runs flip TTA's mirror pass beside it.
     pub fn score_prepared(&self, inputs: &[&[Vec<u8>]]) -> Vec<f32> {
         let mut sum = vec![0.0f32; inputs.len()];
-        for (k, det) in self.members.iter().enumerate() {
-            let mut set = crate::data::ImageSet {
-                size: det.meta.input_size,
-                ..Default::default()
-            };
-            for input in inputs {
-                set.pixels
-                    .extend_from_slice(input.get(k).map_or(&[][..], |v| v.as_slice()));
-                set.labels.push(0);
-            }
+        let sets = member_sets(&self.members, inputs.iter().copied());
+        for (det, set) in self.members.iter().zip(&sets) {
             let scores = if inputs.len() == 1 {
                 det.score_set(&set)
             } else {
@@ -427,6 +419,37 @@ pub fn is_ensemble_file(path: &Path) -> bool {
 pub fn ensemble_name(members: &[Detector]) -> String {
     let names: Vec<&str> = members.iter().map(|d| d.name.as_str()).collect();
     names.join(" + ")
+}
+
+/// Each member's set of images already prepared for every member (`inputs`: one entry per
+/// image, in member order, as [`Ensemble::prepare`] gives them): set `m` holds member `m`'s
+/// inputs, the images in the same order.
+pub fn member_sets<'a>(
+    members: &[Detector],
+    inputs: impl IntoIterator<Item = &'a [Vec<u8>]>,
+) -> Vec<crate::data::ImageSet> {
+    let mut sets: Vec<_> = members.iter().map(|d| d.image_set(&[])).collect();
+    for input in inputs {
+        for (set, px) in sets.iter_mut().zip(input) {
+            set.pixels.extend_from_slice(px);
+            set.labels.push(0);
+        }
+    }
+    sets
+}
+
+/// The members' mean `p_fake` (before any calibration, see [`Ensemble::combine`]) of the same
+/// images in each member's own set (`sets[m]` prepared for member `m`), every set scored across
+/// the cores.
+pub fn mean_scores(members: &[Detector], sets: &[crate::data::ImageSet]) -> Vec<f32> {
+    let mut sum = vec![0f32; sets.first().map_or(0, |s| s.len())];
+    for (det, set) in members.iter().zip(sets) {
+        sum.iter_mut()
+            .zip(det.score_set(set))
+            .for_each(|(s, v)| *s += v);
+    }
+    let n = members.len().max(1) as f32;
+    sum.into_iter().map(|s| s / n).collect()
 }
 
 /// Several detectors as one: the mean of their thresholds, each chosen on its own validation

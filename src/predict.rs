@@ -2,7 +2,7 @@
 
 use crate::data::{self, decode};
 use crate::detector::{Decision, Detector};
-use crate::ensemble::Ensemble;
+use crate::ensemble::{self, Ensemble};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -51,31 +51,17 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
         .into_par_iter()
         .map(|item| match item {
             Ok(path) => {
-                let r = decode::read_rgb(&path).map(|img| {
-                    let inputs = members.iter().map(|d| d.prepare(&img)).collect();
-                    (inputs, img.width(), img.height())
-                });
+                let r = decode::read_rgb(&path)
+                    .map(|img| (ensemble.prepare(&img), img.width(), img.height()));
                 (path, r)
             }
             Err((path, msg)) => (path.clone(), Err(Error::dataset(&path, msg))),
         })
         .collect();
-    let mut sum: Vec<f32> = Vec::new();
-    for (m, det) in members.iter().enumerate() {
-        let mut set = det.image_set(&[]);
-        for (inputs, _, _) in decoded.iter().filter_map(|(_, r)| r.as_ref().ok()) {
-            set.pixels.extend_from_slice(&inputs[m]);
-            set.labels.push(0);
-        }
-        let scores = det.score_set(&set);
-        if sum.is_empty() {
-            sum = scores;
-        } else {
-            sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v);
-        }
-    }
-    let (n, name) = (members.len().max(1) as f32, ensemble.name());
-    let mut means = sum.into_iter().map(|s| s / n);
+    let ok = decoded.iter().filter_map(|(_, r)| r.as_ref().ok());
+    let sets = ensemble::member_sets(members, ok.map(|(inputs, _, _)| inputs.as_slice()));
+    let mut means = ensemble::mean_scores(members, &sets).into_iter();
+    let name = ensemble.name();
     decoded
         .into_iter()
         .map(|(path, r)| match r {

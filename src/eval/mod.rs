@@ -375,17 +375,12 @@ pub fn score_files(members: &[Detector], files: &[(PathBuf, u8)], strict: bool) 
     let sizes: Vec<u32> = members.iter().map(|d| d.meta.input_size).collect();
     let (mut sets, report) = data::load_labelled_with(files, &sizes, strict, &|path| {
         let img = data::decode::read_rgb(path)?;
-        Ok(members.iter().map(|d| d.prepare(&img)).collect())
+        Ok(members.iter().map(|d| d.prepare(&img)).collect::<Vec<_>>())
     })?;
-    let mut sum = vec![0f32; sets[0].len()];
-    for (det, set) in members.iter().zip(&sets) {
-        let scores = det.score_set(set);
-        sum.iter_mut().zip(&scores).for_each(|(s, v)| *s += v);
-    }
+    let scores = crate::ensemble::mean_scores(members, &sets);
     let (labels, skipped) = (std::mem::take(&mut sets[0].labels), report.skipped);
-    let n = members.len() as f32;
     Ok(Scored {
-        scores: sum.into_iter().map(|s| s / n).collect(),
+        scores,
         labels,
         skipped,
     })

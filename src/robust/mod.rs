@@ -6,7 +6,7 @@
 use crate::data::perturb::Perturbation;
 use crate::data::{self, Part, decode};
 use crate::detector::class_at;
-use crate::ensemble::Ensemble;
+use crate::ensemble::{Ensemble, mean_scores, member_sets};
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
 use image::RgbImage;
@@ -97,36 +97,25 @@ pub fn sweep(
 }
 
 /// The ensemble's score of every image under `p` (its members' mean, through
-/// [`Ensemble::combine`]); each member perturbs the full-size image again (the same seed gives
-/// the same image) and keeps only its prepared input, so memory holds one model's inputs, not
-/// the perturbed originals.
+/// [`Ensemble::combine`]); each image is perturbed once and prepared for every member, and only
+/// the prepared inputs are kept, not the perturbed originals.
 fn ensemble_scores(
     members: &Ensemble,
     images: &[RgbImage],
     p: &Perturbation,
     seed: u64,
 ) -> Vec<f32> {
-    let mut sum = vec![0f32; images.len()];
-    for det in members.iter() {
-        let set = if *p == Perturbation::None {
-            det.image_set(images)
-        } else {
-            let prepared: Vec<Vec<u8>> = images
-                .par_iter()
-                .enumerate()
-                .map(|(i, img)| det.prepare(&p.apply(img, seed.wrapping_add(i as u64))))
-                .collect();
-            let mut set = det.image_set(&[]);
-            set.pixels = prepared.concat();
-            set.labels = vec![0; images.len()];
-            set
-        };
-        sum.iter_mut()
-            .zip(det.score_set(&set))
-            .for_each(|(s, v)| *s += v);
-    }
-    let n = members.len().max(1) as f32;
-    sum.into_iter().map(|s| members.combine(s / n)).collect()
+    let prepared: Vec<Vec<Vec<u8>>> = images
+        .par_iter()
+        .enumerate()
+        .map(|(i, img)| match p {
+            Perturbation::None => members.prepare(img),
+            _ => members.prepare(&p.apply(img, seed.wrapping_add(i as u64))),
+        })
+        .collect();
+    let sets = member_sets(members, prepared.iter().map(Vec::as_slice));
+    let means = mean_scores(members, &sets);
+    means.into_iter().map(|s| members.combine(s)).collect()
 }
 
 fn row(threshold: f32, p: &Perturbation, scores: &[f32], clean: &[f32], labels: &[u8]) -> SweepRow {
