@@ -270,10 +270,10 @@ impl Ensemble {
         let sets = member_sets(&self.members, inputs.iter().copied());
         for (det, set) in self.members.iter().zip(&sets) {
             let scores = if inputs.len() == 1 {
-                det.score_set(&set)
+                det.score_set(set)
             } else {
                 let indices: Vec<usize> = (0..inputs.len()).collect();
-                det.score_batch(&set, &indices)
+                det.score_batch(set, &indices)
             };
             sum.iter_mut().zip(scores).for_each(|(s, v)| *s += v);
         }
