@@ -260,7 +260,7 @@ impl Ensemble {
 
     /// Each member's input pixels for one decoded image, in member order.
     pub fn prepare(&self, img: &image::RgbImage) -> Vec<Vec<u8>> {
-        self.members.iter().map(|d| d.prepare(img)).collect()
+        prepare_for(&self.members, img)
     }
 
     /// The mean `p_fake` of images already prepared by [`Self::prepare`] (one entry per image);
@@ -419,6 +419,12 @@ pub fn is_ensemble_file(path: &Path) -> bool {
 pub fn ensemble_name(members: &[Detector]) -> String {
     let names: Vec<&str> = members.iter().map(|d| d.name.as_str()).collect();
     names.join(" + ")
+}
+
+/// Each member's input pixels for one decoded image, in member order ([`Ensemble::prepare`]
+/// for members not yet made an ensemble).
+pub fn prepare_for(members: &[Detector], img: &image::RgbImage) -> Vec<Vec<u8>> {
+    members.iter().map(|d| d.prepare(img)).collect()
 }
 
 /// Each member's set of images already prepared for every member (`inputs`: one entry per

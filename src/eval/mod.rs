@@ -374,8 +374,10 @@ pub fn score_files(members: &[Detector], files: &[(PathBuf, u8)], strict: bool) 
     // crop, at its input size).
     let sizes: Vec<u32> = members.iter().map(|d| d.meta.input_size).collect();
     let (mut sets, report) = data::load_labelled_with(files, &sizes, strict, &|path| {
-        let img = data::decode::read_rgb(path)?;
-        Ok(members.iter().map(|d| d.prepare(&img)).collect::<Vec<_>>())
+        Ok(crate::ensemble::prepare_for(
+            members,
+            &data::decode::read_rgb(path)?,
+        ))
     })?;
     let scores = crate::ensemble::mean_scores(members, &sets);
     let (labels, skipped) = (std::mem::take(&mut sets[0].labels), report.skipped);
