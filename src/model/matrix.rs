@@ -54,31 +54,6 @@ pub fn gemm_into(
     }
 }
 
-/// `dst = lhs · rhs` like [`gemm_into`] (`dst` `[m×n]`, row stride `n`), computed as
-/// `dstᵀ = rhsᵀ · lhsᵀ` into `tmp` and transposed into place. `gemm`'s kernels run along the
-/// destination's contiguous axis in blocks of 16 lanes, so a product whose rows are short —
-/// a convolution's 7×7 output plane is 49 columns: three full blocks and one with a single
-/// lane in use — runs with full blocks along the other axis instead.
-pub fn gemm_transposed(
-    [m, n, k]: [usize; 3],
-    dst: &mut [f32],
-    lhs: Operand,
-    rhs: Operand,
-    tmp: &mut Vec<f32>,
-) {
-    // Every element of `tmp` is written by the product (no accumulation).
-    tmp.resize(m * n, 0.0);
-    gemm_into(
-        [n, m, k],
-        tmp,
-        m,
-        false,
-        (rhs.0, rhs.2, rhs.1),
-        (lhs.0, lhs.2, lhs.1),
-    );
-    super::vector::transpose((tmp, m), (&mut dst[..m * n], n), n, m);
-}
-
 /// `out = a · b` for row-major `a` `[m×k]`, `b` `[k×n]` and `out` `[m×n]`.
 pub fn product(a: &[f32], b: &[f32], out: &mut [f32], [m, k, n]: [usize; 3]) {
     gemm_into([m, n, k], out, n, false, (a, k, 1), (b, n, 1));

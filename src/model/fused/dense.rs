@@ -16,7 +16,7 @@
 
 use super::conv_op::{self, ConvShape, out_size};
 use super::zeroed;
-use crate::model::matrix::{gemm_into, gemm_transposed};
+use crate::model::matrix::gemm_into;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::flex::{Flex, FlexTensor};
 use burn::backend::tensor::FloatTensor;
@@ -74,9 +74,16 @@ impl Shape {
         self.k == 1 && self.stride == 1 && self.padding == [0; 4]
     }
 
-    /// Whether the 1×1 products run along the channels ([`SMALL_PLANE`]).
-    fn transposed(&self) -> bool {
-        self.direct() && self.howo() < SMALL_PLANE
+    /// Images per product of the 1×1 layers' forward pass and input gradient: several when the
+    /// planes are small ([`SMALL_PLANE`]), so that each product has a few hundred columns and
+    /// the weights are packed once for them all, not once per image. At least four groups per
+    /// batch, whatever the thread count, so that both cores have work and results do not
+    /// depend on the threads.
+    fn images_per_product(&self) -> usize {
+        if !self.direct() || self.howo() >= SMALL_PLANE {
+            return 1;
+        }
+        (COLUMNS / self.howo()).clamp(1, self.n.div_ceil(4).max(1))
     }
 
     /// The input `[c_in, h, w]` of one image as its column matrix `[c_in·k·k, ho·wo]`: row
@@ -135,21 +142,61 @@ impl Shape {
 const ROWS: usize = 32;
 
 /// Output planes smaller than this (EfficientNet's 7×7 at 224 px; 6×6, 3×3, 2×2 at 48 px) are
-/// multiplied along the channels ([`gemm_transposed`]) in the 1×1 layers' forward pass and
-/// input gradient.
+/// multiplied several images at a time in the 1×1 layers' forward pass and input gradient
+/// ([`Shape::images_per_product`]).
 const SMALL_PLANE: usize = 64;
+
+/// Columns a product of several images' small planes aims at.
+const COLUMNS: usize = 256;
+
+/// `dst` `[c, m·hw]` ← `src` `[m, c, hw]` (the planes of `m` images, channel-major).
+fn channel_major(src: &[f32], [m, c, hw]: [usize; 3], dst: &mut Vec<f32>) {
+    dst.resize(m * c * hw, 0.0);
+    for (b, image) in src.chunks_exact(c * hw).enumerate() {
+        for (ch, plane) in image.chunks_exact(hw).enumerate() {
+            dst[(ch * m + b) * hw..][..hw].copy_from_slice(plane);
+        }
+    }
+}
+
+/// `dst` `[m, c, hw]` ← `src` `[c, m·hw]` (the inverse of [`channel_major`]).
+fn image_major(src: &[f32], [m, c, hw]: [usize; 3], dst: &mut [f32]) {
+    for (b, image) in dst.chunks_exact_mut(c * hw).enumerate() {
+        for (ch, plane) in image.chunks_exact_mut(hw).enumerate() {
+            plane.copy_from_slice(&src[(ch * m + b) * hw..][..hw]);
+        }
+    }
+}
+
+/// The 1×1 product `out = A·in` for a group of images whose planes are small: `input`
+/// `[m, k, hw]` and `out` `[m, rows, hw]` (NCHW), `a` the `[rows × k]` operand; both sides
+/// are laid out channel-major (`[k, m·hw]`) so that one product serves the group.
+fn grouped_product(
+    [rows, k, hw]: [usize; 3],
+    a: (&[f32], usize, usize),
+    input: &[f32],
+    out: &mut [f32],
+    (cols, prod): (&mut Vec<f32>, &mut Vec<f32>),
+) {
+    let m = input.len() / (k * hw);
+    channel_major(input, [m, k, hw], cols);
+    // Every element of `prod` is written by the product (no accumulation).
+    prod.resize(rows * m * hw, 0.0);
+    gemm_into([rows, m * hw, k], prod, m * hw, false, a, (cols, m * hw, 1));
+    image_major(prod, [m, rows, hw], out);
+}
 
 /// The output `[n, c_out, ho·wo]`.
 pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
     let (howo, hw) = (s.howo(), s.h * s.w);
-    let mut y = vec![0.0f32; s.n * s.co * howo];
-    y.par_chunks_mut(s.co * howo)
-        .zip(x.par_chunks(s.ci * hw))
-        .for_each_init(Vec::new, |col, (y, x)| {
+    let (mut y, g) = (vec![0.0f32; s.n * s.co * howo], s.images_per_product());
+    y.par_chunks_mut(g * s.co * howo)
+        .zip(x.par_chunks(g * s.ci * hw))
+        .for_each_init(Default::default, |(col, prod), (y, x)| {
             let rows = s.rows();
             let w = (weight, rows, 1);
-            if s.transposed() {
-                return gemm_transposed([s.co, howo, rows], y, w, (x, howo, 1), col);
+            if g > 1 {
+                return grouped_product([s.co, rows, howo], w, x, y, (col, prod));
             }
             let x = s.columns(x, col);
             gemm_into([s.co, howo, rows], y, howo, false, w, (x, howo, 1));
@@ -160,10 +207,10 @@ pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
 /// The input gradient `[n, c_in, h·w]`: `Wᵀ·dY` per image, added back onto the input pixels.
 pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
     let (howo, hw, rows) = (s.howo(), s.h * s.w, s.rows());
-    let mut dx = vec![0.0f32; s.n * s.ci * hw];
-    dx.par_chunks_mut(s.ci * hw)
-        .zip(dy.par_chunks(s.co * howo))
-        .for_each_init(Vec::new, |col, (dx, dy)| {
+    let (mut dx, g) = (vec![0.0f32; s.n * s.ci * hw], s.images_per_product());
+    dx.par_chunks_mut(g * s.ci * hw)
+        .zip(dy.par_chunks(g * s.co * howo))
+        .for_each_init(Default::default, |(col, prod), (dx, dy)| {
             let product = |dst: &mut [f32]| {
                 gemm_into(
                     [rows, howo, s.co],
@@ -174,9 +221,9 @@ pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
                     (dy, howo, 1),
                 );
             };
-            if s.transposed() {
+            if g > 1 {
                 let wt = (weight, 1, rows);
-                gemm_transposed([rows, howo, s.co], dx, wt, (dy, howo, 1), col);
+                grouped_product([rows, s.co, howo], wt, dy, dx, (col, prod));
             } else if s.direct() {
                 product(dx);
             } else {
@@ -293,7 +340,8 @@ mod tests {
 
     /// Output, input gradient and weight gradient against burn's convolution: 1×1 (the planes as
     /// they lie) on odd sides and channel counts on both sides of the 32-row weight-gradient
-    /// blocks; 3×3 and 5×5 through the column matrix at strides 1–3 with "same" (uneven at
+    /// blocks, and on small planes in groups of images (the last group short: 7 images of 2×2
+    /// in groups of 2, 5 of 6×6 in groups of 2); 3×3 and 5×5 through the column matrix at strides 1–3 with "same" (uneven at
     /// stride 2, like the backbone's stem), explicit and no padding.
     #[test]
     fn the_dense_op_equals_burns_convolution_forward_and_backward() {
@@ -312,6 +360,9 @@ mod tests {
             (2, 2, 5, 10, 9, 5, 3, PaddingConfig2d::Explicit(1, 0, 2, 1)),
             (2, 3, 4, 7, 6, 3, 1, PaddingConfig2d::Valid),
             (2, 5, 3, 6, 6, 1, 2, PaddingConfig2d::Valid),
+            (9, 12, 20, 3, 3, 1, 1, same.clone()),
+            (7, 10, 6, 2, 2, 1, 1, same.clone()),
+            (5, 40, 17, 6, 6, 1, 1, same.clone()),
         ];
         for (n, ci, co, h, w, k, stride, pad) in cases {
             let conv = Conv2dConfig::new([ci, co], [k, k])
