@@ -71,58 +71,77 @@ fn with_floats<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     }
 }
 
+/// Values a parallel task of [`map_planes`] and [`gather_planes`] takes at least: whole planes,
+/// several when they are small (a 2×2 plane per task would spend its time in the scheduler).
+const TASK_VALUES: usize = 4096;
+
+/// Planes of `plane` values per parallel task.
+fn planes_per_task(plane: usize) -> usize {
+    (TASK_VALUES / plane.max(1)).max(1)
+}
+
 /// A new vector as long as `a` and `b`: plane `p` (each `plane` values) is `f(p)` applied to the
-/// pairs of plane `p` of `a` and `b`, planes in parallel, compiled for the widest vectors the
-/// CPU has (mark the closure `f` returns `#[inline(always)]`). The vector is not zero-filled
-/// first: every value is written exactly once.
+/// pairs of plane `p` of `a` and `b`, planes in parallel (several per task when they are
+/// small), compiled for the widest vectors the CPU has (mark the closure `f` returns
+/// `#[inline(always)]`). The vector is not zero-filled first: every value is written exactly
+/// once.
 fn map_planes<F>(a: &[f32], b: &[f32], plane: usize, f: impl Fn(usize) -> F + Sync) -> Vec<f32>
 where
     F: Fn(f32, f32) -> f32,
 {
     assert_eq!(a.len(), b.len());
+    let (plane, per) = (plane.max(1), planes_per_task(plane));
     let mut out = Vec::with_capacity(a.len());
     out.spare_capacity_mut()[..a.len()]
-        .par_chunks_mut(plane.max(1))
-        .zip(a.par_chunks(plane.max(1)).zip(b.par_chunks(plane.max(1))))
+        .par_chunks_mut(per * plane)
+        .zip(a.par_chunks(per * plane).zip(b.par_chunks(per * plane)))
         .enumerate()
-        .for_each(|(p, (o, (a, b)))| {
-            let g = f(p);
+        .for_each(|(t, (o, (a, b)))| {
             crate::model::vector::wide(
                 #[inline(always)]
                 || {
-                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                        o.write(g(a, b));
+                    let planes = o
+                        .chunks_mut(plane)
+                        .zip(a.chunks(plane).zip(b.chunks(plane)));
+                    for (i, (o, (a, b))) in planes.enumerate() {
+                        let g = f(t * per + i);
+                        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                            o.write(g(a, b));
+                        }
                     }
                 },
             );
         });
     // SAFETY: the chunks of `out`'s first `a.len()` slots are zipped with the chunks of `a` and
-    // `b`, which have the same lengths (same total, same chunk size), and every slot of each
+    // `b`, which have the same lengths (same total, same chunk sizes), and every slot of each
     // chunk was written in the loop above.
     unsafe { out.set_len(a.len()) };
     out
 }
 
 /// A new vector of `count` planes of `plane` values: plane `p` a copy of `src(p)` (which must
-/// be `plane` values long), in parallel, without zero-filling the vector first.
+/// be `plane` values long), in parallel (several planes per task when they are small), without
+/// zero-filling the vector first.
 fn gather_planes<'a>(
     count: usize,
     plane: usize,
     src: impl Fn(usize) -> &'a [f32] + Sync,
 ) -> Vec<f32> {
-    let len = count * plane;
+    let (len, per) = (count * plane, planes_per_task(plane));
     let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len]
-        .par_chunks_mut(plane.max(1))
+        .par_chunks_mut(per * plane.max(1))
         .enumerate()
-        .for_each(|(p, o)| {
-            let src = src(p);
-            assert_eq!(src.len(), o.len());
-            for (o, &v) in o.iter_mut().zip(src) {
-                o.write(v);
+        .for_each(|(t, o)| {
+            for (i, o) in o.chunks_mut(plane.max(1)).enumerate() {
+                let src = src(t * per + i);
+                assert_eq!(src.len(), o.len());
+                for (o, &v) in o.iter_mut().zip(src) {
+                    o.write(v);
+                }
             }
         });
-    // SAFETY: every chunk of `out`'s first `len` slots was written in full (its source has its
+    // SAFETY: every plane of `out`'s first `len` slots was written in full (its source has its
     // length, checked above).
     unsafe { out.set_len(len) };
     out
