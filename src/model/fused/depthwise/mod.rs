@@ -15,6 +15,8 @@
 //! convolution, forward and backward. Where burn's CPU backend could take it upstream: as
 //! `conv2d_weight_backward` / `conv2d_x_backward` for `groups == channels_in == channels_out`.
 
+mod channels_last;
+
 use super::conv_op::{self, ConvShape, out_size};
 use super::zeroed;
 use crate::model::vector::{Kernel, LANES, Vector, dispatch};
@@ -266,6 +268,9 @@ fn interleave(per_task: Vec<Vec<f32>>, g: &Phases, s: &Shape, len: usize) -> Vec
 /// The output `[n, c, ho, wo]`: per channel, all images split by phase, then one
 /// `Correlate` over the flattened outputs.
 pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
+    if channels_last::fits(&s) {
+        return channels_last::forward(x, weight, s);
+    }
     let g = s.phases();
     let (ho, wo, hw) = (g.ho, g.wo, s.h * s.w);
     let per_task: Vec<Vec<f32>> = g
@@ -301,6 +306,9 @@ pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
 /// the padded input, a `Correlate` of the spread-out gradient with that phase's taps, offsets
 /// negated.
 pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
+    if channels_last::fits(&s) {
+        return channels_last::backward_input(dy, weight, s);
+    }
     let g = s.phases();
     let (st, howo, hw) = (s.stride, g.ho * g.wo, s.h * s.w);
     let per_task: Vec<Vec<f32>> = g
@@ -340,6 +348,9 @@ pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
 /// The weight gradient `[c, 1, k, k]`: per channel, `Dots` of the spread-out output gradient
 /// of all images with each tap's run of the phase-split input, in a fixed order.
 pub fn backward_weight(x: &[f32], dy: &[f32], s: Shape) -> Vec<f32> {
+    if channels_last::fits(&s) {
+        return channels_last::backward_weight(x, dy, s);
+    }
     let g = s.phases();
     let (kk, howo, hw) = (s.k * s.k, g.ho * g.wo, s.h * s.w);
     let taps: Vec<usize> = (0..kk).map(|t| g.tap(t / s.k, t % s.k)).collect();
@@ -450,8 +461,9 @@ mod tests {
 
     /// Output, input gradient and weight gradient against burn's grouped convolution, on odd
     /// and even sides, kernels 1/3/5, strides 1–3, "same" (uneven at stride 2), explicit and no
-    /// padding, an input smaller than the kernel's reach, and planes large enough for one image
-    /// per task.
+    /// padding, an input smaller than the kernel's reach, small planes (up to 64 pixels: the
+    /// channels-last kernels; the others run over phase-split planes) and planes large enough
+    /// for one image per task.
     #[test]
     fn the_depthwise_op_equals_burns_grouped_convolution_forward_and_backward() {
         let device = Device::flex().autodiff();
@@ -465,6 +477,12 @@ mod tests {
             (1, 3, 7, 6, 3, 1, PaddingConfig2d::Valid),
             (2, 4, 2, 3, 3, 2, PaddingConfig2d::Same),
             (2, 17, 6, 5, 1, 1, PaddingConfig2d::Valid),
+            // Small planes, channels-last (`channels_last`): more channels than one vector,
+            // more images than one weight-gradient group, 5×5 filters on 2×2 and 3×3 planes.
+            (10, 37, 2, 2, 5, 1, PaddingConfig2d::Same),
+            (9, 20, 3, 3, 3, 1, PaddingConfig2d::Same),
+            (3, 18, 6, 6, 5, 2, PaddingConfig2d::Same),
+            (2, 5, 3, 3, 5, 2, PaddingConfig2d::Same),
             // Planes large enough to be taken one image at a time.
             (3, 3, 40, 37, 3, 1, PaddingConfig2d::Same),
             (2, 2, 70, 67, 5, 2, PaddingConfig2d::Same),
