@@ -57,6 +57,18 @@ impl Saved {
         (0..self.n).map(move |b| &v[(b * self.c + ch) * self.hw..][..self.hw])
     }
 
+    /// Channel `ch`'s values of `v` as runs for its sums: its planes as they lie or, when they
+    /// are small (under [`SHORT`] values), copied one after another into `buf` as one run, so
+    /// that the vector loops do not stop at every 2×2 or 3×3 plane.
+    fn runs<'a>(&self, v: &'a [f32], ch: usize, buf: &'a mut Vec<f32>) -> Vec<&'a [f32]> {
+        if self.hw >= SHORT {
+            return self.planes(v, ch).collect();
+        }
+        buf.clear();
+        self.planes(v, ch).for_each(|p| buf.extend_from_slice(p));
+        vec![buf]
+    }
+
     /// Channel `ch`'s constants, copied out so that the loops over its values keep them in
     /// registers (and vectorise).
     fn channel(&self, ch: usize) -> Channel {
@@ -69,6 +81,9 @@ impl Saved {
         }
     }
 }
+
+/// Planes shorter than this are summed as one run per channel ([`Saved::runs`]).
+const SHORT: usize = 64;
 
 #[derive(Clone, Copy)]
 struct Channel {
@@ -127,19 +142,16 @@ pub fn forward(
     };
     let stats: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
-        .map(|ch| {
+        .map_init(Vec::new, |buf, ch| {
             let (mut mean, mut sq) = (0.0f64, 0.0f64);
+            let runs = saved.runs(x, ch, buf);
             wide(
                 #[inline(always)]
                 || {
-                    mean = saved
-                        .planes(x, ch)
-                        .map(|p| lane_sum(p, p, |v, _| v))
-                        .sum::<f64>()
-                        / count;
+                    mean = runs.iter().map(|p| lane_sum(p, p, |v, _| v)).sum::<f64>() / count;
                     let m = mean as f32;
-                    sq = saved
-                        .planes(x, ch)
+                    sq = runs
+                        .iter()
                         .map(|p| lane_sum(p, p, |v, _| (v - m) * (v - m)))
                         .sum();
                 },
@@ -165,13 +177,14 @@ pub fn forward(
 pub fn backward(s: &Saved, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let sums: Vec<(f64, f64)> = (0..s.c)
         .into_par_iter()
-        .map(|ch| {
+        .map_init(Default::default, |(xb, dyb), ch| {
             let k = s.channel(ch);
             let (mut dbeta, mut dgamma) = (0.0f64, 0.0f64);
+            let (xs, dys) = (s.runs(x, ch, xb), s.runs(dy, ch, dyb));
             wide(
                 #[inline(always)]
                 || {
-                    for (x, dy) in s.planes(x, ch).zip(s.planes(dy, ch)) {
+                    for (x, dy) in xs.iter().zip(&dys) {
                         dbeta += lane_sum(x, dy, |x, dy| k.through(k.z(x).1, dy));
                         dgamma += lane_sum(x, dy, |x, dy| {
                             let (xhat, z) = k.z(x);
@@ -324,7 +337,8 @@ mod tests {
     use burn::tensor::Distribution;
 
     /// Output, gradients and running statistics against burn's `BatchNorm` (then `clamp(0, 6)`),
-    /// with inputs that ReLU6 clips at both ends, odd plane sizes and a single-pixel plane.
+    /// with inputs that ReLU6 clips at both ends, odd plane sizes and a single-pixel plane, planes
+    /// under 64 values (summed as one run per channel) and over.
     #[test]
     fn the_batch_norm_op_equals_burns_batch_norm_and_relu6_forward_and_backward() {
         let device = Device::flex().autodiff();
@@ -334,6 +348,7 @@ mod tests {
             (2, 3, 9, 9, false),
             (4, 5, 1, 1, true),
             (2, 17, 6, 3, true),
+            (3, 6, 8, 10, true),
         ] {
             let r =
                 |lo: f64, hi: f64| Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device);
