@@ -76,63 +76,52 @@ fn transposed(src: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
     transpose((src, cols), (dst, rows), rows, cols);
 }
 
-/// One image: `out` `[c, out_px]` ← the links `[d, p, q]` applied to `a` (`[p, c]`, already
-/// channels-last) and `input` `[c, in_px]`: `Σ a[p] ⊙ inputᵀ[q]` into row `d`.
-fn image(
+/// The filters `[c, k·k]` applied through the links `rows` (`[d, t, q]`: row `d` of the result
+/// += filter row `t` ⊙ row `q` of the input), image by image: `input` `[n, c, in_px]` →
+/// `[n, c, out_px]`, each image transposed channels-last and back. The forward pass and the
+/// input gradient differ only in their links' direction and plane sizes.
+fn through_links(
     s: &Shape,
-    (a, rows): (&[f32], &[[usize; 3]]),
+    weight: &[f32],
+    rows: &[[usize; 3]],
     (input, in_px): (&[f32], usize),
-    (out, out_px): (&mut [f32], usize),
-    (t_in, t_out): &mut (Vec<f32>, Vec<f32>),
-) {
-    transposed(input, s.c, in_px, t_in);
-    t_out.clear();
-    t_out.resize(out_px * s.c, 0.0);
-    dispatch(Accumulate {
-        dst: t_out,
-        a,
-        b: t_in,
-        c: s.c,
-        rows,
-    });
-    transpose((t_out, s.c), (out, out_px), out_px, s.c);
-}
-
-/// The filters `[c, k·k]` channels-last, `[k·k, c]`.
-fn weights_channels_last(weight: &[f32], s: &Shape) -> Vec<f32> {
+    out_px: usize,
+) -> Vec<f32> {
     let mut wt = Vec::new();
     transposed(weight, s.c, s.k * s.k, &mut wt);
-    wt
+    let mut out = vec![0.0f32; s.n * s.c * out_px];
+    out.par_chunks_mut(s.c * out_px)
+        .zip(input.par_chunks(s.c * in_px))
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(t_in, t_out), (out, input)| {
+                transposed(input, s.c, in_px, t_in);
+                t_out.clear();
+                t_out.resize(out_px * s.c, 0.0);
+                dispatch(Accumulate {
+                    dst: t_out,
+                    a: &wt,
+                    b: t_in,
+                    c: s.c,
+                    rows,
+                });
+                transpose((t_out, s.c), (out, out_px), out_px, s.c);
+            },
+        );
+    out
 }
 
-/// The output `[n, c, ho, wo]`.
+/// The output `[n, c, ho, wo]`: output row `o` += filter row `t` ⊙ input row `i`.
 pub fn forward(x: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
-    let (hw, (ho, wo)) = (s.h * s.w, s.out());
-    let wt = weights_channels_last(weight, &s);
-    // Output row `o` += filter row `t` ⊙ input row `i`.
-    let rows = links(&s);
-    let mut y = vec![0.0f32; s.n * s.c * ho * wo];
-    y.par_chunks_mut(s.c * ho * wo)
-        .zip(x.par_chunks(s.c * hw))
-        .for_each_init(Default::default, |bufs, (y, x)| {
-            image(&s, (&wt, &rows), (x, hw), (y, ho * wo), bufs);
-        });
-    y
+    let (ho, wo) = s.out();
+    through_links(&s, weight, &links(&s), (x, s.h * s.w), ho * wo)
 }
 
-/// The input gradient `[n, c, h, w]`.
+/// The input gradient `[n, c, h, w]`: input row `i` += filter row `t` ⊙ output-gradient row `o`.
 pub fn backward_input(dy: &[f32], weight: &[f32], s: Shape) -> Vec<f32> {
-    let (hw, (ho, wo)) = (s.h * s.w, s.out());
-    let wt = weights_channels_last(weight, &s);
-    // Input row `i` += filter row `t` ⊙ output-gradient row `o`.
+    let (ho, wo) = s.out();
     let rows: Vec<[usize; 3]> = links(&s).into_iter().map(|[o, t, i]| [i, t, o]).collect();
-    let mut dx = vec![0.0f32; s.n * s.c * hw];
-    dx.par_chunks_mut(s.c * hw)
-        .zip(dy.par_chunks(s.c * ho * wo))
-        .for_each_init(Default::default, |bufs, (dx, dy)| {
-            image(&s, (&wt, &rows), (dy, ho * wo), (dx, hw), bufs);
-        });
-    dx
+    through_links(&s, weight, &rows, (dy, ho * wo), s.h * s.w)
 }
 
 /// The weight gradient `[c, 1, k, k]`: per group of [`GROUP`] images a sum over the links, then
