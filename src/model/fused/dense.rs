@@ -332,7 +332,7 @@ pub fn dense(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{close, loss_weights};
+    use super::super::tests::conv_op_equals_burn;
     use super::*;
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
@@ -373,24 +373,7 @@ mod tests {
             let x = Tensor::<4>::random([n, ci, h, w], Distribution::Normal(0.0, 1.0), &device);
             let case = format!("n{n} {ci}→{co} {h}x{w} k{k} s{stride} {pad:?}");
             assert!(fits(&conv, &x), "{case}: fits");
-            let run = |op: bool| {
-                let x = x.clone().require_grad();
-                let y = if op {
-                    dense(&conv, x.clone())
-                } else {
-                    conv.forward(x.clone())
-                };
-                let weights = loss_weights(&y);
-                let grads = (y.clone() * weights).sum().backward();
-                let dx = x.grad(&grads).expect("dx");
-                let dw = conv.weight.val().grad(&grads).expect("dw");
-                (y, dx, dw)
-            };
-            let (y, dx, dw) = run(true);
-            let (ry, rdx, rdw) = run(false);
-            close(y, ry, &format!("{case}: output"));
-            close(dx, rdx, &format!("{case}: dx"));
-            close(dw, rdw, &format!("{case}: dweight"));
+            conv_op_equals_burn(&conv, &x, dense, &case);
         }
     }
 

@@ -387,6 +387,34 @@ mod tests {
         );
     }
 
+    /// Output, input gradient and weight gradient of a convolution op (`op(conv, x)`) against
+    /// burn's module (`conv.forward(x)`), each to [`close`].
+    pub(super) fn conv_op_equals_burn(
+        conv: &Conv2d,
+        x: &Tensor<4>,
+        op: impl Fn(&Conv2d, Tensor<4>) -> Tensor<4>,
+        case: &str,
+    ) {
+        let run = |through_op: bool| {
+            let x = x.clone().require_grad();
+            let y = if through_op {
+                op(conv, x.clone())
+            } else {
+                conv.forward(x.clone())
+            };
+            let weights = loss_weights(&y);
+            let grads = (y.clone() * weights).sum().backward();
+            let dx = x.grad(&grads).expect("dx");
+            let dw = conv.weight.val().grad(&grads).expect("dw");
+            (y, dx, dw)
+        };
+        let (y, dx, dw) = run(true);
+        let (ry, rdx, rdw) = run(false);
+        close(y, ry, &format!("{case}: output"));
+        close(dx, rdx, &format!("{case}: dx"));
+        close(dw, rdw, &format!("{case}: dweight"));
+    }
+
     /// Weights of a test loss `Σ y·weights` whose gradient differs at every image, channel, row
     /// and column: a gradient that repeats across channels or images would hide a kernel that
     /// reads the wrong one.
