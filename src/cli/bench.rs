@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use synthscan::bench::reference::{self, Measure, ReferenceOptions};
 use synthscan::bench::{self, BenchOptions, BenchReport};
 use synthscan::detector::{Detector, ModelMeta, default_device};
+use synthscan::ensemble::Ensemble;
 use synthscan::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -62,7 +63,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         optimizer,
     };
     if a.reference {
-        return run_reference(&a, &opts, &det);
+        return run_reference(&a, &opts, det.into());
     }
     print_report(&bench::run(&opts)?);
     Ok(ExitCode::SUCCESS)
@@ -92,7 +93,7 @@ fn subject(a: &BenchArgs) -> Result<(String, synthscan::config::OptimizerConfig,
     Ok((name, optimizer, Detector::new(meta, network, device)))
 }
 
-fn run_reference(a: &BenchArgs, opts: &BenchOptions, det: &Detector) -> Result<ExitCode> {
+fn run_reference(a: &BenchArgs, opts: &BenchOptions, model: Ensemble) -> Result<ExitCode> {
     let mut measures = vec![Measure::Train(a.batch_size)];
     measures.extend(a.infer_batches.iter().map(|&b| Measure::Infer(b)));
     if a.data.is_some() {
@@ -109,7 +110,7 @@ fn run_reference(a: &BenchArgs, opts: &BenchOptions, det: &Detector) -> Result<E
     if let Some(why) = reference::unavailable(&ropts) {
         return Err(Error::Invalid(format!("bench --reference: {why}")));
     }
-    let table = reference::compare(opts, det, &ropts)?.to_markdown();
+    let table = reference::compare(opts, &model, &ropts)?.to_markdown();
     println!("{table}");
     if let Some(out) = &a.out {
         std::fs::write(out, &table).map_err(|e| Error::io(out, e))?;

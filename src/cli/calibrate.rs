@@ -1,7 +1,7 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::eval::ThresholdRule;
+use synthscan::decision::ThresholdRule;
 use synthscan::train::load_run_data;
 use synthscan::{Detector, Error, Result};
 

@@ -1,7 +1,8 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::eval::{ThresholdRule, score_files};
+use synthscan::decision::ThresholdRule;
+use synthscan::eval::score_files;
 use synthscan::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -43,6 +44,8 @@ pub fn run(a: EnsembleArgs) -> Result<ExitCode> {
     if let Some(dir) = &a.data {
         let cfg = synthscan::config::load_or_default(a.config.as_deref())?;
         let files = synthscan::train::data::validation_files(&cfg, dir)?;
+        // Fitted on the members' plain mean, not on an earlier calibration's output.
+        ensemble.clear_calibration();
         let val = score_files(&ensemble, &files, cfg.data.strict)?;
         let rule = a
             .max_fpr

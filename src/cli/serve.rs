@@ -90,23 +90,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = args.config()?;
     let ensemble = super::load_members(&args.model, None, None)?;
     let state = AppState::new(ensemble, config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(rayon::current_num_threads().clamp(1, 4))
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
-    let served = runtime.block_on(async {
-        let server = serve::Server::bind(args.addr, state).await?;
-        let addr = server.local_addr()?;
+    serve::serve_blocking(args.addr, state, |addr| {
         println!("listening on http://{addr}");
         // Tests and scripts read the address from the first line.
         let _ = std::io::stdout().flush();
-        tracing::info!(%addr, "serving");
-        server.run(serve::shutdown_signal()).await
-    });
-    // A decode still running on the blocking pool after the grace period is not waited for.
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    served?;
+    })?;
     eprintln!("shut down");
     Ok(ExitCode::SUCCESS)
 }

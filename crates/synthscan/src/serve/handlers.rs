@@ -1,0 +1,251 @@
+//! The endpoints. Decoding runs on tokio's blocking pool, scoring on the batch workers, so the
+//! async runtime only moves bytes.
+
+use super::AppState;
+use super::batcher::SubmitError;
+use super::error::ApiError;
+use super::overlay;
+use super::upload::{Upload, uploads};
+use crate::data::decode;
+use crate::decision::Decision;
+use crate::ensemble::Prepared;
+use crate::predict::Prediction;
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use image::RgbImage;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+static PAGE: &str = include_str!("page.html");
+
+pub async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if st.ready.load(Ordering::Relaxed) {
+        Json(json!({ "status": "ready", "model": st.model_name })).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the server is starting or shutting down",
+        )
+        .into_response()
+    }
+}
+
+pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
+    let c = &st.config;
+    let members: Vec<Value> = st
+        .ensemble
+        .iter()
+        .zip(&st.cam_layers)
+        .map(|(det, layer)| describe(det, layer))
+        .collect();
+    // One model: its own fields at the top, as before ensembles; several: the members.
+    let mut v = match members.as_slice() {
+        [one] => one.clone(),
+        _ => json!({ "members": members, "calibration": st.ensemble.calibration() }),
+    };
+    v["name"] = json!(st.model_name);
+    v["threshold"] = json!(st.ensemble.threshold());
+    v["params"] = json!(st.ensemble.iter().map(|d| d.num_params()).sum::<usize>());
+    v["serving"] = json!({
+        "max_batch": c.batch.max_batch,
+        "max_wait_ms": c.batch.max_wait.as_secs_f64() * 1e3,
+        "workers": c.batch.workers,
+        "queue_capacity": c.batch.queue_capacity,
+        "max_body_bytes": c.max_body_bytes,
+        "max_pixels": c.max_pixels,
+        "request_timeout_ms": c.request_timeout.as_millis() as u64,
+        "max_concurrency": c.max_concurrency,
+        "max_batch_items": c.max_batch_items,
+    });
+    Json(v)
+}
+
+/// What `/v1/model` says of one model.
+fn describe(det: &crate::Detector, cam_layer: &str) -> Value {
+    let prov = &det.meta.provenance;
+    json!({
+        "name": det.name,
+        "input_size": det.meta.input_size,
+        "threshold": det.meta.threshold,
+        "class_names": det.meta.class_names,
+        "tta": det.meta.tta,
+        "params": det.num_params(),
+        "arch": det.meta.arch,
+        "metrics": { "test": prov.get("test"), "val": prov.get("val") },
+        "provenance": prov,
+        "explain_layer": cam_layer,
+    })
+}
+
+pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DetectQuery {
+    explain: Option<String>,
+}
+
+fn wants_gradcam(q: &DetectQuery) -> Result<bool, ApiError> {
+    match q.explain.as_deref() {
+        None | Some("") | Some("none") => Ok(false),
+        Some("gradcam") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "bad_explain",
+            format!("explain={other:?}: the only method is \"gradcam\""),
+        )),
+    }
+}
+
+pub async fn detect(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<DetectQuery>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let explain = wants_gradcam(&q)?;
+    let upload = uploads(req, 1).await?.into_iter().next();
+    let upload = upload.ok_or_else(|| ApiError::bad_request("no_image", "no image was sent"))?;
+    Ok(Json(analyse(st, upload, explain).await?))
+}
+
+pub async fn detect_batch(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<DetectQuery>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let explain = wants_gradcam(&q)?;
+    let items = uploads(req, st.config.max_batch_items).await?;
+    // All items go through decoding and the queue at the same time, so they share batches.
+    let tasks: Vec<_> = items
+        .into_iter()
+        .map(|u| tokio::spawn(analyse(st.clone(), u, explain)))
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(match t.await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => e.body(),
+            Err(_) => ApiError::internal("this item's task failed").body(),
+        });
+    }
+    Ok(Json(json!({ "results": results })))
+}
+
+/// Every field `predict --json` gives for a scored file (the decision of `Ensemble::score`,
+/// the model, the image's size), without the path.
+fn prediction_fields(
+    st: &AppState,
+    decision: Decision,
+    width: u32,
+    height: u32,
+) -> serde_json::Map<String, Value> {
+    let p = Prediction {
+        path: PathBuf::new(),
+        decision: Some(decision),
+        model: Some(st.model_name.clone()),
+        width: Some(width),
+        height: Some(height),
+        error: None,
+    };
+    let mut v = match serde_json::to_value(p) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    v.remove("path");
+    v
+}
+
+struct Decoded {
+    /// The image prepared for each model, with its size.
+    prepared: Prepared,
+    image: Option<RgbImage>,
+}
+
+/// Header check, decode and resize, on the blocking pool (at most `decode_permits` at once,
+/// which bounds the memory that decoding large images can take).
+async fn decode_upload(
+    st: &Arc<AppState>,
+    upload: Upload,
+    keep: bool,
+) -> Result<Decoded, ApiError> {
+    let _permit = st
+        .decode_permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::internal("decoder closed"))?;
+    let max_pixels = st.config.max_pixels;
+    let ensemble = st.ensemble.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let name = Path::new(&upload.name);
+        let img = decode::decode_rgb_within(&upload.bytes, name, max_pixels)?;
+        Ok::<_, crate::Error>(Decoded {
+            prepared: ensemble.prepare(&img),
+            image: keep.then_some(img),
+        })
+    });
+    match job.await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(_) => Err(ApiError::internal("the decoder failed on this image")),
+    }
+}
+
+/// Decode, score through the batch queue, optionally explain; the JSON answer for one image.
+async fn analyse(st: Arc<AppState>, upload: Upload, explain: bool) -> Result<Value, ApiError> {
+    let t0 = Instant::now();
+    let on_its_way = st.batcher.expect();
+    let decoded = decode_upload(&st, upload, explain).await?;
+    let (width, height) = (decoded.prepared.width, decoded.prepared.height);
+    let submitted = st.batcher.submit(decoded.prepared);
+    drop(on_its_way);
+    let rx = submitted.map_err(|e| match e {
+        SubmitError::Full => ApiError::overloaded("the inference queue is full; retry shortly"),
+        SubmitError::Closed => ApiError::internal("the inference workers have stopped"),
+    })?;
+    let decision = rx
+        .await
+        .map_err(|_| ApiError::internal("the inference worker dropped the request"))?
+        .map_err(ApiError::internal)?;
+    let mut out = prediction_fields(&st, decision, width, height);
+    if let Some(img) = decoded.image {
+        let st2 = st.clone();
+        let ex = tokio::task::spawn_blocking(move || {
+            overlay::gradcam(&st2.ensemble, &img, &st2.cam_layers)
+        })
+        .await
+        .map_err(|_| ApiError::internal("the explanation failed on this image"))??;
+        out.insert("explain".into(), json!(ex));
+    }
+    out.insert("ms".into(), json!(t0.elapsed().as_secs_f64() * 1e3));
+    Ok(Value::Object(out))
+}
+
+pub async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint at {}", req.uri().path()),
+    )
+}

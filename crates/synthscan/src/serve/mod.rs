@@ -1,0 +1,256 @@
+//! `synthscan serve`: an HTTP API and a web page for real-time detection.
+//!
+//! * `POST /v1/detect` (one image), `POST /v1/detect/batch` (several), `GET /v1/model`,
+//!   `GET /healthz`, `GET /readyz`, `GET /metrics` (Prometheus text), `GET /` (the page).
+//! * Images are decoded on tokio's blocking pool and scored by [`batcher`] threads that gather
+//!   concurrent requests into one forward pass.
+//! * Limits ([`limits`]): body size (tower-http), image dimensions and pixel count from the
+//!   header before decoding, request timeout, header-read timeout (slow clients), concurrency,
+//!   a bounded queue (503 + `Retry-After` when full). Every failure is JSON ([`error`]).
+//! * Stateless: the model is loaded at start, so replicas scale behind any load balancer.
+
+pub mod batcher;
+pub mod error;
+mod handlers;
+pub mod limits;
+pub mod metrics;
+pub mod overlay;
+mod upload;
+
+use crate::ensemble::Ensemble;
+use crate::error::{Error, Result};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use batcher::{BatchConfig, Batcher};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use metrics::Metrics;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// Everything `serve` can be told; the CLI fills it from flags.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub batch: BatchConfig,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Largest width × height decoded (422 above), read from the header first.
+    pub max_pixels: u64,
+    /// Reading the body plus answering must end within this (408).
+    pub request_timeout: Duration,
+    /// The request line and headers must arrive within this, or the connection is closed.
+    pub header_timeout: Duration,
+    /// Detection requests handled at once (503 above).
+    pub max_concurrency: usize,
+    /// Images decoded at once (bounds decoding memory: each may take `max_pixels` × 4 bytes).
+    pub decode_concurrency: usize,
+    /// Images per `/v1/detect/batch` request.
+    pub max_batch_items: usize,
+    /// After SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        let cores = rayon::current_num_threads().max(1);
+        Self {
+            batch: BatchConfig::default(),
+            max_body_bytes: 20 * 1024 * 1024,
+            max_pixels: 40_000_000,
+            request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            max_concurrency: 512,
+            decode_concurrency: 2 * cores,
+            max_batch_items: 32,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every handler sees.
+pub struct AppState {
+    /// The model, or several answering as one.
+    pub ensemble: Arc<Ensemble>,
+    pub model_name: String,
+    pub config: ServeConfig,
+    pub metrics: Arc<Metrics>,
+    batcher: Batcher,
+    /// The block of each member Grad-CAM is taken at, resolved once (it runs the networks on a
+    /// blank image).
+    cam_layers: Vec<String>,
+    ready: AtomicBool,
+    permits: Arc<Semaphore>,
+    decode_permits: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// Start the batch workers for a model (`Ensemble::from(detector)`) or an ensemble.
+    pub fn new(ensemble: Ensemble, config: ServeConfig) -> Result<Self> {
+        let model_name = ensemble.name();
+        let cam_layers =
+            crate::explain::EnsembleCam::new(&ensemble, &[], crate::explain::CamMethod::GradCam)?
+                .layer_names();
+        let ensemble = Arc::new(ensemble);
+        let metrics = Arc::new(Metrics::default());
+        let batcher = Batcher::start(ensemble.clone(), config.batch.clone(), metrics.clone());
+        Ok(Self {
+            ensemble,
+            model_name,
+            metrics,
+            batcher,
+            cam_layers,
+            ready: AtomicBool::new(true),
+            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            decode_permits: Arc::new(Semaphore::new(config.decode_concurrency.max(1))),
+            config,
+        })
+    }
+}
+
+/// All routes with their layers.
+pub fn router(state: Arc<AppState>) -> Router {
+    use axum::middleware::{from_fn, from_fn_with_state};
+    // Detection routes: body limit, timeout and concurrency limit (probes and metrics stay
+    // answerable under any load).
+    let detect = Router::new()
+        .route("/v1/detect", post(handlers::detect))
+        .route("/v1/detect/batch", post(handlers::detect_batch))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), limits::timeout))
+        .layer(from_fn_with_state(state.clone(), limits::concurrency));
+    Router::new()
+        .route("/", get(handlers::page))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .route("/v1/model", get(handlers::model))
+        .merge(detect)
+        .fallback(handlers::not_found)
+        .layer(from_fn(error::json_errors))
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .layer(from_fn_with_state(state.clone(), limits::observe))
+        .with_state(state)
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, state: AppState) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+        Ok(Self {
+            listener,
+            state: Arc::new(state),
+        })
+    }
+
+    /// The address actually bound (the port chosen when asked for port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::Invalid(format!("listening socket: {e}")))
+    }
+
+    /// Serve until `shutdown` resolves; then refuse new connections, report not-ready, and let
+    /// in-flight requests finish (up to `shutdown_grace`).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let app = router(self.state.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.state.config.header_timeout);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, _peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let svc = TowerToHyperService::new(app.clone());
+            let conn = http.serve_connection(TokioIo::new(stream), svc);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended: {e}");
+                }
+            });
+        }
+        self.state.ready.store(false, Ordering::Relaxed);
+        drop(self.listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(self.state.config.shutdown_grace) => {
+                tracing::warn!("shutdown grace period over with requests still in flight");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bind `addr`, call `listening` with the bound address, and serve until Ctrl-C or SIGTERM, on a
+/// runtime of its own (what `synthscan serve` runs; tests drive [`Server`] on theirs).
+pub fn serve_blocking(
+    addr: SocketAddr,
+    state: AppState,
+    listening: impl FnOnce(SocketAddr),
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(rayon::current_num_threads().clamp(1, 4))
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
+    let served = runtime.block_on(async {
+        let server = Server::bind(addr, state).await?;
+        let addr = server.local_addr()?;
+        listening(addr);
+        tracing::info!(%addr, "serving");
+        server.run(shutdown_signal()).await
+    });
+    // A decode still running on the blocking pool after the grace period is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    served
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

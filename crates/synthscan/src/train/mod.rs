@@ -1,0 +1,561 @@
+//! Training: an experiment in, a run folder out.
+//!
+//! The loop is assembled from small parts: [`data`] (what a run trains on), [`optim`] (the
+//! optimiser and its parameter groups), [`step`] (the data-parallel optimisation step),
+//! [`checkpoint`] (best/last models and resume state), [`progress`] (what the person watching
+//! sees), [`finish`] (the final detector). Every file goes through [`crate::run::RunDir`]; a
+//! [`RunObserver`] hears when an epoch or the run has finished.
+
+pub mod checkpoint;
+pub mod data;
+pub mod ema;
+pub mod finish;
+pub mod optim;
+pub mod progress;
+pub mod schedule;
+pub mod step;
+
+pub use data::{RunData, load_run_data};
+pub use step::{BatchSpec, StepOutcome, train_step};
+
+use crate::config::{self, ScheduleKind, StopMetric, TrainConfig};
+use crate::detector::{ModelMeta, default_device};
+use crate::error::{Error, Result};
+use crate::eval::Metrics;
+use crate::model::Network;
+use crate::run::{EpochRow, FinishedRun, METRICS_FILE, RunDir, RunInfo, RunObserver};
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::ModuleOptimizer;
+use burn::prelude::*;
+use checkpoint::{ResumeState, Trainee};
+use ema::Ema;
+use progress::Progress;
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use schedule::Schedule;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where training reads and writes, beyond the experiment file itself.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Dataset folder (overrides `data.dir`).
+    pub data: Option<PathBuf>,
+    /// Parent folder of run folders.
+    pub out: PathBuf,
+    /// Continue this run folder from its last checkpoint.
+    pub resume: Option<PathBuf>,
+    /// No progress bars or per-epoch lines.
+    pub quiet: bool,
+}
+
+/// What a finished run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    pub model_path: PathBuf,
+    pub info: RunInfo,
+}
+
+pub fn git_revision() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn backend_name(device: &Device) -> String {
+    format!("{device:?}")
+}
+
+/// Train every run of an experiment file. A grid's runs go into one parent folder.
+pub fn train_experiments(
+    path: &Path,
+    opts: &TrainOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<Vec<RunOutcome>> {
+    let configs = config::load_experiments(path)?;
+    if configs.len() == 1 {
+        return Ok(vec![train(&configs[0], opts, observer)?]);
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("grid");
+    let parent = crate::run::fresh_path(&opts.out, stem);
+    let mut outcomes = Vec::new();
+    // Runs of a grid share one decoded dataset when their data settings agree.
+    let mut cache: Option<(config::DataConfig, u32, u64, std::sync::Arc<RunData>)> = None;
+    for cfg in configs {
+        let data_dir = resolve_data_dir(&cfg, opts)?;
+        let key = (cfg.data.clone(), cfg.input_size, cfg.seed);
+        let data = match &cache {
+            Some((d, s, seed, data)) if (d, *s, *seed) == (&key.0, key.1, key.2) => data.clone(),
+            _ => {
+                let d = std::sync::Arc::new(load_run_data(&cfg, &data_dir)?);
+                cache = Some((key.0, key.1, key.2, d.clone()));
+                d
+            }
+        };
+        let run_opts = TrainOptions {
+            out: parent.clone(),
+            ..opts.clone()
+        };
+        outcomes.push(train_with_data(&cfg, &run_opts, &data, None, observer)?);
+    }
+    Ok(outcomes)
+}
+
+fn resolve_data_dir(cfg: &TrainConfig, opts: &TrainOptions) -> Result<PathBuf> {
+    opts.data
+        .clone()
+        .or_else(|| cfg.data.dir.clone())
+        .ok_or_else(|| {
+            Error::Invalid("no dataset: pass --data DIR or set data.dir in the experiment".into())
+        })
+}
+
+/// Train one experiment into a fresh run folder.
+pub fn train(
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<RunOutcome> {
+    let data_dir = resolve_data_dir(cfg, opts)?;
+    let data = load_run_data(cfg, &data_dir)?;
+    train_with_data(cfg, opts, &data, None, observer)
+}
+
+/// Continue a run folder from its last checkpoint, with the config it was started with.
+pub fn resume(
+    run_dir: &Path,
+    opts: &TrainOptions,
+    observer: &mut dyn RunObserver,
+) -> Result<RunOutcome> {
+    let run = RunDir::open(run_dir)?;
+    let cfg = config::load(&run.config_path())?;
+    let info = run.load_info()?;
+    let data_dir = opts.data.clone().unwrap_or(info.data_dir.clone());
+    let data = load_run_data(&cfg, &data_dir)?;
+    train_with_data(&cfg, opts, &data, Some(run), observer)
+}
+
+/// Train `cfg` on already-loaded data, into a fresh run folder or continuing `resume`.
+pub fn train_with_data(
+    cfg: &TrainConfig,
+    opts: &TrainOptions,
+    data: &RunData,
+    resume: Option<RunDir>,
+    observer: &mut dyn RunObserver,
+) -> Result<RunOutcome> {
+    let started = Instant::now();
+    let mut t = Trainer::start(cfg, opts, data, resume)?;
+    for epoch in t.state.epoch + 1..=cfg.epochs {
+        t.epoch(epoch)?;
+        observer.epoch_finished(&t.run);
+        if t.should_stop(epoch) {
+            break;
+        }
+    }
+    t.finish(started, observer)
+}
+
+/// Everything the epoch loop carries from one epoch to the next.
+struct Trainer<'a> {
+    cfg: &'a TrainConfig,
+    data: &'a RunData,
+    run: RunDir,
+    device: Device,
+    meta: ModelMeta,
+    model: Network,
+    optim: ModuleOptimizer,
+    ema: Option<(Ema, usize)>,
+    sched: Schedule,
+    state: ResumeState,
+    info: RunInfo,
+    loss_fn: CrossEntropyLoss,
+    progress: Progress,
+}
+
+impl<'a> Trainer<'a> {
+    /// Build model, optimiser and schedule; create the run folder or restore its checkpoint.
+    fn start(
+        cfg: &'a TrainConfig,
+        opts: &TrainOptions,
+        data: &'a RunData,
+        resume: Option<RunDir>,
+    ) -> Result<Self> {
+        let resuming = resume.is_some();
+        let run = match resume {
+            Some(run) => run,
+            None => RunDir::create_fresh(&opts.out, &cfg.name)?,
+        };
+        let device = default_device().autodiff();
+        device.seed(cfg.seed);
+        let (model, normalization) = match &cfg.init {
+            Some(path) => init_from(cfg, path, &device)?,
+            None => {
+                // Imported weights expect the normalisation they were trained with.
+                let norm = match (&cfg.weights, cfg.model.0.declared_normalization()) {
+                    (Some(_), Some(declared)) => declared,
+                    _ => cfg.normalization.resolve(&data.train),
+                };
+                (crate::model::import::init_pretrained(
+                    &cfg.model.0,
+                    cfg.input_size,
+                    cfg.weights.as_deref(),
+                    cfg.freeze_backbone,
+                    &device,
+                )?, norm)
+            }
+        };
+        let meta = ModelMeta {
+            tta: cfg.tta,
+            ..ModelMeta::untrained(cfg.model.0.clone(), cfg.input_size, normalization)
+        };
+        let optim = optim::build_optimizer(&cfg.optimizer, &model);
+        let ema = cfg
+            .ema
+            .as_ref()
+            .map(|e| (Ema::new(&model, e.decay), e.every.max(1)));
+        let steps_per_epoch = data.train.len().div_ceil(cfg.batch_size);
+        let sched = Schedule::new(&cfg.schedule, cfg.optimizer.lr, steps_per_epoch, cfg.epochs);
+        let loss_fn = CrossEntropyLossConfig::new()
+            .with_smoothing((cfg.label_smoothing > 0.0).then_some(cfg.label_smoothing))
+            .init(&device);
+        let info = Self::fresh_info(cfg, data, &device, model.num_params());
+        let mut t = Trainer {
+            cfg,
+            data,
+            run,
+            device,
+            meta,
+            model,
+            optim,
+            ema,
+            sched,
+            state: ResumeState::default(),
+            info,
+            loss_fn,
+            progress: Progress::new(opts.quiet),
+        };
+        if resuming {
+            t.restore()?;
+        } else {
+            t.run.write_config(&cfg.to_yaml()?)?;
+            t.run.start_table::<EpochRow>(METRICS_FILE)?;
+            t.run.save_info(&t.info)?;
+        }
+        t.announce();
+        Ok(t)
+    }
+
+    fn fresh_info(cfg: &TrainConfig, data: &RunData, device: &Device, params: usize) -> RunInfo {
+        RunInfo {
+            name: cfg.name.clone(),
+            seed: cfg.seed,
+            git_revision: git_revision(),
+            synthscan_version: env!("CARGO_PKG_VERSION").into(),
+            burn_version: env!("SYNTHSCAN_BURN_VERSION").into(),
+            backend: backend_name(device),
+            threads: rayon::current_num_threads(),
+            data_dir: data.data_dir.clone(),
+            test_dir: data.test_dir.clone(),
+            train_count: data.train.class_counts(),
+            val_count: data.val.class_counts(),
+            test_count: data.test.as_ref().map(|t| t.class_counts()),
+            skipped_files: data.skipped,
+            params,
+            ..Default::default()
+        }
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        let ema = self.ema.as_mut().map(|(e, _)| e);
+        self.state = checkpoint::restore(&self.run, &mut self.model, &mut self.optim, ema)?;
+        self.sched.plateau_scale = self.state.plateau_scale;
+        self.info.git_revision = self.run.load_info()?.git_revision;
+        self.progress.say(format!(
+            "resuming {} after epoch {}",
+            self.run.path().display(),
+            self.state.epoch
+        ));
+        Ok(())
+    }
+
+    fn announce(&self) {
+        let i = &self.info;
+        self.progress.say(format!(
+            "run {}: {} params, train {}+{} / val {}+{} (REAL+FAKE), {} threads, backend {}",
+            self.run.path().display(),
+            i.params,
+            i.train_count[0],
+            i.train_count[1],
+            i.val_count[0],
+            i.val_count[1],
+            i.threads,
+            i.backend
+        ));
+    }
+
+    /// One epoch: a pass over the shuffled training set, validation, `metrics.csv`, checkpoints.
+    fn epoch(&mut self, epoch: usize) -> Result<EpochRow> {
+        let cfg = self.cfg;
+        let t0 = Instant::now();
+        let mut order: Vec<usize> = (0..self.data.train.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(
+            cfg.seed.wrapping_add(epoch as u64 * 7919),
+        ));
+        let steps = order.len().div_ceil(cfg.batch_size);
+        let bar = self.progress.epoch(epoch, cfg.epochs, steps);
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let mut lr = self.sched.lr(self.state.step);
+        for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            lr = self.sched.lr(self.state.step);
+            let seed = cfg.seed ^ ((epoch as u64) << 40) ^ ((b as u64) << 20);
+            let batch = BatchSpec {
+                set: &self.data.train,
+                indices: chunk,
+                normalization: &self.meta.normalization,
+                augment: Some((&cfg.augment, seed)),
+                parts: step::step_parts(&self.device, chunk.len()),
+            };
+            let model = self.model.clone();
+            let step = train_step(
+                model,
+                &mut self.optim,
+                &self.loss_fn,
+                &batch,
+                lr,
+                &self.device,
+            );
+            self.model = step.model;
+            if !step.loss.is_finite() {
+                return Err(Error::Model(format!(
+                    "training diverged at epoch {epoch} step {b} (loss {}); lower optimizer.lr (now {lr})",
+                    step.loss
+                )));
+            }
+            correct += step.correct;
+            loss_sum += step.loss * chunk.len() as f64;
+            seen += chunk.len();
+            self.state.step += 1;
+            if let Some((e, every)) = self.ema.as_mut()
+                && self.state.step.is_multiple_of(*every)
+            {
+                e.update(&self.model, *every);
+            }
+            bar.step(b, loss_sum, correct, seen);
+        }
+        bar.finish();
+        let train_secs = t0.elapsed().as_secs_f64();
+        let (row, eval_net, vm) =
+            self.validate(epoch, t0, train_secs, lr, (loss_sum, correct, seen));
+        self.run.append_row(METRICS_FILE, &row)?;
+        self.report_epoch(&row);
+        self.checkpoint(epoch, &row, &vm, &eval_net, t0)?;
+        Ok(row)
+    }
+
+    /// Score the validation set with the network we evaluate (EMA when enabled).
+    fn validate(
+        &self,
+        epoch: usize,
+        t0: Instant,
+        train_secs: f64,
+        lr: f64,
+        (loss_sum, correct, seen): (f64, usize, usize),
+    ) -> (EpochRow, Network, Metrics) {
+        let eval_net = self
+            .ema
+            .as_ref()
+            .map(|(e, _)| e.model.clone())
+            .unwrap_or_else(|| self.model.valid());
+        let (val_scores, val_loss) = score_and_loss(&self.meta, &eval_net, &self.data.val);
+        let vm = Metrics::compute(&val_scores, &self.data.val.labels, 0.5);
+        let row = EpochRow {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy: vm.accuracy,
+            val_precision: vm.precision,
+            val_recall: vm.recall,
+            val_f1: vm.f1,
+            val_auc: vm.roc_auc,
+            lr,
+            seconds: t0.elapsed().as_secs_f64(),
+            images_per_second: seen as f64 / train_secs,
+        };
+        (row, eval_net, vm)
+    }
+
+    fn report_epoch(&self, row: &EpochRow) {
+        self.progress.say(format!(
+            "epoch {}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} auc {:.4} | lr {:.2e} | {:.0} img/s, {:.0}s",
+            row.epoch,
+            self.cfg.epochs,
+            row.train_loss,
+            row.train_accuracy,
+            row.val_loss,
+            row.val_accuracy,
+            row.val_auc,
+            row.lr,
+            row.images_per_second,
+            row.seconds
+        ));
+    }
+
+    /// Early-stopping and plateau bookkeeping, then the checkpoint of this epoch.
+    fn checkpoint(
+        &mut self,
+        epoch: usize,
+        row: &EpochRow,
+        vm: &Metrics,
+        eval_net: &Network,
+        t0: Instant,
+    ) -> Result<()> {
+        let cfg = self.cfg;
+        let es = cfg.early_stopping.as_ref();
+        let stop_value = match es.map(|e| e.metric).unwrap_or_default() {
+            StopMetric::ValLoss => row.val_loss,
+            StopMetric::ValAccuracy => -vm.accuracy,
+            StopMetric::ValAuc => -vm.roc_auc,
+        };
+        let min_delta = es.map(|e| e.min_delta).unwrap_or(0.0);
+        let improved = self.state.stop.observe(epoch, stop_value, min_delta);
+        if cfg.schedule.kind == ScheduleKind::Plateau
+            && !self.state.plateau.observe(epoch, row.val_loss, 0.0)
+            && self.state.plateau.bad_epochs >= cfg.schedule.patience
+        {
+            self.sched.plateau_scale *= cfg.schedule.gamma;
+            self.state.plateau.bad_epochs = 0;
+        }
+        self.state.plateau_scale = self.sched.plateau_scale;
+        self.state.epoch = epoch;
+        self.state.train_seconds += t0.elapsed().as_secs_f64();
+        let trainee = Trainee {
+            model: &self.model,
+            optim: &self.optim,
+            ema: self.ema.as_ref().map(|(e, _)| e),
+        };
+        checkpoint::save(
+            &self.run,
+            &self.meta,
+            eval_net,
+            improved,
+            trainee,
+            &self.state,
+        )?;
+        self.info.epochs_run = epoch;
+        self.info.best_epoch = self.state.stop.best_epoch;
+        self.info.train_seconds = self.state.train_seconds;
+        self.run.save_info(&self.info)
+    }
+
+    /// Whether early stopping ends the run after `epoch`.
+    fn should_stop(&self, epoch: usize) -> bool {
+        let Some(es) = &self.cfg.early_stopping else {
+            return false;
+        };
+        let stop = self.state.stop.bad_epochs >= es.patience;
+        if stop {
+            self.progress.say(format!(
+                "early stop after epoch {epoch}: no improvement for {} epochs",
+                es.patience
+            ));
+        }
+        stop
+    }
+
+    fn finish(mut self, started: Instant, observer: &mut dyn RunObserver) -> Result<RunOutcome> {
+        let f = finish::finish(
+            self.cfg,
+            &self.run,
+            self.meta.clone(),
+            self.data,
+            &mut self.info,
+        )?;
+        observer.run_finished(&FinishedRun {
+            dir: &self.run,
+            detector: &f.detector,
+            val: &self.data.val,
+            val_scores: &f.val_scores,
+            test: self
+                .data
+                .test
+                .as_ref()
+                .zip(f.test.as_ref())
+                .map(|(set, (scores, _))| (set, scores.as_slice())),
+        });
+        self.progress.say(format!(
+            "done in {:.1} min: best epoch {}, threshold {:.3}, val acc {:.4} auc {:.4}{} → {}",
+            started.elapsed().as_secs_f64() / 60.0,
+            self.state.stop.best_epoch,
+            f.detector.meta.threshold,
+            f.val.accuracy,
+            f.val.roc_auc,
+            f.test
+                .as_ref()
+                .map(|(_, m)| format!(", test acc {:.4} auc {:.4}", m.accuracy, m.roc_auc))
+                .unwrap_or_default(),
+            self.run.model_path().display()
+        ));
+        Ok(RunOutcome {
+            run_dir: self.run.path().to_path_buf(),
+            model_path: self.run.model_path(),
+            info: self.info,
+        })
+    }
+}
+
+/// The network and normalisation of the model file `init` names, checked against the experiment.
+fn init_from(
+    cfg: &TrainConfig,
+    path: &Path,
+    device: &Device,
+) -> Result<(Network, crate::data::Normalization)> {
+    let det = crate::detector::Detector::load(path)?;
+    if det.meta.arch != cfg.model.0 || det.meta.input_size != cfg.input_size {
+        return Err(Error::config(
+            path,
+            format!(
+                "init: this model is a {}-pixel {:?}, the experiment trains a {}-pixel {:?}",
+                det.meta.input_size, det.meta.arch, cfg.input_size, cfg.model.0
+            ),
+        ));
+    }
+    let model = cfg
+        .model
+        .0
+        .init(cfg.input_size as usize, device)
+        .load_record(det.network.into_record());
+    Ok((model, det.meta.normalization))
+}
+
+/// Score a set with a network (no TTA) and return (scores, mean cross-entropy).
+fn score_and_loss(
+    meta: &ModelMeta,
+    network: &Network,
+    set: &crate::data::ImageSet,
+) -> (Vec<f32>, f64) {
+    let det = crate::detector::Detector::new(
+        ModelMeta {
+            tta: false,
+            ..meta.clone()
+        },
+        network.valid(),
+        default_device(),
+    );
+    let scores = det.score_set(set);
+    let loss = scores
+        .iter()
+        .zip(&set.labels)
+        .map(|(&p, &l)| {
+            let q = if l == crate::data::FAKE { p } else { 1.0 - p };
+            -(q.max(1e-7) as f64).ln()
+        })
+        .sum::<f64>()
+        / set.len().max(1) as f64;
+    (scores, loss)
+}
