@@ -377,7 +377,7 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         let mut version = bytes.clone();
-        version[container::Kind::Ensemble.magic().len()] = 9;
+        version[crate::model::container::Kind::Ensemble.magic().len()] = 9;
         for bad in [&bytes[..10], &bytes[..cut], &trailing[..], &version[..]] {
             let err = Ensemble::from_bytes(bad, Path::new("bad.ens"))
                 .err()

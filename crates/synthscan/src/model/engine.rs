@@ -137,10 +137,10 @@ mod tests {
     #[test]
     fn the_engine_matches_burns_forward_on_random_networks_and_odd_sizes() {
         let cases = [
-            (cnn(8, 2, Pool::Max, vec![], true), 32, 5),
-            (cnn(6, 1, Pool::Avg, vec![10], true), 19, 3),
-            (cnn(0, 1, Pool::Flatten, vec![7], false), 17, 2),
-            (cnn(5, 3, Pool::Max, vec![], true), 33, 1),
+            (cnn(8, 2, GlobalPool::Max, vec![], true), 32, 5),
+            (cnn(6, 1, GlobalPool::Avg, vec![10], true), 19, 3),
+            (cnn(0, 1, GlobalPool::Flatten, vec![7], false), 17, 2),
+            (cnn(5, 3, GlobalPool::Max, vec![], true), 33, 1),
             (crate::model::preset("default").unwrap(), 32, 4),
         ];
         for (arch, size, n) in cases {
