@@ -7,7 +7,7 @@ use synthscan::{Detector, Error, Result};
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
-    /// Model file (default: the model built into this binary).
+    /// Model file (default: the built-in `cifake` model).
     #[arg(long)]
     model: Option<PathBuf>,
     /// Dataset folder as for `train`: the validation split is drawn from it exactly as the

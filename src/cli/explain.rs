@@ -6,7 +6,7 @@ use synthscan::explain::{self, CamMethod, CamTarget, ExplainOptions};
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
-    /// Model or ensemble file (default: the model built into this binary); repeat it to explain
+    /// Model or ensemble file (default: `auto`, the built-in models: CIFAKE-sized images to `cifake`, others to `realworld`; `cifake` and `realworld` name one of them); repeat it to explain
     /// several models as one ensemble (the mean of their maps).
     #[arg(long)]
     model: Vec<PathBuf>,

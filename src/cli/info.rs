@@ -19,6 +19,7 @@ pub fn run(a: InfoArgs) -> Result<ExitCode> {
             let members: Vec<Value> = ensemble.iter().map(describe).collect::<Result<_>>()?;
             serde_json::json!({
                 "ensemble": ensemble.name(),
+                "routed": ensemble.is_routed(),
                 "threshold": ensemble.threshold(),
                 "calibration": ensemble.calibration(),
                 "params": ensemble.iter().map(|d| d.num_params()).sum::<usize>(),

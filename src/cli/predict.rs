@@ -6,7 +6,7 @@ use synthscan::predict::predict_ensemble;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Model file (default: the model built into this binary). Repeat it to score with several
+    /// Model file (default: `auto`, the built-in models: CIFAKE-sized images to `cifake`, others to `realworld`; `cifake` and `realworld` name one of them). Repeat it to score with several
     /// models as one ensemble: the mean of their scores against the mean of their thresholds.
     #[arg(long)]
     model: Vec<PathBuf>,

@@ -7,7 +7,7 @@ use synthscan::robust::{self, Sweep};
 
 #[derive(Args, Debug)]
 pub struct RobustnessArgs {
-    /// Model file (default: the model built into this binary). Repeat it to sweep several
+    /// Model file (default: `auto`, the built-in models: CIFAKE-sized images to `cifake`, others to `realworld`; `cifake` and `realworld` name one of them). Repeat it to sweep several
     /// models as one ensemble: the mean of their scores against the mean of their thresholds.
     #[arg(long)]
     model: Vec<PathBuf>,

@@ -10,7 +10,7 @@ use synthscan::serve::{self, AppState, ServeConfig, batcher::BatchConfig};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Model or ensemble file (default: the model built into this binary); repeat it to serve
+    /// Model or ensemble file (default: `auto`, the built-in models: CIFAKE-sized images to `cifake`, others to `realworld`; `cifake` and `realworld` name one of them); repeat it to serve
     /// several models as one ensemble.
     #[arg(long)]
     pub model: Vec<PathBuf>,

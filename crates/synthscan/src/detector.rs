@@ -6,7 +6,7 @@
 use crate::data::{self, ImageSet, Normalization};
 use crate::error::{Error, Result};
 use crate::decision::calibration::{self, CalibrationFacts};
-use crate::decision::{Decision, UNCERTAIN, class_at, unjudgeable};
+use crate::decision::{Decision, Domain, UNCERTAIN, class_at, unjudgeable};
 use crate::model::container;
 use crate::model::{ArchConfig, CnnEngine, Network};
 use burn::prelude::*;
@@ -17,8 +17,6 @@ use std::path::Path;
 /// Images scored per forward pass.
 pub const INFER_BATCH: usize = 256;
 
-/// The default detector, compiled into the binary.
-static EMBEDDED: &[u8] = include_bytes!("../../../models/default.synthscan");
 
 fn is_resize(p: &crate::data::prepare::Preprocess) -> bool {
     *p == crate::data::prepare::Preprocess::Resize
@@ -56,6 +54,10 @@ pub struct ModelMeta {
     pub real_quantiles: Vec<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<CalibrationFacts>,
+    /// The image sizes the model may judge; absent: inferred from the input size
+    /// ([`Domain::for_input`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Domain>,
 }
 
 fn one() -> f32 {
@@ -83,7 +85,14 @@ impl ModelMeta {
             uncertain: None,
             real_quantiles: Vec::new(),
             calibration: None,
+            domain: None,
         }
+    }
+
+    /// The image sizes the model may judge: its stored domain, or the one its input size implies.
+    pub fn domain(&self) -> Domain {
+        self.domain
+            .unwrap_or_else(|| Domain::for_input(self.input_size))
     }
 }
 
@@ -167,10 +176,13 @@ impl Detector {
         &self.device
     }
 
-    /// The model compiled into the binary.
+    /// The built-in CIFAKE model, the one network of commands that take one (`calibrate`,
+    /// `bench`, `gan`) when no `--model` is given.
     pub fn embedded() -> Result<Self> {
-        let mut det = Self::from_bytes(EMBEDDED, Path::new("<embedded default model>"))?;
-        det.name = "default".into();
+        let (bytes, label) = crate::zoo::named(Path::new("cifake"))
+            .ok_or_else(|| Error::Model("the built-in cifake model is missing".into()))?;
+        let mut det = Self::from_bytes(bytes, Path::new(label))?;
+        det.name = "cifake".into();
         Ok(det)
     }
 
@@ -262,13 +274,16 @@ impl Detector {
             label: self.class_name(self.class_of(p_fake)).to_string(),
             threshold: self.meta.threshold,
             reason: None,
+            model: self.name.clone(),
         }
     }
 
     /// The verdict for a score of a `width`×`height` image: UNCERTAIN for shapes no detector was
-    /// trained on (a shorter side under [`MIN_SIDE`] or sides more than [`MAX_ASPECT`]-fold apart).
+    /// trained on (a shorter side under [`crate::decision::MIN_SIDE`] or sides more than
+    /// [`crate::decision::MAX_ASPECT`]-fold apart) and for sizes outside this model's domain.
     pub fn decide_image(&self, p_fake: f32, width: u32, height: u32) -> Decision {
-        match unjudgeable(width, height) {
+        let refused = unjudgeable(width, height).or_else(|| self.meta.domain().refuses(width, height));
+        match refused {
             Some(reason) => self.uncertain(p_fake, reason),
             None => self.decide(p_fake),
         }
@@ -280,6 +295,7 @@ impl Detector {
             label: UNCERTAIN.into(),
             threshold: self.meta.threshold,
             reason: Some(reason),
+            model: self.name.clone(),
         }
     }
 

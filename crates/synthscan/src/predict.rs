@@ -65,7 +65,6 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
         });
     }
     let mut decisions = ensemble.score(&batch).into_iter();
-    let name = ensemble.name();
     outcomes
         .into_iter()
         .map(|(path, r)| {
@@ -77,8 +76,8 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
             match scored {
                 Ok((decision, w, h)) => Prediction {
                     path,
+                    model: Some(decision.model.clone()),
                     decision: Some(decision),
-                    model: Some(name.clone()),
                     width: Some(w),
                     height: Some(h),
                     error: None,

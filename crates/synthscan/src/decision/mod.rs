@@ -21,6 +21,10 @@ pub struct Decision {
     /// Why the answer is UNCERTAIN.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The model that answered (an ensemble's members joined, `a + b`; with `--model auto`, the
+    /// one the image was routed to). Answers name it beside the decision.
+    #[serde(skip)]
+    pub model: String,
 }
 
 /// The label of an answer the detector will not commit to.
@@ -42,6 +46,55 @@ pub fn unjudgeable(width: u32, height: u32) -> Option<String> {
              (a shorter side of at least {MIN_SIDE} px and sides at most {MAX_ASPECT}:1 are needed)"
         )
     })
+}
+
+/// The images a model may judge with confidence, by their decoded size: a model trained on
+/// 32×32 CIFAKE images knows nothing of a 12-megapixel photograph, so it answers UNCERTAIN
+/// there instead of guessing. Stored in the model file; inferred from the input size when a
+/// file says nothing ([`Domain::for_input`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Domain {
+    /// Largest longer side, in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_side: Option<u32>,
+    /// Smallest shorter side, in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_side: Option<u32>,
+}
+
+impl Domain {
+    /// The domain of a model that says nothing of its own: one whose input is at most 64 px
+    /// (the CIFAKE class of models) judges images of up to twice its input side; larger inputs
+    /// judge any size.
+    pub fn for_input(input_size: u32) -> Self {
+        Self {
+            max_side: (input_size <= 64).then_some(input_size * 2),
+            min_side: None,
+        }
+    }
+
+    /// Why a `width`×`height` image is outside the domain, or `None` when it is inside.
+    pub fn refuses(&self, width: u32, height: u32) -> Option<String> {
+        let (short, long) = (width.min(height), width.max(height));
+        if let Some(max) = self.max_side.filter(|&m| long > m) {
+            return Some(format!(
+                "the image is {width}x{height}, outside what this model was trained on (images up \
+                 to {max} px a side); use --model auto or --model realworld for photographs"
+            ));
+        }
+        self.min_side.filter(|&m| short < m).map(|min| {
+            format!(
+                "the image is {width}x{height}, outside what this model was trained on (a shorter \
+                 side of at least {min} px)"
+            )
+        })
+    }
+
+    /// Whether a `width`×`height` image is inside the domain.
+    pub fn admits(&self, width: u32, height: u32) -> bool {
+        self.refuses(width, height).is_none()
+    }
 }
 
 /// The class a score falls in at `threshold`: FAKE at or above it, else REAL.

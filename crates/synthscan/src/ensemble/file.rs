@@ -12,13 +12,25 @@ impl Ensemble {
     /// when `None`.
     pub fn load_or_default(path: Option<&Path>) -> Result<Self> {
         match path {
+            None => Self::auto(),
+            Some(p) if crate::zoo::is_auto(p) => Self::auto(),
             Some(p) if is_ensemble_file(p) => Self::load(p),
-            _ => Ok(Detector::load_or_default(path)?.into()),
+            Some(_) => Ok(Detector::load_or_default(path)?.into()),
         }
     }
 
+    /// The built-in default (`--model auto`): CIFAKE-sized images to the CIFAKE model,
+    /// everything else to the real-world model, each answering alone ([`Self::routed`]).
+    pub fn auto() -> Result<Self> {
+        let members = crate::zoo::AUTO_MEMBERS
+            .iter()
+            .map(|name| Detector::load_or_default(Some(Path::new(name))))
+            .collect::<Result<_>>()?;
+        Self::routed(members)
+    }
+
     /// Every model of several `--model` paths (each a model or an ensemble file) as one
-    /// ensemble; the embedded default when there are none. One path is that file, calibration
+    /// ensemble; the built-in default (`auto`) when there are none. One path is that file, calibration
     /// included; several make a new, uncalibrated combination of all their members.
     pub fn load_all(paths: &[PathBuf]) -> Result<Self> {
         if let [] | [_] = paths {
@@ -59,6 +71,7 @@ impl Ensemble {
             return Err(bad(format!("{} bytes after the last member", rest.len())));
         }
         let mut ensemble = Self::new(members).map_err(|e| bad(e.to_string()))?;
+        ensemble.routed = header.routed;
         ensemble.calibration = header.calibration;
         Ok(ensemble)
     }
@@ -81,6 +94,7 @@ impl Ensemble {
                 })
                 .collect(),
             calibration: self.calibration.clone(),
+            routed: self.routed,
         };
         let json = serde_json::to_vec(&header).map_err(|e| Error::Model(e.to_string()))?;
         Ok(container::encode(

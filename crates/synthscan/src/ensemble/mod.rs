@@ -37,6 +37,9 @@ pub struct Header {
     /// The decision rule fitted on the members' mean validation scores, when calibrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+    /// Each image answered by one member chosen by its size ([`Ensemble::routed`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routed: bool,
 }
 
 /// How a calibrated ensemble scores and decides, fitted on its members' mean scores of a
@@ -80,6 +83,10 @@ pub struct Ensemble {
     members: Vec<Detector>,
     /// Several members' own decision rule, once calibrated; else the mean of their thresholds.
     calibration: Option<Calibration>,
+    /// Each image goes to the first member whose domain admits it (the last when none does)
+    /// and is answered by that member alone (`--model auto`); otherwise every member scores
+    /// every image and their mean answers.
+    routed: bool,
 }
 
 impl Deref for Ensemble {
@@ -94,6 +101,7 @@ impl From<Detector> for Ensemble {
         Self {
             members: vec![det],
             calibration: None,
+            routed: false,
         }
     }
 }
@@ -111,8 +119,31 @@ impl Ensemble {
             _ => Ok(Self {
                 members,
                 calibration: None,
+                routed: false,
             }),
         }
+    }
+
+    /// Members that each answer the images of their own domain ([`Detector::meta`]'s
+    /// `domain()`), tried in order; the last answers what no earlier one admits.
+    pub fn routed(members: Vec<Detector>) -> Result<Self> {
+        let mut ensemble = Self::new(members)?;
+        ensemble.routed = true;
+        Ok(ensemble)
+    }
+
+    /// Whether each image is answered by one member chosen by its size ([`Self::routed`]).
+    pub fn is_routed(&self) -> bool {
+        self.routed
+    }
+
+    /// The member that answers a `width`×`height` image when routed: the first whose domain
+    /// admits it, else the last.
+    pub fn route(&self, width: u32, height: u32) -> usize {
+        self.members
+            .iter()
+            .position(|d| d.meta.domain().admits(width, height))
+            .unwrap_or(self.members.len().saturating_sub(1))
     }
 
     pub fn members_mut(&mut self) -> &mut [Detector] {
@@ -133,6 +164,9 @@ impl Ensemble {
 
     /// `a + b`: the members' names (one member: its own).
     pub fn name(&self) -> String {
+        if self.routed {
+            return crate::zoo::AUTO.to_string();
+        }
         ensemble_name(&self.members)
     }
 
@@ -158,6 +192,19 @@ impl Ensemble {
 
     pub fn calibration(&self) -> Option<&Calibration> {
         self.calibration.as_ref()
+    }
+
+    /// The threshold and uncertain band `decisions` were decided by, for metrics over them: the
+    /// ensemble's own; routed, that of the member that answered most of them.
+    pub fn rule_of(&self, decisions: &[Decision]) -> (f32, Option<[f32; 2]>) {
+        if !self.routed {
+            return (self.threshold(), self.band());
+        }
+        let answered = |d: &Detector| decisions.iter().filter(|x| x.model == d.name).count();
+        match self.members.iter().max_by_key(|d| answered(d)) {
+            Some(d) => (d.meta.threshold, d.meta.uncertain),
+            None => (self.threshold(), self.band()),
+        }
     }
 
     /// Drop a fitted calibration, so that scores are the members' plain mean again: what
@@ -195,7 +242,14 @@ impl Ensemble {
             };
         }
         let threshold = self.threshold();
-        let reason = shape.and_then(|(w, h)| unjudgeable(w, h)).or_else(|| {
+        let refused = |(w, h): (u32, u32)| {
+            unjudgeable(w, h).or_else(|| {
+                self.members
+                    .iter()
+                    .find_map(|d| d.meta.domain().refuses(w, h))
+            })
+        };
+        let reason = shape.and_then(refused).or_else(|| {
             let [lo, hi] = self.band()?;
             (p_fake >= lo && p_fake < hi).then(|| {
                 format!("p_fake is in the uncertain band [{lo:.3}, {hi:.3}) of this ensemble")
@@ -210,6 +264,7 @@ impl Ensemble {
             label,
             threshold,
             reason,
+            model: self.name(),
         }
     }
 
@@ -262,6 +317,9 @@ impl Ensemble {
     /// one member's own (its stored quantiles), or a calibrated ensemble's; the uncertain band
     /// is widened to include it.
     pub fn set_max_fpr(&mut self, budget: f64) -> Result<()> {
+        if self.routed {
+            return self.members.iter_mut().try_for_each(|d| d.set_max_fpr(budget));
+        }
         if let [det] = self.members.as_mut_slice() {
             return det.set_max_fpr(budget);
         }

@@ -11,8 +11,9 @@ use super::Ensemble;
 use crate::data::ImageSet;
 use crate::decision::Decision;
 
-/// One decoded image prepared for every member, in member order, with the size it was decoded
-/// at (the decision rule refuses shapes no detector can judge).
+/// One decoded image prepared for every member that scores it, in member order (empty for a
+/// member that does not: a routed ensemble prepares only for the member the image goes to), with
+/// the size it was decoded at (the decision rule refuses shapes no detector can judge).
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub inputs: Vec<Vec<u8>>,
@@ -28,16 +29,23 @@ pub struct Batch {
     /// Each image's decoded size; `None` where it is not known (sets loaded already prepared),
     /// and then only the score decides.
     shapes: Vec<Option<(u32, u32)>>,
+    /// Which members score each image (bit `m` for member `m`).
+    scored_by: Vec<u64>,
 }
 
 impl Batch {
-    /// Add one image (its inputs are moved into the members' sets).
+    /// Add one image (its inputs are moved into the sets of the members that score it).
     pub fn push(&mut self, p: Prepared) {
-        for (set, px) in self.sets.iter_mut().zip(p.inputs) {
-            set.pixels.extend_from_slice(&px);
-            set.labels.push(0);
+        let mut mask = 0u64;
+        for (m, (set, px)) in self.sets.iter_mut().zip(p.inputs).enumerate() {
+            if !px.is_empty() {
+                set.pixels.extend_from_slice(&px);
+                set.labels.push(0);
+                mask |= 1 << m;
+            }
         }
         self.shapes.push(Some((p.width, p.height)));
+        self.scored_by.push(mask);
     }
 
     pub fn len(&self) -> usize {
@@ -66,10 +74,21 @@ pub enum Passes {
 }
 
 impl Ensemble {
-    /// Each member's input pixels for one decoded image, with the image's size.
+    /// Each member's input pixels for one decoded image (routed: only the member it goes to),
+    /// with the image's size.
     pub fn prepare(&self, img: &image::RgbImage) -> Prepared {
+        let route = self.routed.then(|| self.route(img.width(), img.height()));
+        let inputs = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(m, d)| match route {
+                Some(r) if r != m => Vec::new(),
+                _ => d.prepare(img),
+            })
+            .collect();
         Prepared {
-            inputs: self.members.iter().map(|d| d.prepare(img)).collect(),
+            inputs,
             width: img.width(),
             height: img.height(),
         }
@@ -80,6 +99,7 @@ impl Ensemble {
         Batch {
             sets: self.members.iter().map(|d| d.image_set(&[])).collect(),
             shapes: Vec::new(),
+            scored_by: Vec::new(),
         }
     }
 
@@ -90,17 +110,6 @@ impl Ensemble {
         batch
     }
 
-    /// A batch of sets already prepared for each member (`sets[m]` for member `m`, the same
-    /// images in the same order; the loader of labelled folders makes them), sizes unknown.
-    /// `None` when there is not one set per member or the sets disagree on their length.
-    pub fn batch_of_sets(&self, sets: Vec<ImageSet>) -> Option<Batch> {
-        let n = sets.first().map_or(0, ImageSet::len);
-        (sets.len() == self.members.len() && sets.iter().all(|s| s.len() == n)).then(|| Batch {
-            sets,
-            shapes: vec![None; n],
-        })
-    }
-
     /// The decision on every image of `batch`, in order, its passes spread over the cores.
     pub fn score(&self, batch: &Batch) -> Vec<Decision> {
         self.score_with(batch, Passes::AcrossCores)
@@ -108,23 +117,43 @@ impl Ensemble {
 
     /// [`Self::score`], with the forward passes scheduled as `passes` says.
     pub fn score_with(&self, batch: &Batch, passes: Passes) -> Vec<Decision> {
-        let n = batch.len();
-        let mut sum = vec![0f32; n];
-        for (det, set) in self.members.iter().zip(&batch.sets) {
-            let scores = match passes {
-                Passes::ThisThread if n > 1 => det.score_batch(set, &(0..n).collect::<Vec<_>>()),
-                _ => det.score_set(set),
-            };
-            sum.iter_mut().zip(scores).for_each(|(s, v)| *s += v);
-        }
-        let members = self.members.len().max(1) as f32;
-        sum.into_iter()
+        // Each member's scores of the images it was given, in batch order.
+        let mut per_member: Vec<std::vec::IntoIter<f32>> = self
+            .members
+            .iter()
+            .zip(&batch.sets)
+            .map(|(det, set)| {
+                let n = set.len();
+                let scores = match passes {
+                    _ if n == 0 => Vec::new(),
+                    Passes::ThisThread if n > 1 => {
+                        det.score_batch(set, &(0..n).collect::<Vec<_>>())
+                    }
+                    _ => det.score_set(set),
+                };
+                scores.into_iter()
+            })
+            .collect();
+        batch
+            .scored_by
+            .iter()
             .zip(&batch.shapes)
-            .map(|(s, shape)| {
-                let p = self.combine(s / members);
-                match shape {
-                    Some((w, h)) => self.decide_image(p, *w, *h),
-                    None => self.decide(p),
+            .map(|(&mask, shape)| {
+                let (mut sum, mut count, mut only) = (0f32, 0usize, 0usize);
+                for (m, scores) in per_member.iter_mut().enumerate() {
+                    if mask & (1 << m) != 0 {
+                        sum += scores.next().unwrap_or(f32::NAN);
+                        count += 1;
+                        only = m;
+                    }
+                }
+                let mean = sum / count.max(1) as f32;
+                match (self.routed, shape) {
+                    // A routed image is answered by its member alone, by that member's rule.
+                    (true, Some((w, h))) => self.members[only].decide_image(mean, *w, *h),
+                    (true, None) => self.members[only].decide(mean),
+                    (false, Some((w, h))) => self.decide_image(self.combine(mean), *w, *h),
+                    (false, None) => self.decide(self.combine(mean)),
                 }
             })
             .collect()

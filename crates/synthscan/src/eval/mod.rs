@@ -2,8 +2,9 @@
 
 use crate::data::{self, Part};
 use crate::decision::{calibration, fpr_budget};
-use crate::ensemble::Ensemble;
-use crate::error::{Error, Result};
+use crate::ensemble::{Ensemble, Prepared};
+use rayon::prelude::*;
+use crate::error::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -215,7 +216,8 @@ pub struct Evaluation {
 pub fn evaluate_ensemble(ensemble: &Ensemble, dir: &Path, strict: bool) -> Result<Evaluation> {
     let t0 = Instant::now();
     let scored = score_folder(ensemble, dir, strict)?;
-    Ok(scored.evaluation(ensemble.threshold(), ensemble.band(), t0))
+    let (threshold, band) = (scored.threshold, scored.band);
+    Ok(scored.evaluation(threshold, band, t0))
 }
 
 /// The ensemble's `p_fake` of a labelled folder's files, in file order.
@@ -223,6 +225,9 @@ pub struct Scored {
     pub scores: Vec<f32>,
     pub labels: Vec<u8>,
     pub skipped: Vec<(PathBuf, String)>,
+    /// The threshold and uncertain band the scores were decided by ([`Ensemble::rule_of`]).
+    pub threshold: f32,
+    pub band: Option<[f32; 2]>,
 }
 
 impl Scored {
@@ -249,21 +254,36 @@ pub fn score_folder(ensemble: &Ensemble, dir: &Path, strict: bool) -> Result<Sco
 }
 
 /// The ensemble's `p_fake` of the labelled files through [`Ensemble::score`]; each file is
-/// decoded once and prepared for every member. A file that cannot be read is skipped (or,
-/// `strict`, an error).
+/// decoded once and prepared for every member that scores it. A file that cannot be read is
+/// skipped (or, `strict`, an error).
 pub fn score_files(ensemble: &Ensemble, files: &[(PathBuf, u8)], strict: bool) -> Result<Scored> {
-    let sizes: Vec<u32> = ensemble.iter().map(|d| d.meta.input_size).collect();
-    let (sets, report) = data::load_labelled_with(files, &sizes, strict, &|path| {
-        Ok(ensemble.prepare(&data::decode::read_rgb(path)?).inputs)
-    })?;
-    let labels = sets.first().map(|s| s.labels.clone()).unwrap_or_default();
-    let batch = ensemble
-        .batch_of_sets(sets)
-        .ok_or_else(|| Error::Model("the members' sets of one folder disagree".into()))?;
+    let prepared: Vec<Result<Prepared>> = files
+        .par_iter()
+        .map(|(path, _)| Ok(ensemble.prepare(&data::decode::read_rgb(path)?)))
+        .collect();
+    let mut batch = ensemble.batch();
+    let (mut labels, mut skipped) = (Vec::new(), Vec::new());
+    for ((path, label), r) in files.iter().zip(prepared) {
+        match r {
+            Ok(p) => {
+                batch.push(p);
+                labels.push(*label);
+            }
+            Err(err) if strict => return Err(err),
+            Err(err) => {
+                tracing::warn!("skipping {err}");
+                skipped.push((path.clone(), err.to_string()));
+            }
+        }
+    }
+    let decisions = ensemble.score(&batch);
+    let (threshold, band) = ensemble.rule_of(&decisions);
     Ok(Scored {
-        scores: Ensemble::p_fakes(&ensemble.score(&batch)),
+        scores: Ensemble::p_fakes(&decisions),
         labels,
-        skipped: report.skipped,
+        skipped,
+        threshold,
+        band,
     })
 }
 

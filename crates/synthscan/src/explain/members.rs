@@ -59,7 +59,11 @@ impl<'a> EnsembleCam<'a> {
             CamTarget::Predicted => CamTarget::Real,
             t => t,
         };
-        let mut map = if let [cam] = self.cams.as_slice() {
+        let routed = self
+            .ensemble
+            .is_routed()
+            .then(|| &self.cams[self.ensemble.route(image.width(), image.height())]);
+        let mut map = if let Some(cam) = routed.or(self.cams.first().filter(|_| self.cams.len() == 1)) {
             cam.map(image, target)?
         } else {
             let maps: Vec<CamMap> = self

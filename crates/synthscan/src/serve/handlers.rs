@@ -156,15 +156,14 @@ pub async fn detect_batch(
 /// Every field `predict --json` gives for a scored file (the decision of `Ensemble::score`,
 /// the model, the image's size), without the path.
 fn prediction_fields(
-    st: &AppState,
     decision: Decision,
     width: u32,
     height: u32,
 ) -> serde_json::Map<String, Value> {
     let p = Prediction {
         path: PathBuf::new(),
+        model: Some(decision.model.clone()),
         decision: Some(decision),
-        model: Some(st.model_name.clone()),
         width: Some(width),
         height: Some(height),
         error: None,
@@ -228,7 +227,7 @@ async fn analyse(st: Arc<AppState>, upload: Upload, explain: bool) -> Result<Val
         .await
         .map_err(|_| ApiError::internal("the inference worker dropped the request"))?
         .map_err(ApiError::internal)?;
-    let mut out = prediction_fields(&st, decision, width, height);
+    let mut out = prediction_fields(decision, width, height);
     if let Some(img) = decoded.image {
         let st2 = st.clone();
         let ex = tokio::task::spawn_blocking(move || {
