@@ -204,7 +204,7 @@ fn predict_scores_good_files_and_reports_each_bad_one() {
         assert!(["REAL", "FAKE", "UNCERTAIN"].contains(&label), "{l}");
         assert_eq!(label == "UNCERTAIN", l.get("reason").is_some(), "{l}");
         assert!(
-            l["threshold"].as_f64().is_some() && l["model"] == "default",
+            l["threshold"].as_f64().is_some() && l["model"] == "cifake",
             "{l}"
         );
         assert!(

@@ -40,8 +40,13 @@ fn probes_model_page_and_metrics() {
     let r = s.get("/readyz");
     assert_eq!(r.status, 200, "{}", r.text());
     let m = s.get("/v1/model").json();
-    assert_eq!(m["name"], "default");
-    assert_eq!(m["input_size"], 32);
+    // The default is `auto`: CIFAKE-sized images to the cifake model, others to realworld.
+    assert_eq!(m["name"], "auto");
+    assert_eq!(m["routed"], true);
+    assert_eq!(m["members"][0]["name"], "cifake");
+    assert_eq!(m["members"][0]["input_size"], 32);
+    assert_eq!(m["members"][1]["name"], "realworld");
+    let m = m["members"][0].clone();
     assert!(m["threshold"].as_f64().is_some_and(|t| t > 0.0 && t < 1.0));
     assert!(m["metrics"]["test"]["accuracy"].as_f64().is_some(), "{m}");
     assert_eq!(m["class_names"][1], "FAKE");
@@ -109,7 +114,7 @@ fn detect_agrees_with_predict_and_explains() {
         (v["width"].as_u64(), v["height"].as_u64()),
         (Some(32), Some(32))
     );
-    assert_eq!(v["model"], "default");
+    assert_eq!(v["model"], "cifake");
     assert!(v.get("explain").is_none());
 
     let (ct, body) = multipart(&[("image", "x.jpg", &jpeg)]);

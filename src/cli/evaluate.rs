@@ -1,8 +1,9 @@
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use synthscan::Result;
-use synthscan::eval::{Evaluation, evaluate_ensemble};
+use synthscan::data::manifest::Manifest;
+use synthscan::eval::{Evaluation, GroupMetrics, evaluate_ensemble};
+use synthscan::{Error, Result};
 
 #[derive(Args, Debug)]
 pub struct EvaluateArgs {
@@ -28,6 +29,14 @@ pub struct EvaluateArgs {
     /// (e.g. 0.01), from the quantiles stored in the model at calibration.
     #[arg(long, value_name = "SHARE")]
     max_fpr: Option<f64>,
+    /// Also report metrics per value of this column of the collection's manifest.csv (found in
+    /// the data folder or its two parents; `--manifest` names another), e.g. `kind`, `source`,
+    /// `generator`.
+    #[arg(long, value_name = "COLUMN")]
+    by: Option<String>,
+    /// The manifest for `--by` (a CSV with a `file` column relative to its folder).
+    #[arg(long, value_name = "FILE", requires = "by")]
+    manifest: Option<PathBuf>,
 }
 
 pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
@@ -42,12 +51,71 @@ pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
         )?;
         eprintln!("plots written to {}", dir.display());
     }
+    let groups = match &a.by {
+        Some(column) => Some(groups(&a, column, &ev)?),
+        None => None,
+    };
     if a.json {
-        println!("{}", super::json_line(&ev.metrics)?);
+        let mut v = serde_json::to_value(&ev.metrics).map_err(json_error)?;
+        if let (Some(column), Some(g)) = (&a.by, &groups) {
+            v["by"] = serde_json::json!({ "column": column, "groups": g });
+        }
+        println!("{}", super::json_line(&v)?);
     } else {
         print_table(&ev);
+        if let (Some(column), Some(g)) = (&a.by, &groups) {
+            print_groups(column, g);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Metrics per value of `column` of the data folder's manifest.
+fn groups(a: &EvaluateArgs, column: &str, ev: &Evaluation) -> Result<Vec<GroupMetrics>> {
+    let manifest = match &a.manifest {
+        Some(path) => Manifest::load(path)?,
+        None => Manifest::find(&a.data)?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "--by {column}: no manifest.csv in {} or its two parents (name one with --manifest)",
+                a.data.display()
+            ))
+        })?,
+    };
+    if !manifest.columns().iter().any(|c| c == column) {
+        return Err(Error::Invalid(format!(
+            "--by {column}: the manifest has no such column (it has {})",
+            manifest.columns().join(", ")
+        )));
+    }
+    Ok(ev.by_group(|p| manifest.value(p, column).map(str::to_string)))
+}
+
+fn print_groups(column: &str, groups: &[GroupMetrics]) {
+    println!();
+    println!(
+        "{:<24} {:>6} {:>6} {:>8} {:>8} {:>12} {:>9} {:>9}",
+        column, "REAL", "FAKE", "accuracy", "roc_auc", "false alarms", "coverage", "confident"
+    );
+    for g in groups {
+        let m = &g.metrics;
+        let both = g.real > 0 && g.fake > 0;
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        println!(
+            "{:<24} {:>6} {:>6} {:>8.4} {:>8} {:>12} {:>9} {:>9}",
+            g.group,
+            g.real,
+            g.fake,
+            m.accuracy,
+            if both { format!("{:.4}", m.roc_auc) } else { "-".into() },
+            if g.real > 0 { format!("{:.4}", m.false_alarm_rate) } else { "-".into() },
+            opt(m.coverage),
+            opt(m.confident_accuracy),
+        );
+    }
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Invalid(format!("JSON output: {e}"))
 }
 
 fn print_table(ev: &Evaluation) {

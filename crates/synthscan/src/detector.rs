@@ -627,7 +627,11 @@ mod tests {
                 .unwrap()
                 .contains("5000x1")
         );
-        assert_eq!(det.decide_image(0.9, 64, 32).label, "FAKE");
+        assert_eq!(det.decide_image(0.9, 32, 16).label, "FAKE");
+        // A 16 px model judges images up to 32 px a side: a photograph is outside its domain.
+        let photo = det.decide_image(0.9, 64, 32);
+        assert_eq!(photo.label, UNCERTAIN);
+        assert!(photo.reason.unwrap().contains("outside what this model was trained on"));
     }
 
     #[test]

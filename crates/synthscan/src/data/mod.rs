@@ -2,6 +2,7 @@
 
 pub mod augment;
 pub mod decode;
+pub mod manifest;
 pub mod prepare;
 pub mod perturb;
 pub mod shard;

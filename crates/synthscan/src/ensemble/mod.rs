@@ -318,7 +318,23 @@ impl Ensemble {
     /// is widened to include it.
     pub fn set_max_fpr(&mut self, budget: f64) -> Result<()> {
         if self.routed {
-            return self.members.iter_mut().try_for_each(|d| d.set_max_fpr(budget));
+            // Each member that stores validation quantiles takes the budget; one that does not
+            // keeps its threshold (said in a warning): routed images are judged by one member.
+            let mut set = 0;
+            let mut last_err = None;
+            for d in &mut self.members {
+                match d.set_max_fpr(budget) {
+                    Ok(()) => set += 1,
+                    Err(e) => {
+                        tracing::warn!("{e}; it keeps its stored threshold");
+                        last_err = Some(e);
+                    }
+                }
+            }
+            return match (set, last_err) {
+                (0, Some(e)) => Err(e),
+                _ => Ok(()),
+            };
         }
         if let [det] = self.members.as_mut_slice() {
             return det.set_max_fpr(budget);

@@ -204,7 +204,54 @@ pub struct Evaluation {
     pub metrics: Metrics,
     pub scores: Vec<f32>,
     pub labels: Vec<u8>,
+    /// The scored files, in the order of `scores`.
+    pub paths: Vec<PathBuf>,
     pub skipped: Vec<(PathBuf, String)>,
+    /// The uncertain band the scores were decided with.
+    pub band: Option<[f32; 2]>,
+}
+
+/// Metrics of one group of a labelled folder (one value of a manifest column).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupMetrics {
+    pub group: String,
+    /// REAL and FAKE images in the group.
+    pub real: usize,
+    pub fake: usize,
+    pub metrics: Metrics,
+}
+
+impl Evaluation {
+    /// The metrics of each group of the scored files, `group_of` naming a file's group (files it
+    /// names none go to `"(none)"`), at the evaluation's threshold and band; groups in order of
+    /// size, largest first.
+    pub fn by_group(&self, group_of: impl Fn(&Path) -> Option<String>) -> Vec<GroupMetrics> {
+        let mut groups: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+        for (i, p) in self.paths.iter().enumerate() {
+            let g = group_of(p).unwrap_or_else(|| "(none)".into());
+            groups.entry(g).or_default().push(i);
+        }
+        let mut out: Vec<GroupMetrics> = groups
+            .into_iter()
+            .map(|(group, idx)| {
+                let scores: Vec<f32> = idx.iter().map(|&i| self.scores[i]).collect();
+                let labels: Vec<u8> = idx.iter().map(|&i| self.labels[i]).collect();
+                let mut metrics = Metrics::compute(&scores, &labels, self.metrics.threshold);
+                if let Some(band) = self.band {
+                    metrics = metrics.with_band(&scores, &labels, band);
+                }
+                let fake = labels.iter().filter(|&&l| l == data::FAKE).count();
+                GroupMetrics {
+                    group,
+                    real: labels.len() - fake,
+                    fake,
+                    metrics,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.metrics.count.cmp(&a.metrics.count).then(a.group.cmp(&b.group)));
+        out
+    }
 }
 
 /// Evaluate a model or an ensemble (each member reads the files its own way: input size,
@@ -225,6 +272,7 @@ pub struct Scored {
     pub scores: Vec<f32>,
     pub labels: Vec<u8>,
     pub skipped: Vec<(PathBuf, String)>,
+    pub paths: Vec<PathBuf>,
     /// The threshold and uncertain band the scores were decided by ([`Ensemble::rule_of`]).
     pub threshold: f32,
     pub band: Option<[f32; 2]>,
@@ -242,7 +290,9 @@ impl Scored {
             metrics,
             scores: self.scores,
             labels: self.labels,
+            paths: self.paths,
             skipped: self.skipped,
+            band,
         }
     }
 }
@@ -262,12 +312,13 @@ pub fn score_files(ensemble: &Ensemble, files: &[(PathBuf, u8)], strict: bool) -
         .map(|(path, _)| Ok(ensemble.prepare(&data::decode::read_rgb(path)?)))
         .collect();
     let mut batch = ensemble.batch();
-    let (mut labels, mut skipped) = (Vec::new(), Vec::new());
+    let (mut labels, mut paths, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for ((path, label), r) in files.iter().zip(prepared) {
         match r {
             Ok(p) => {
                 batch.push(p);
                 labels.push(*label);
+                paths.push(path.clone());
             }
             Err(err) if strict => return Err(err),
             Err(err) => {
@@ -282,6 +333,7 @@ pub fn score_files(ensemble: &Ensemble, files: &[(PathBuf, u8)], strict: bool) -
         scores: Ensemble::p_fakes(&decisions),
         labels,
         skipped,
+        paths,
         threshold,
         band,
     })

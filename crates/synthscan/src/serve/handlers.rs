@@ -56,7 +56,11 @@ pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
     // One model: its own fields at the top, as before ensembles; several: the members.
     let mut v = match members.as_slice() {
         [one] => one.clone(),
-        _ => json!({ "members": members, "calibration": st.ensemble.calibration() }),
+        _ => json!({
+            "members": members,
+            "calibration": st.ensemble.calibration(),
+            "routed": st.ensemble.is_routed(),
+        }),
     };
     v["name"] = json!(st.model_name);
     v["threshold"] = json!(st.ensemble.threshold());
