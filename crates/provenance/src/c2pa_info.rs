@@ -99,11 +99,13 @@ fn read_signal(_bytes: &[u8], _format: Format, blobs: &Blobs, ev: &mut Evidence)
 }
 
 #[cfg(feature = "c2pa")]
-fn read_signal(bytes: &[u8], format: Format, _blobs: &Blobs, ev: &mut Evidence) {
-    match sdk::read(bytes, format) {
+fn read_signal(bytes: &[u8], format: Format, blobs: &Blobs, ev: &mut Evidence) {
+    let sign = blobs.jumbf_seen || crate::container::find(bytes, b"jumb").is_some();
+    match sdk::read(bytes, format, sign) {
         sdk::Outcome::Absent => {}
         sdk::Outcome::Note(n) => ev.notes.push(n),
         sdk::Outcome::Found(info) => ev.signals.push(signal(*info)),
+        sdk::Outcome::AssetError(e) => ev.errors.push(e),
     }
 }
 

@@ -370,6 +370,49 @@ fn walk_riff(b: &[u8], blobs: &mut Blobs) {
     }
 }
 
+fn u16_at(b: &[u8], at: usize, le: bool) -> Option<u16> {
+    let s = b.get(at..at + 2)?;
+    Some(if le { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) })
+}
+
+fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
+    if le { le_u32(b, at) } else { be_u32(b, at) }
+}
+
+/// Refuse TIFF structures built to exhaust a reader: too many pages (IFD chain), or
+/// too many subfiles (SubIFDs) declared. The C2PA SDK 0.90 walks every one of them
+/// (its own test file `tiff_poc.tiff` takes minutes); later SDK releases reject such files.
+/// A truncated structure is not refused here: the SDK reports it.
+pub fn tiff_guard(b: &[u8]) -> Result<(), String> {
+    let le = b.starts_with(b"II");
+    let mut next = u32_at(b, 4, le).unwrap_or(0) as usize;
+    let (mut pages, mut subfiles) = (0usize, 0usize);
+    let mut seen = std::collections::HashSet::new();
+    while next != 0 {
+        if !seen.insert(next) {
+            return Err(format!("TIFF IFD chain loops back to byte {next}"));
+        }
+        pages += 1;
+        let Some(n) = u16_at(b, next, le).map(usize::from) else {
+            break;
+        };
+        for i in 0..n {
+            let e = next + 2 + 12 * i;
+            if u16_at(b, e, le) == Some(0x014A) {
+                subfiles += u32_at(b, e + 4, le).unwrap_or(0) as usize;
+            }
+        }
+        if pages > limits::MAX_TIFF_PAGES || subfiles > limits::MAX_TIFF_SUBFILES {
+            return Err(format!(
+                "TIFF file has too many subfiles ({pages}+ pages, {subfiles}+ SubIFDs): \
+                 not handed to the C2PA reader"
+            ));
+        }
+        next = u32_at(b, next + 2 + 12 * n, le).unwrap_or(0) as usize;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +533,21 @@ mod tests {
         assert!(blobs.errors[0].contains("cap"));
         let found = scan_xmp(&big).map(<[u8]>::len);
         assert_eq!(found, Some(limits::MAX_XMP_BYTES));
+    }
+
+    #[test]
+    fn tiff_guard_refuses_loops_and_subfile_floods() {
+        // II, IFD at 8 with one SubIFDs entry of 100000 offsets, next IFD 0.
+        let mut t = b"II*\0\x08\0\0\0\x01\0".to_vec();
+        t.extend_from_slice(&[0x4A, 0x01, 4, 0, 0xA0, 0x86, 0x01, 0, 8, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(tiff_guard(&t).is_err_and(|e| e.contains("too many subfiles")));
+        let mut looped = b"II*\0\x08\0\0\0\0\0".to_vec();
+        looped.extend_from_slice(&8u32.to_le_bytes());
+        assert!(tiff_guard(&looped).is_err_and(|e| e.contains("loops")));
+        let fine = b"MM\0*\0\0\0\x08\0\0\0\0\0\0";
+        assert_eq!(tiff_guard(fine), Ok(()));
+        assert_eq!(tiff_guard(b"II*\0"), Ok(()));
+        assert_eq!(tiff_guard(b"II*\0\xff\xff\0\0"), Ok(()));
     }
 
     #[test]

@@ -22,3 +22,6 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 pub const MAX_DECODE_ALLOC: u64 = 512 << 20;
 /// Largest input handed to the C2PA SDK.
 pub const MAX_C2PA_INPUT: usize = 256 << 20;
+/// TIFF pages (IFD chain) and SubIFDs handed to the C2PA reader.
+pub const MAX_TIFF_PAGES: usize = 1024;
+pub const MAX_TIFF_SUBFILES: usize = 1024;

@@ -94,6 +94,13 @@ fn exif_signals(e: &ExifFacts, out: &mut Vec<Signal>) {
 /// Camera Make/Model with exposure data, or exposure time with a second exposure tag
 /// (some trail and industrial cameras write no Make): weak, unsigned evidence of a capture.
 fn camera_signal(e: &ExifFacts, out: &mut Vec<Signal>) {
+    // ComfyUI's WebP/JPEG savers put the graph into Make/Model as `workflow:{…}`/`prompt:{…}`.
+    for (field, v) in [("EXIF Make", &e.make), ("EXIF Model", &e.model)] {
+        if let Some(v) = v.as_deref().filter(|v| v.starts_with("workflow:") || v.starts_with("prompt:")) {
+            out.push(Signal::metadata(Verdict::Ai, field, v, Some("ComfyUI (graph in EXIF)")));
+            return;
+        }
+    }
     let name = match (&e.make, &e.model) {
         (Some(m), Some(d)) if d.to_lowercase().starts_with(&m.to_lowercase()) => Some(d.clone()),
         (Some(m), Some(d)) => Some(format!("{m} {d}")),
@@ -216,6 +223,18 @@ mod tests {
         e.user_comment = Some("x\nSteps: 30, Sampler: DPM++".into());
         let says: Vec<_> = signals(&Blobs::default(), Some(&e)).iter().map(|s| s.says).collect();
         assert_eq!(says, vec![Verdict::Edited, Verdict::Ai, Verdict::Camera]);
+    }
+
+    #[test]
+    fn comfy_graph_in_exif_make_is_ai_not_a_camera() {
+        let e = ExifFacts {
+            make: Some("workflow:{\"nodes\": []}".into()),
+            exposure: vec!["ExposureTime", "FNumber"],
+            ..ExifFacts::default()
+        };
+        let s = signals(&Blobs::default(), Some(&e));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].says, Verdict::Ai);
     }
 
     #[test]

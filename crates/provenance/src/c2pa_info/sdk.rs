@@ -14,6 +14,9 @@ pub enum Outcome {
     Note(String),
     /// A manifest store, valid or not.
     Found(Box<C2paInfo>),
+    /// The SDK could not parse the asset and nothing suggests a manifest store is there
+    /// (a truncated or malformed file): an error for the record, not a credential.
+    AssetError(String),
 }
 
 /// Settings: nothing is fetched (no OCSP, no remote manifests, no network host allowed).
@@ -22,11 +25,17 @@ const SETTINGS: &str = r#"{
   "core": {"allowed_network_hosts": []}
 }"#;
 
-/// Read and validate the manifest store of `bytes`.
-pub fn read(bytes: &[u8], format: Format) -> Outcome {
+/// Read and validate the manifest store of `bytes`. `manifest_sign`: a JUMBF/C2PA box
+/// was seen, so a parse failure means a broken credential rather than a broken file.
+pub fn read(bytes: &[u8], format: Format, manifest_sign: bool) -> Outcome {
     let Some(mime) = format.mime() else {
         return Outcome::Absent;
     };
+    if format == Format::Tiff {
+        if let Err(e) = crate::container::tiff_guard(bytes) {
+            return Outcome::Found(Box::new(unreadable(e)));
+        }
+    }
     if bytes.len() > crate::limits::MAX_C2PA_INPUT {
         return Outcome::Note("file too large for the C2PA reader: credentials not read".into());
     }
@@ -34,20 +43,24 @@ pub fn read(bytes: &[u8], format: Format) -> Outcome {
         Ok(c) => c,
         Err(e) => return Outcome::Note(format!("C2PA reader not configured: {e}")),
     };
-    let read = std::panic::catch_unwind(|| {
-        c2pa::Reader::from_context(context).with_stream(mime, Cursor::new(bytes))
-    });
+    // The SDK is third-party code run on hostile bytes: a panic in it must not take the
+    // caller down (this only helps where panics unwind, the default).
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c2pa::Reader::from_context(context)
+            .with_stream(mime, Cursor::new(bytes))
+            .map(|reader| reader.json())
+    }));
     match read {
-        Ok(Ok(reader)) => match serde_json::from_str::<Value>(&reader.json()) {
+        Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
             Ok(v) => Outcome::Found(Box::new(summarise(&v))),
             Err(e) => Outcome::Found(Box::new(unreadable(format!("SDK JSON unreadable: {e}")))),
         },
-        Ok(Err(e)) => from_error(e),
+        Ok(Err(e)) => from_error(e, manifest_sign),
         Err(_) => Outcome::Found(Box::new(unreadable("the C2PA SDK panicked on this file".into()))),
     }
 }
 
-fn from_error(e: c2pa::Error) -> Outcome {
+fn from_error(e: c2pa::Error, manifest_sign: bool) -> Outcome {
     use c2pa::Error as E;
     match e {
         E::JumbfNotFound | E::ProvenanceMissing | E::UnsupportedType => Outcome::Absent,
@@ -59,7 +72,8 @@ fn from_error(e: c2pa::Error) -> Outcome {
         E::PrereleaseError => Outcome::Found(Box::new(unreadable(
             "pre-release (pre-1.0) C2PA manifest: not a valid credential".into(),
         ))),
-        other => Outcome::Found(Box::new(unreadable(excerpt(&other.to_string(), 300)))),
+        other if manifest_sign => Outcome::Found(Box::new(unreadable(excerpt(&other.to_string(), 300)))),
+        other => Outcome::AssetError(format!("C2PA reader: {}", excerpt(&other.to_string(), 300))),
     }
 }
 
@@ -224,7 +238,9 @@ mod tests {
     #[test]
     fn empty_json_is_unreadable_and_garbage_is_absent() {
         assert_eq!(summarise(&Value::Null).validation, Validation::Unreadable);
-        assert!(matches!(read(b"\xFF\xD8\xFF\xD9", Format::Jpeg), Outcome::Absent | Outcome::Found(_)));
-        assert!(matches!(read(b"xx", Format::Other), Outcome::Absent));
+        let broken = b"\x89PNG\r\n\x1a\n\xff\xff\xff\xff";
+        assert!(matches!(read(broken, Format::Png, false), Outcome::AssetError(_) | Outcome::Absent));
+        assert!(matches!(read(broken, Format::Png, true), Outcome::Found(_) | Outcome::Absent));
+        assert!(matches!(read(b"xx", Format::Other, true), Outcome::Absent));
     }
 }
