@@ -111,17 +111,23 @@ fn read_signal(bytes: &[u8], format: Format, blobs: &Blobs, ev: &mut Evidence) {
 
 /// Turn the summary into a signal, applying the C2PA part of the decision rule.
 pub fn signal(info: C2paInfo) -> Signal {
-    let ai = info.digital_source_types.iter().any(|t| {
-        crate::generators::source_type_verdict(t) == Some(Verdict::Ai)
-    });
-    let capture = info.digital_source_types.iter().any(|t| {
-        crate::generators::source_type_verdict(t) == Some(Verdict::Camera)
-    });
+    let ai = info
+        .digital_source_types
+        .iter()
+        .any(|t| crate::generators::source_type_verdict(t) == Some(Verdict::Ai));
+    let capture = info
+        .digital_source_types
+        .iter()
+        .any(|t| crate::generators::source_type_verdict(t) == Some(Verdict::Camera));
     let edits = info.actions.iter().any(|a| is_edit(&a.action));
     let (says, strength) = match info.validation {
-        Validation::Tampered | Validation::Unreadable => (Verdict::Invalid, Strength::SignedInvalid),
+        Validation::Tampered | Validation::Unreadable => {
+            (Verdict::Invalid, Strength::SignedInvalid)
+        }
         _ if ai => (Verdict::Ai, trust_strength(info.validation)),
-        Validation::Expired | Validation::IdentityInvalid => (Verdict::Invalid, Strength::SignedInvalid),
+        Validation::Expired | Validation::IdentityInvalid => {
+            (Verdict::Invalid, Strength::SignedInvalid)
+        }
         v if edits => (Verdict::Edited, trust_strength(v)),
         v if capture => (Verdict::Camera, trust_strength(v)),
         v => (Verdict::None, trust_strength(v)),
@@ -243,14 +249,26 @@ mod tests {
     fn classify_codes() {
         let c = |v: &[&str]| classify(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(c(&[]), Validation::Trusted);
-        assert_eq!(c(&["signingCredential.untrusted"]), Validation::UntrustedSigner);
         assert_eq!(
-            c(&["signingCredential.untrusted", "cawg.x509.credential.untrusted"]),
+            c(&["signingCredential.untrusted"]),
+            Validation::UntrustedSigner
+        );
+        assert_eq!(
+            c(&[
+                "signingCredential.untrusted",
+                "cawg.x509.credential.untrusted"
+            ]),
             Validation::UntrustedSigner
         );
         assert_eq!(c(&["signingCredential.expired"]), Validation::Expired);
-        assert_eq!(c(&["cawg.ica.did_unavailable", "signingCredential.untrusted"]), Validation::IdentityInvalid);
-        assert_eq!(c(&["claimSignature.mismatch", "signingCredential.untrusted"]), Validation::Tampered);
+        assert_eq!(
+            c(&["cawg.ica.did_unavailable", "signingCredential.untrusted"]),
+            Validation::IdentityInvalid
+        );
+        assert_eq!(
+            c(&["claimSignature.mismatch", "signingCredential.untrusted"]),
+            Validation::Tampered
+        );
         assert_eq!(c(&["assertion.dataHash.mismatch"]), Validation::Tampered);
     }
 
@@ -258,15 +276,41 @@ mod tests {
     fn decision_for_credentials() {
         let ai = ["trainedAlgorithmicMedia"];
         let s = signal(info(Validation::UntrustedSigner, &ai, &["c2pa.created"]));
-        assert_eq!((s.says, s.strength), (Verdict::Ai, Strength::SignedUntrusted));
+        assert_eq!(
+            (s.says, s.strength),
+            (Verdict::Ai, Strength::SignedUntrusted)
+        );
         assert!(s.detail.contains("signer not on a trust list"));
-        assert_eq!(signal(info(Validation::IdentityInvalid, &ai, &[])).says, Verdict::Ai);
-        assert_eq!(signal(info(Validation::Tampered, &ai, &[])).says, Verdict::Invalid);
-        assert_eq!(signal(info(Validation::Expired, &[], &["c2pa.opened"])).says, Verdict::Invalid);
-        let edited = signal(info(Validation::UntrustedSigner, &[], &["c2pa.opened", "c2pa.resized"]));
+        assert_eq!(
+            signal(info(Validation::IdentityInvalid, &ai, &[])).says,
+            Verdict::Ai
+        );
+        assert_eq!(
+            signal(info(Validation::Tampered, &ai, &[])).says,
+            Verdict::Invalid
+        );
+        assert_eq!(
+            signal(info(Validation::Expired, &[], &["c2pa.opened"])).says,
+            Verdict::Invalid
+        );
+        let edited = signal(info(
+            Validation::UntrustedSigner,
+            &[],
+            &["c2pa.opened", "c2pa.resized"],
+        ));
         assert_eq!(edited.says, Verdict::Edited);
-        let cam = signal(info(Validation::Trusted, &["digitalCapture"], &["c2pa.created"]));
-        assert_eq!((cam.says, cam.strength), (Verdict::Camera, Strength::SignedValid));
-        assert_eq!(signal(info(Validation::UntrustedSigner, &[], &["c2pa.created"])).says, Verdict::None);
+        let cam = signal(info(
+            Validation::Trusted,
+            &["digitalCapture"],
+            &["c2pa.created"],
+        ));
+        assert_eq!(
+            (cam.says, cam.strength),
+            (Verdict::Camera, Strength::SignedValid)
+        );
+        assert_eq!(
+            signal(info(Validation::UntrustedSigner, &[], &["c2pa.created"])).says,
+            Verdict::None
+        );
     }
 }

@@ -104,7 +104,10 @@ impl Blobs {
 
     fn set_exif(&mut self, data: &[u8]) {
         if data.len() > limits::MAX_EXIF_BYTES {
-            self.errors.push(format!("EXIF block of {} bytes skipped: over the cap", data.len()));
+            self.errors.push(format!(
+                "EXIF block of {} bytes skipped: over the cap",
+                data.len()
+            ));
         } else if self.exif.is_none() {
             self.exif = Some(data.to_vec());
         }
@@ -121,10 +124,10 @@ pub fn extract(b: &[u8], format: Format) -> Blobs {
         Format::Tiff => blobs.set_exif(&b[..b.len().min(limits::MAX_EXIF_BYTES)]),
         _ => {}
     }
-    if blobs.xmp.is_empty() {
-        if let Some(packet) = scan_xmp(b) {
-            blobs.add_xmp(packet);
-        }
+    if blobs.xmp.is_empty()
+        && let Some(packet) = scan_xmp(b)
+    {
+        blobs.add_xmp(packet);
     }
     blobs
 }
@@ -179,13 +182,18 @@ fn walk_png(b: &[u8], blobs: &mut Blobs) {
     let mut count = 0usize;
     while at < b.len() {
         let (Some(len), Some(kind)) = (be_u32(b, at), b.get(at + 4..at + 8)) else {
-            blobs.errors.push(format!("PNG truncated inside a chunk header at byte {at}"));
+            blobs
+                .errors
+                .push(format!("PNG truncated inside a chunk header at byte {at}"));
             return;
         };
         let len = len as usize;
         let data_start = at + 8;
         let kind_name = String::from_utf8_lossy(kind).into_owned();
-        let Some(data) = data_start.checked_add(len).and_then(|end| b.get(data_start..end)) else {
+        let Some(data) = data_start
+            .checked_add(len)
+            .and_then(|end| b.get(data_start..end))
+        else {
             blobs.errors.push(format!(
                 "PNG chunk {kind_name} at byte {at} claims {len} bytes but only {} remain",
                 b.len().saturating_sub(data_start)
@@ -194,7 +202,10 @@ fn walk_png(b: &[u8], blobs: &mut Blobs) {
         };
         count += 1;
         if count > limits::MAX_PNG_CHUNKS {
-            blobs.errors.push(format!("PNG has over {} chunks: rest ignored", limits::MAX_PNG_CHUNKS));
+            blobs.errors.push(format!(
+                "PNG has over {} chunks: rest ignored",
+                limits::MAX_PNG_CHUNKS
+            ));
             return;
         }
         match kind {
@@ -230,7 +241,9 @@ fn png_text(kind: &[u8], data: &[u8], blobs: &mut Blobs) {
         return;
     }
     let Some(nul) = data.iter().position(|&c| c == 0) else {
-        blobs.errors.push("PNG text chunk without a keyword terminator".into());
+        blobs
+            .errors
+            .push("PNG text chunk without a keyword terminator".into());
         return;
     };
     let key = latin1(&data[..nul.min(79)]);
@@ -250,7 +263,9 @@ fn png_text(kind: &[u8], data: &[u8], blobs: &mut Blobs) {
             }
             blobs.texts.push(TextEntry { chunk, key, value });
         }
-        Err(e) => blobs.errors.push(format!("PNG text chunk {key:?} unreadable: {e}")),
+        Err(e) => blobs
+            .errors
+            .push(format!("PNG text chunk {key:?} unreadable: {e}")),
     }
 }
 
@@ -258,9 +273,15 @@ fn png_text(kind: &[u8], data: &[u8], blobs: &mut Blobs) {
 fn itxt_value(rest: &[u8]) -> Result<String, String> {
     let (&flag, rest) = rest.split_first().ok_or("iTXt truncated")?;
     let (_method, rest) = rest.split_first().ok_or("iTXt truncated")?;
-    let lang_end = rest.iter().position(|&c| c == 0).ok_or("iTXt language not terminated")?;
+    let lang_end = rest
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or("iTXt language not terminated")?;
     let rest = &rest[lang_end + 1..];
-    let tk_end = rest.iter().position(|&c| c == 0).ok_or("iTXt keyword not terminated")?;
+    let tk_end = rest
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or("iTXt keyword not terminated")?;
     let text = &rest[tk_end + 1..];
     if flag == 1 {
         let v = inflate_zlib(text, limits::MAX_TEXT_BYTES)?;
@@ -287,13 +308,17 @@ fn walk_jpeg(b: &[u8], blobs: &mut Blobs) {
             if at < b.len() {
                 blobs.errors.push(format!("JPEG: no marker at byte {at}"));
             } else {
-                blobs.errors.push("JPEG truncated before the image data".into());
+                blobs
+                    .errors
+                    .push("JPEG truncated before the image data".into());
             }
             return;
         };
         count += 1;
         if count > limits::MAX_JPEG_SEGMENTS {
-            blobs.errors.push("JPEG has too many segments: rest ignored".into());
+            blobs
+                .errors
+                .push("JPEG has too many segments: rest ignored".into());
             return;
         }
         if marker == 0xD8 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
@@ -303,9 +328,13 @@ fn walk_jpeg(b: &[u8], blobs: &mut Blobs) {
         if marker == 0xD9 || marker == 0xDA {
             return; // end of image or start of scan: no metadata after
         }
-        let Some(len) = b.get(at + 2..at + 4).map(|s| u16::from_be_bytes([s[0], s[1]]) as usize)
+        let Some(len) = b
+            .get(at + 2..at + 4)
+            .map(|s| u16::from_be_bytes([s[0], s[1]]) as usize)
         else {
-            blobs.errors.push("JPEG truncated inside a segment header".into());
+            blobs
+                .errors
+                .push("JPEG truncated inside a segment header".into());
             return;
         };
         let Some(data) = b.get(at + 4..at + 2 + len.max(2)) else {
@@ -332,7 +361,11 @@ fn jpeg_segment(marker: u8, data: &[u8], blobs: &mut Blobs) {
         0xEB => blobs.jumbf_seen = true,
         0xFE if blobs.texts.len() < limits::MAX_TEXT_ENTRIES => {
             let value = String::from_utf8_lossy(data).into_owned();
-            blobs.texts.push(TextEntry { chunk: "COM", key: "Comment".into(), value });
+            blobs.texts.push(TextEntry {
+                chunk: "COM",
+                key: "Comment".into(),
+                value,
+            });
         }
         _ => {}
     }
@@ -354,7 +387,9 @@ fn walk_riff(b: &[u8], blobs: &mut Blobs) {
         };
         count += 1;
         if count > limits::MAX_PNG_CHUNKS {
-            blobs.errors.push("RIFF has too many chunks: rest ignored".into());
+            blobs
+                .errors
+                .push("RIFF has too many chunks: rest ignored".into());
             return;
         }
         match kind {
@@ -370,11 +405,17 @@ fn walk_riff(b: &[u8], blobs: &mut Blobs) {
     }
 }
 
+#[cfg_attr(not(feature = "c2pa"), allow(dead_code))]
 fn u16_at(b: &[u8], at: usize, le: bool) -> Option<u16> {
     let s = b.get(at..at + 2)?;
-    Some(if le { u16::from_le_bytes([s[0], s[1]]) } else { u16::from_be_bytes([s[0], s[1]]) })
+    Some(if le {
+        u16::from_le_bytes([s[0], s[1]])
+    } else {
+        u16::from_be_bytes([s[0], s[1]])
+    })
 }
 
+#[cfg_attr(not(feature = "c2pa"), allow(dead_code))]
 fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
     if le { le_u32(b, at) } else { be_u32(b, at) }
 }
@@ -383,6 +424,7 @@ fn u32_at(b: &[u8], at: usize, le: bool) -> Option<u32> {
 /// too many subfiles (SubIFDs) declared. The C2PA SDK 0.90 walks every one of them
 /// (its own test file `tiff_poc.tiff` takes minutes); later SDK releases reject such files.
 /// A truncated structure is not refused here: the SDK reports it.
+#[cfg_attr(not(feature = "c2pa"), allow(dead_code))]
 pub fn tiff_guard(b: &[u8]) -> Result<(), String> {
     let le = b.starts_with(b"II");
     let mut next = u32_at(b, 4, le).unwrap_or(0) as usize;
@@ -456,7 +498,11 @@ mod tests {
         ]);
         let blobs = extract(&png, Format::Png);
         assert!(blobs.errors.is_empty(), "{:?}", blobs.errors);
-        let kv: Vec<_> = blobs.texts.iter().map(|t| (t.key.as_str(), t.value.as_str())).collect();
+        let kv: Vec<_> = blobs
+            .texts
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
         assert_eq!(
             kv,
             vec![
@@ -499,7 +545,10 @@ mod tests {
     fn jpeg_segments_give_exif_xmp_and_comment() {
         let mut j = vec![0xFF, 0xD8];
         for (m, payload) in [
-            (0xE1u8, [b"Exif\0\0".as_slice(), b"MM\0*\0\0\0\x08"].concat()),
+            (
+                0xE1u8,
+                [b"Exif\0\0".as_slice(), b"MM\0*\0\0\0\x08"].concat(),
+            ),
             (0xE1, [XMP_SIG, b"<x:xmpmeta>a</x:xmpmeta>"].concat()),
             (0xFE, b"hello".to_vec()),
         ] {
@@ -518,7 +567,11 @@ mod tests {
     #[test]
     fn truncated_jpeg_is_recorded() {
         let blobs = extract(&[0xFF, 0xD8, 0xFF, 0xE1, 0x40, 0x00, 1, 2], Format::Jpeg);
-        assert!(blobs.errors[0].contains("past the end"), "{:?}", blobs.errors);
+        assert!(
+            blobs.errors[0].contains("past the end"),
+            "{:?}",
+            blobs.errors
+        );
         let blobs = extract(&[0xFF, 0xD8], Format::Jpeg);
         assert!(blobs.errors[0].contains("truncated"));
     }
@@ -539,7 +592,9 @@ mod tests {
     fn tiff_guard_refuses_loops_and_subfile_floods() {
         // II, IFD at 8 with one SubIFDs entry of 100000 offsets, next IFD 0.
         let mut t = b"II*\0\x08\0\0\0\x01\0".to_vec();
-        t.extend_from_slice(&[0x4A, 0x01, 4, 0, 0xA0, 0x86, 0x01, 0, 8, 0, 0, 0, 0, 0, 0, 0]);
+        t.extend_from_slice(&[
+            0x4A, 0x01, 4, 0, 0xA0, 0x86, 0x01, 0, 8, 0, 0, 0, 0, 0, 0, 0,
+        ]);
         assert!(tiff_guard(&t).is_err_and(|e| e.contains("too many subfiles")));
         let mut looped = b"II*\0\x08\0\0\0\0\0".to_vec();
         looped.extend_from_slice(&8u32.to_le_bytes());

@@ -184,7 +184,10 @@ mod tests {
             serde_json::to_string(&Strength::SignedUntrusted).unwrap(),
             "\"signed-untrusted\""
         );
-        assert_eq!(serde_json::to_string(&SignalKind::C2pa).unwrap(), "\"c2pa\"");
+        assert_eq!(
+            serde_json::to_string(&SignalKind::C2pa).unwrap(),
+            "\"c2pa\""
+        );
     }
 
     #[test]
@@ -196,7 +199,12 @@ mod tests {
 
     #[test]
     fn metadata_signal_is_an_unsigned_claim() {
-        let s = Signal::metadata(Verdict::Ai, "PNG tEXt parameters", "Steps: 20", Some("A1111"));
+        let s = Signal::metadata(
+            Verdict::Ai,
+            "PNG tEXt parameters",
+            "Steps: 20",
+            Some("A1111"),
+        );
         assert_eq!(s.strength, Strength::UnsignedClaim);
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["kind"], "metadata");

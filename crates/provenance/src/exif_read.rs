@@ -81,7 +81,9 @@ fn value_text(v: &Value) -> Option<String> {
         Value::Undefined(b, _) | Value::Byte(b) => String::from_utf8_lossy(b).into_owned(),
         _ => return None,
     };
-    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string();
+    let s = s
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .to_string();
     (!s.is_empty()).then_some(s)
 }
 
@@ -89,7 +91,11 @@ fn value_text(v: &Value) -> Option<String> {
 /// `UNICODE` is UTF-16 of either byte order in the wild: the order that decodes to more
 /// ASCII is taken.
 pub fn user_comment(b: &[u8]) -> Option<String> {
-    let (code, body) = if b.len() >= 8 { b.split_at(8) } else { (&b[..0], b) };
+    let (code, body) = if b.len() >= 8 {
+        b.split_at(8)
+    } else {
+        (&b[..0], b)
+    };
     let s = if code == b"UNICODE\0" {
         let be = utf16(body, u16::from_be_bytes);
         let le = utf16(body, u16::from_le_bytes);
@@ -100,7 +106,9 @@ pub fn user_comment(b: &[u8]) -> Option<String> {
     } else {
         String::from_utf8_lossy(b).into_owned()
     };
-    let s = s.trim_matches(|c: char| c.is_whitespace() || c == '\0').to_string();
+    let s = s
+        .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+        .to_string();
     (!s.is_empty()).then_some(s)
 }
 
@@ -136,7 +144,11 @@ mod tests {
 
     #[test]
     fn reads_make_model_software() {
-        let t = tiff_ascii(&[(0x010F, "Canon"), (0x0110, "EOS 40D"), (0x0131, "GIMP 2.4.5")]);
+        let t = tiff_ascii(&[
+            (0x010F, "Canon"),
+            (0x0110, "EOS 40D"),
+            (0x0131, "GIMP 2.4.5"),
+        ]);
         let (f, errs) = read(&t);
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(f.make.as_deref(), Some("Canon"));

@@ -81,7 +81,10 @@ pub fn contains_word(hay: &str, needle: &str) -> bool {
     while let Some(p) = h[from..].find(&n) {
         let at = from + p;
         let end = at + n.len();
-        let before_ok = !h[..at].chars().next_back().is_some_and(char::is_alphanumeric);
+        let before_ok = !h[..at]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric);
         let after_ok = !h[end..].chars().next().is_some_and(char::is_alphanumeric);
         if before_ok && after_ok {
             return true;
@@ -93,19 +96,26 @@ pub fn contains_word(hay: &str, needle: &str) -> bool {
 
 /// The first software pattern found in `value`, with the verdict it points to.
 pub fn match_software(value: &str) -> Option<(Verdict, &'static str)> {
-    table().software.iter().find(|p| contains_word(value, &p.contains)).map(|p| {
-        let says = match p.says.as_deref() {
-            Some("AI") => Verdict::Ai,
-            Some("CAMERA") => Verdict::Camera,
-            _ => Verdict::Edited,
-        };
-        (says, p.generator.as_str())
-    })
+    table()
+        .software
+        .iter()
+        .find(|p| contains_word(value, &p.contains))
+        .map(|p| {
+            let says = match p.says.as_deref() {
+                Some("AI") => Verdict::Ai,
+                Some("CAMERA") => Verdict::Camera,
+                _ => Verdict::Edited,
+            };
+            (says, p.generator.as_str())
+        })
 }
 
 /// The text looks like generation parameters (A1111 settings line, Comfy graph, JSON settings).
 pub fn looks_like_parameters(value: &str) -> bool {
-    table().parameter_markers.iter().any(|all| all.iter().all(|m| value.contains(m.as_str())))
+    table()
+        .parameter_markers
+        .iter()
+        .any(|all| all.iter().all(|m| value.contains(m.as_str())))
 }
 
 /// A self-declared AI marker (Midjourney job ID, "AI generated image").
@@ -151,7 +161,11 @@ mod tests {
         let t: Table = serde_json::from_str(TABLE_JSON).expect("generators.json parses");
         assert!(t.png_text_keys.len() >= 8);
         assert!(t.software.len() >= 30);
-        assert!(t.software.iter().all(|p| matches!(p.says.as_deref(), Some("AI" | "EDITED"))));
+        assert!(
+            t.software
+                .iter()
+                .all(|p| matches!(p.says.as_deref(), Some("AI" | "EDITED")))
+        );
         assert_eq!(table().software.len(), t.software.len());
     }
 
@@ -166,20 +180,34 @@ mod tests {
 
     #[test]
     fn software_verdicts() {
-        assert_eq!(match_software("GIMP 2.4.5"), Some((Verdict::Edited, "GIMP")));
+        assert_eq!(
+            match_software("GIMP 2.4.5"),
+            Some((Verdict::Edited, "GIMP"))
+        );
         assert_eq!(match_software("NovelAI"), Some((Verdict::Ai, "NovelAI")));
         assert_eq!(match_software("Nikon Transfer 1.1 W"), None);
-        assert_eq!(match_software("Stable Diffusion 1D44365E").map(|m| m.0), Some(Verdict::Ai));
+        assert_eq!(
+            match_software("Stable Diffusion 1D44365E").map(|m| m.0),
+            Some(Verdict::Ai)
+        );
     }
 
     #[test]
     fn parameters_and_source_types() {
-        assert!(looks_like_parameters("a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7"));
+        assert!(looks_like_parameters(
+            "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7"
+        ));
         assert!(!looks_like_parameters("Steps to the beach"));
         let base = "http://cv.iptc.org/newscodes/digitalsourcetype/";
-        assert_eq!(source_type_verdict(&format!("{base}trainedAlgorithmicMedia")), Some(Verdict::Ai));
+        assert_eq!(
+            source_type_verdict(&format!("{base}trainedAlgorithmicMedia")),
+            Some(Verdict::Ai)
+        );
         assert_eq!(source_type_verdict("digitalCapture"), Some(Verdict::Camera));
         assert_eq!(source_type_verdict("somethingElse"), None);
-        assert_eq!(non_camera_make("Polyphony Digital Inc."), Some("Gran Turismo photo mode (rendered CG)"));
+        assert_eq!(
+            non_camera_make("Polyphony Digital Inc."),
+            Some("Gran Turismo photo mode (rendered CG)")
+        );
     }
 }

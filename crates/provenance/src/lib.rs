@@ -52,8 +52,8 @@ mod generators;
 pub mod limits;
 mod metadata;
 mod pixels;
-mod xmp;
 pub mod watermark;
+mod xmp;
 
 pub use c2pa_info::{C2paAction, C2paInfo, Validation};
 pub use evidence::{Evidence, Signal, SignalKind, Strength, Verdict};
@@ -77,22 +77,30 @@ pub enum Error {
 }
 
 /// The note attached to every record that has metadata signals.
-pub const METADATA_NOTE: &str =
-    "metadata is a claim, not proof: anyone can write or strip it; unsigned fields are weak evidence";
+pub const METADATA_NOTE: &str = "metadata is a claim, not proof: anyone can write or strip it; unsigned fields are weak evidence";
 
 /// Read a file and inspect it.
 pub fn inspect_path(path: impl AsRef<Path>) -> Result<Evidence, Error> {
     use std::io::Read;
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let io = |source| Error::Io { path: shown.clone(), source };
+    let io = |source| Error::Io {
+        path: shown.clone(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     if size > limits::MAX_FILE_BYTES {
-        return Err(Error::TooLarge { path: shown, size, max: limits::MAX_FILE_BYTES });
+        return Err(Error::TooLarge {
+            path: shown,
+            size,
+            max: limits::MAX_FILE_BYTES,
+        });
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    file.take(limits::MAX_FILE_BYTES).read_to_end(&mut bytes).map_err(io)?;
+    file.take(limits::MAX_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     let name = path.file_name().and_then(|n| n.to_str());
     Ok(inspect(&bytes, name))
 }
@@ -136,7 +144,9 @@ pub fn inspect(bytes: &[u8], file_name_hint: Option<&str>) -> Evidence {
 }
 
 fn hint_format(hint: Option<&str>) -> Format {
-    let ext = hint.and_then(|h| h.rsplit('.').next()).map(str::to_ascii_lowercase);
+    let ext = hint
+        .and_then(|h| h.rsplit('.').next())
+        .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("jpg" | "jpeg") => Format::Jpeg,
         Some("png") => Format::Png,
@@ -171,7 +181,11 @@ fn decide(ev: &mut Evidence) {
                 .into();
         }
     }
-    if ev.signals.iter().any(|s| s.strength == Strength::UnsignedClaim && s.says != Verdict::None) {
+    if ev
+        .signals
+        .iter()
+        .any(|s| s.strength == Strength::UnsignedClaim && s.says != Verdict::None)
+    {
         ev.notes.push(METADATA_NOTE.into());
     }
 }
@@ -196,7 +210,12 @@ mod tests {
         let e = inspect(b"", Some("x.png"));
         assert_eq!(e.verdict, Verdict::None);
         assert_eq!(e.errors, vec!["empty file".to_string()]);
-        for junk in [&b"\x00"[..], b"\xFF\xD8\xFF", b"\x89PNG\r\n\x1a\n\xff\xff\xff\xff", b"RIFF\0\0\0\0WEBP"] {
+        for junk in [
+            &b"\x00"[..],
+            b"\xFF\xD8\xFF",
+            b"\x89PNG\r\n\x1a\n\xff\xff\xff\xff",
+            b"RIFF\0\0\0\0WEBP",
+        ] {
             let e = inspect(junk, None);
             assert_eq!(e.verdict, Verdict::None, "{junk:?}");
         }
@@ -204,7 +223,10 @@ mod tests {
 
     #[test]
     fn a1111_png_is_ai_with_the_metadata_note() {
-        let e = inspect(&png(&[(b"tEXt", b"parameters\0cat\nSteps: 20, Sampler: Euler")]), None);
+        let e = inspect(
+            &png(&[(b"tEXt", b"parameters\0cat\nSteps: 20, Sampler: Euler")]),
+            None,
+        );
         assert_eq!(e.verdict, Verdict::Ai);
         assert_eq!(e.signals[0].kind, SignalKind::Metadata);
         assert!(e.notes.iter().any(|n| n.contains("claim, not proof")));
@@ -220,7 +242,12 @@ mod tests {
         ev.signals = vec![
             Signal::metadata(Verdict::Camera, "EXIF Make/Model", "x", None),
             Signal::metadata(Verdict::Edited, "EXIF Software", "GIMP", Some("GIMP")),
-            Signal::new(SignalKind::Watermark, Verdict::Ai, Strength::Statistical, "wm".into()),
+            Signal::new(
+                SignalKind::Watermark,
+                Verdict::Ai,
+                Strength::Statistical,
+                "wm".into(),
+            ),
         ];
         decide(&mut ev);
         assert_eq!(ev.verdict, Verdict::Ai);

@@ -36,24 +36,36 @@ fn dedupe(v: Vec<Signal>) -> Vec<Signal> {
 
 fn text_signals(t: &TextEntry, out: &mut Vec<Signal>) {
     let field = format!("PNG {} {}", t.chunk, t.key);
-    let field = if t.chunk == "COM" { "JPEG comment".to_string() } else { field };
+    let field = if t.chunk == "COM" {
+        "JPEG comment".to_string()
+    } else {
+        field
+    };
     if t.key == "XML:com.adobe.xmp" {
         return;
     }
-    let known = table().png_text_keys.iter().find(|k| k.key.eq_ignore_ascii_case(&t.key));
+    let known = table()
+        .png_text_keys
+        .iter()
+        .find(|k| k.key.eq_ignore_ascii_case(&t.key));
     if let Some(k) = known {
         let v = t.value.trim_start();
         if !k.json || v.starts_with('{') || v.starts_with('[') {
             let generator = refine_parameters(&t.key, &t.value).unwrap_or(&k.generator);
-            out.push(Signal::metadata(Verdict::Ai, &field, &t.value, Some(generator)));
+            out.push(Signal::metadata(
+                Verdict::Ai,
+                &field,
+                &t.value,
+                Some(generator),
+            ));
             return;
         }
     }
-    if SOFTWARE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(&t.key)) {
-        if let Some((says, g)) = match_software(&t.value) {
-            out.push(Signal::metadata(says, &field, &t.value, Some(g)));
-            return;
-        }
+    if SOFTWARE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(&t.key))
+        && let Some((says, g)) = match_software(&t.value)
+    {
+        out.push(Signal::metadata(says, &field, &t.value, Some(g)));
+        return;
     }
     free_text_signal(&field, &t.value, out);
 }
@@ -74,10 +86,10 @@ fn free_text_signal(field: &str, value: &str, out: &mut Vec<Signal>) {
 }
 
 fn exif_signals(e: &ExifFacts, out: &mut Vec<Signal>) {
-    if let Some(sw) = &e.software {
-        if let Some((says, g)) = match_software(sw) {
-            out.push(Signal::metadata(says, "EXIF Software", sw, Some(g)));
-        }
+    if let Some(sw) = &e.software
+        && let Some((says, g)) = match_software(sw)
+    {
+        out.push(Signal::metadata(says, "EXIF Software", sw, Some(g)));
     }
     for (field, v) in [
         ("EXIF UserComment", &e.user_comment),
@@ -96,8 +108,16 @@ fn exif_signals(e: &ExifFacts, out: &mut Vec<Signal>) {
 fn camera_signal(e: &ExifFacts, out: &mut Vec<Signal>) {
     // ComfyUI's WebP/JPEG savers put the graph into Make/Model as `workflow:{…}`/`prompt:{…}`.
     for (field, v) in [("EXIF Make", &e.make), ("EXIF Model", &e.model)] {
-        if let Some(v) = v.as_deref().filter(|v| v.starts_with("workflow:") || v.starts_with("prompt:")) {
-            out.push(Signal::metadata(Verdict::Ai, field, v, Some("ComfyUI (graph in EXIF)")));
+        if let Some(v) = v
+            .as_deref()
+            .filter(|v| v.starts_with("workflow:") || v.starts_with("prompt:"))
+        {
+            out.push(Signal::metadata(
+                Verdict::Ai,
+                field,
+                v,
+                Some("ComfyUI (graph in EXIF)"),
+            ));
             return;
         }
     }
@@ -108,19 +128,21 @@ fn camera_signal(e: &ExifFacts, out: &mut Vec<Signal>) {
         (None, Some(d)) => Some(d.clone()),
         (None, None) => None,
     };
-    if let Some(make) = e.make.as_deref().or(name.as_deref()) {
-        if let Some(what) = non_camera_make(make) {
-            let mut s = Signal::metadata(Verdict::None, "EXIF Make", make, Some(what));
-            s.detail = format!("EXIF Make {make:?} is not a camera: {what}");
-            out.push(s);
-            return;
-        }
+    if let Some(make) = e.make.as_deref().or(name.as_deref())
+        && let Some(what) = non_camera_make(make)
+    {
+        let mut s = Signal::metadata(Verdict::None, "EXIF Make", make, Some(what));
+        s.detail = format!("EXIF Make {make:?} is not a camera: {what}");
+        out.push(s);
+        return;
     }
     let exposure_only = e.exposure.len() >= 2 && e.exposure.contains(&"ExposureTime");
     if e.exposure.is_empty() || (name.is_none() && !exposure_only) {
         return;
     }
-    let shown = name.clone().unwrap_or_else(|| "camera with no Make/Model".into());
+    let shown = name
+        .clone()
+        .unwrap_or_else(|| "camera with no Make/Model".into());
     let value = format!("{shown}; {}", e.exposure.join(", "));
     let mut s = Signal::metadata(Verdict::Camera, "EXIF Make/Model", &value, name.as_deref());
     s.detail = format!(
@@ -135,7 +157,12 @@ fn xmp_signals(packet: &str, out: &mut Vec<Signal>) {
         for v in xmp::values(packet, name) {
             if let Some(says) = source_type_verdict(&v) {
                 let term = v.rsplit('/').next().unwrap_or(&v).to_string();
-                out.push(Signal::metadata(says, &format!("XMP {name}"), &v, Some(&term)));
+                out.push(Signal::metadata(
+                    says,
+                    &format!("XMP {name}"),
+                    &v,
+                    Some(&term),
+                ));
             }
         }
     }
@@ -146,12 +173,24 @@ fn xmp_signals(packet: &str, out: &mut Vec<Signal>) {
             }
         }
     }
-    for name in ["Iptc4xmpExt:AISystemUsed", "Iptc4xmpExt:AIPromptInformation"] {
+    for name in [
+        "Iptc4xmpExt:AISystemUsed",
+        "Iptc4xmpExt:AIPromptInformation",
+    ] {
         if let Some(v) = xmp::values(packet, name).into_iter().next() {
-            out.push(Signal::metadata(Verdict::Ai, &format!("XMP {name}"), &v, None));
+            out.push(Signal::metadata(
+                Verdict::Ai,
+                &format!("XMP {name}"),
+                &v,
+                None,
+            ));
         }
     }
-    for name in ["dc:description", "exif:UserComment", "tiff:ImageDescription"] {
+    for name in [
+        "dc:description",
+        "exif:UserComment",
+        "tiff:ImageDescription",
+    ] {
         for v in xmp::values(packet, name) {
             free_text_signal(&format!("XMP {name}"), &v, out);
         }
@@ -160,7 +199,10 @@ fn xmp_signals(packet: &str, out: &mut Vec<Signal>) {
 
 /// A remote C2PA manifest named in XMP (`dcterms:provenance`), which is never fetched.
 pub fn remote_manifest(blobs: &Blobs) -> Option<String> {
-    blobs.xmp.iter().find_map(|p| xmp::values(p, "dcterms:provenance").into_iter().next())
+    blobs
+        .xmp
+        .iter()
+        .find_map(|p| xmp::values(p, "dcterms:provenance").into_iter().next())
 }
 
 #[cfg(test)]
@@ -168,11 +210,19 @@ mod tests {
     use super::*;
 
     fn text(chunk: &'static str, key: &str, value: &str) -> TextEntry {
-        TextEntry { chunk, key: key.into(), value: value.into() }
+        TextEntry {
+            chunk,
+            key: key.into(),
+            value: value.into(),
+        }
     }
 
     fn blobs_with(texts: Vec<TextEntry>, xmp: Vec<String>) -> Blobs {
-        Blobs { texts, xmp, ..Blobs::default() }
+        Blobs {
+            texts,
+            xmp,
+            ..Blobs::default()
+        }
     }
 
     #[test]
@@ -190,7 +240,11 @@ mod tests {
         let gens: Vec<_> = s.iter().filter_map(|s| s.generator.as_deref()).collect();
         assert_eq!(
             gens,
-            vec!["AUTOMATIC1111 / Forge / SD.Next (parameters)", "ComfyUI (prompt graph)", "InvokeAI"]
+            vec![
+                "AUTOMATIC1111 / Forge / SD.Next (parameters)",
+                "ComfyUI (prompt graph)",
+                "InvokeAI"
+            ]
         );
         assert!(s.iter().all(|s| s.says == Verdict::Ai));
     }
@@ -198,7 +252,10 @@ mod tests {
     #[test]
     fn software_keys_and_markers() {
         let b = blobs_with(
-            vec![text("tEXt", "Software", "NovelAI"), text("tEXt", "Title", "AI generated image")],
+            vec![
+                text("tEXt", "Software", "NovelAI"),
+                text("tEXt", "Title", "AI generated image"),
+            ],
             vec![],
         );
         let s = signals(&b, None);
@@ -217,11 +274,17 @@ mod tests {
         };
         let s = signals(&Blobs::default(), Some(&e));
         assert_eq!(s.len(), 1);
-        assert_eq!((s[0].says, s[0].generator.as_deref()), (Verdict::Camera, Some("Canon EOS 40D")));
+        assert_eq!(
+            (s[0].says, s[0].generator.as_deref()),
+            (Verdict::Camera, Some("Canon EOS 40D"))
+        );
         assert!(s[0].detail.contains("weak evidence"));
         e.software = Some("GIMP 2.4.5".into());
         e.user_comment = Some("x\nSteps: 30, Sampler: DPM++".into());
-        let says: Vec<_> = signals(&Blobs::default(), Some(&e)).iter().map(|s| s.says).collect();
+        let says: Vec<_> = signals(&Blobs::default(), Some(&e))
+            .iter()
+            .map(|s| s.says)
+            .collect();
         assert_eq!(says, vec![Verdict::Edited, Verdict::Ai, Verdict::Camera]);
     }
 
@@ -239,7 +302,10 @@ mod tests {
 
     #[test]
     fn camera_needs_exposure_and_a_real_camera_make() {
-        let e = ExifFacts { make: Some("Canon".into()), ..ExifFacts::default() };
+        let e = ExifFacts {
+            make: Some("Canon".into()),
+            ..ExifFacts::default()
+        };
         assert!(signals(&Blobs::default(), Some(&e)).is_empty());
         let e = ExifFacts {
             make: Some("Polyphony Digital Inc.".into()),
@@ -258,7 +324,10 @@ mod tests {
           dcterms:provenance="https://x.test/m"/></x:xmpmeta>"#;
         let b = blobs_with(vec![], vec![x.to_string()]);
         let s = signals(&b, None);
-        assert_eq!(s.iter().map(|s| s.says).collect::<Vec<_>>(), vec![Verdict::Ai, Verdict::Edited]);
+        assert_eq!(
+            s.iter().map(|s| s.says).collect::<Vec<_>>(),
+            vec![Verdict::Ai, Verdict::Edited]
+        );
         assert_eq!(remote_manifest(&b).as_deref(), Some("https://x.test/m"));
     }
 }

@@ -20,7 +20,9 @@ pub fn decode(bytes: &[u8], format: Format) -> Result<Option<DynamicImage>, Stri
     lim.max_image_width = Some(60_000);
     lim.max_image_height = Some(60_000);
     reader.limits(lim);
-    let img = reader.decode().map_err(|e| format!("pixels not decoded: {e}"))?;
+    let img = reader
+        .decode()
+        .map_err(|e| format!("pixels not decoded: {e}"))?;
     let (w, h) = img.dimensions();
     if u64::from(w) * u64::from(h) > limits::MAX_PIXELS {
         return Err(format!("{w}x{h} is over the pixel cap: pixels not read"));
@@ -67,13 +69,19 @@ impl LsbReader<'_> {
             return None;
         }
         let p = self.img.get_pixel(x as u32, y as u32).0;
-        let ch = if self.alpha { 3 } else { (self.pos % per_pixel) as usize };
+        let ch = if self.alpha {
+            3
+        } else {
+            (self.pos % per_pixel) as usize
+        };
         self.pos += 1;
         Some(p[ch] & 1)
     }
 
     fn bytes(&mut self, n: usize) -> Option<Vec<u8>> {
-        (0..n).map(|_| (0..8).try_fold(0u8, |acc, _| Some(acc << 1 | self.bit()?))).collect()
+        (0..n)
+            .map(|_| (0..8).try_fold(0u8, |acc, _| Some(acc << 1 | self.bit()?)))
+            .collect()
     }
 }
 
@@ -87,7 +95,8 @@ pub fn stealth_signal(img: &DynamicImage) -> Option<Signal> {
         }
         let mut r = LsbReader { img, alpha, pos: 0 };
         let sig = r.bytes(15)?;
-        let Some(&(name, _, compressed)) = SIGS.iter().find(|s| s.0 == sig.as_slice() && s.1 == alpha)
+        let Some(&(name, _, compressed)) =
+            SIGS.iter().find(|s| s.0 == sig.as_slice() && s.1 == alpha)
         else {
             continue;
         };
@@ -95,17 +104,26 @@ pub fn stealth_signal(img: &DynamicImage) -> Option<Signal> {
         let len_bytes = r.bytes(4)?;
         let bits = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
         let text = read_payload(&mut r, bits as usize, compressed);
-        let field = format!("stealth PNG info ({name}, {})", if alpha { "alpha LSB" } else { "RGB LSB" });
+        let field = format!(
+            "stealth PNG info ({name}, {})",
+            if alpha { "alpha LSB" } else { "RGB LSB" }
+        );
         let value = text.unwrap_or_else(|e| format!("(payload unreadable: {e})"));
-        let mut s = Signal::metadata(Verdict::Ai, &field, &value, Some("AUTOMATIC1111 stealth PNG info"));
-        s.detail = format!("{field}: generation parameters hidden in the pixels by an A1111 extension");
+        let mut s = Signal::metadata(
+            Verdict::Ai,
+            &field,
+            &value,
+            Some("AUTOMATIC1111 stealth PNG info"),
+        );
+        s.detail =
+            format!("{field}: generation parameters hidden in the pixels by an A1111 extension");
         return Some(s);
     }
     None
 }
 
 fn read_payload(r: &mut LsbReader<'_>, bits: usize, compressed: bool) -> Result<String, String> {
-    if bits % 8 != 0 || bits / 8 > limits::MAX_TEXT_BYTES {
+    if !bits.is_multiple_of(8) || bits / 8 > limits::MAX_TEXT_BYTES {
         return Err(format!("implausible length of {bits} bits"));
     }
     let data = r.bytes(bits / 8).ok_or("runs past the image")?;
@@ -149,7 +167,10 @@ mod tests {
     /// An RGBA image whose alpha LSBs carry `bytes` in stealth order.
     fn stealth_image(bytes: &[u8], w: u32, h: u32) -> DynamicImage {
         let mut img = RgbaImage::from_pixel(w, h, Rgba([10, 20, 30, 254]));
-        let bits: Vec<u8> = bytes.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1)).collect();
+        let bits: Vec<u8> = bytes
+            .iter()
+            .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+            .collect();
         for (k, bit) in bits.iter().enumerate() {
             let (x, y) = (k as u32 / h, k as u32 % h);
             img.put_pixel(x, y, Rgba([10, 20, 30, 254 | bit]));
@@ -190,7 +211,12 @@ mod tests {
         gz.extend_from_slice(&[0; 8]);
         assert_eq!(gunzip(&gz).as_deref(), Ok(b"hello hello".as_slice()));
         assert!(gunzip(b"nope").is_err());
-        assert!(gunzip(&[0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(
+            gunzip(&[
+                0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0, 0, 0, 0, 0, 0
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -31,11 +31,20 @@ const BLOCK: usize = 4;
 /// The known payloads: name, who embeds it, bits (most significant first).
 pub fn payloads() -> Vec<(&'static str, &'static str, Vec<bool>)> {
     let bytes_bits = |b: &[u8]| -> Vec<bool> {
-        b.iter().flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1 == 1)).collect()
+        b.iter()
+            .flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1 == 1))
+            .collect()
     };
-    let sdxl: Vec<bool> = (0..48).rev().map(|i| (0xB3EC_907B_B19Eu64 >> i) & 1 == 1).collect();
+    let sdxl: Vec<bool> = (0..48)
+        .rev()
+        .map(|i| (0xB3EC_907B_B19Eu64 >> i) & 1 == 1)
+        .collect();
     vec![
-        ("StableDiffusionV1", "Stable Diffusion 1.x", bytes_bits(b"StableDiffusionV1")),
+        (
+            "StableDiffusionV1",
+            "Stable Diffusion 1.x",
+            bytes_bits(b"StableDiffusionV1"),
+        ),
         ("SDV2", "Stable Diffusion 2.x", bytes_bits(b"SDV2")),
         ("SDXL", "Stable Diffusion XL (0xB3EC907BB19E)", sdxl),
     ]
@@ -94,7 +103,10 @@ pub fn decode_bits(votes: &[u8], len: usize) -> Vec<bool> {
         n[k % len] += 1;
     }
     // np.array(l).mean() * 255 > 127; an empty list gives NaN, i.e. false.
-    sum.iter().zip(&n).map(|(&s, &n)| n > 0 && (s as f64 / n as f64) * 255.0 > 127.0).collect()
+    sum.iter()
+        .zip(&n)
+        .map(|(&s, &n)| n > 0 && (s as f64 / n as f64) * 255.0 > 127.0)
+        .collect()
 }
 
 /// Fraction of bits equal.
@@ -104,19 +116,35 @@ pub fn agreement(a: &[bool], b: &[bool]) -> f64 {
 }
 
 /// Each payload's name, embedder and bit agreement, for an RGB image.
-pub fn agreements(rgb: &[u8], width: usize, height: usize) -> Option<Vec<(&'static str, &'static str, f64)>> {
+pub fn agreements(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+) -> Option<Vec<(&'static str, &'static str, f64)>> {
     let votes = block_votes(rgb, width, height)?;
     Some(
         payloads()
             .into_iter()
-            .map(|(name, who, bits)| (name, who, agreement(&decode_bits(&votes, bits.len()), &bits)))
+            .map(|(name, who, bits)| {
+                (
+                    name,
+                    who,
+                    agreement(&decode_bits(&votes, bits.len()), &bits),
+                )
+            })
             .collect(),
     )
 }
 
 /// The best-matching payload and its agreement, for an RGB image.
-pub fn best_match(rgb: &[u8], width: usize, height: usize) -> Option<(&'static str, &'static str, f64)> {
-    agreements(rgb, width, height)?.into_iter().max_by(|a, b| a.2.total_cmp(&b.2))
+pub fn best_match(
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+) -> Option<(&'static str, &'static str, f64)> {
+    agreements(rgb, width, height)?
+        .into_iter()
+        .max_by(|a, b| a.2.total_cmp(&b.2))
 }
 
 /// A watermark signal: AI at or above [`THRESHOLD`], an inconclusive note above [`WEAK`].
@@ -124,9 +152,19 @@ pub fn signal(rgb: &[u8], width: usize, height: usize) -> Option<Signal> {
     let (name, who, agree) = best_match(rgb, width, height)?;
     let rounded = (agree * 1000.0).round() / 1000.0;
     let (says, detail) = if agree >= THRESHOLD {
-        (Verdict::Ai, format!("invisible-watermark dwtDct payload {name} ({who}) decoded at {rounded} bit agreement"))
+        (
+            Verdict::Ai,
+            format!(
+                "invisible-watermark dwtDct payload {name} ({who}) decoded at {rounded} bit agreement"
+            ),
+        )
     } else if agree >= WEAK {
-        (Verdict::None, format!("weak partial match of the {name} payload ({rounded} bit agreement, under the {THRESHOLD} threshold): inconclusive"))
+        (
+            Verdict::None,
+            format!(
+                "weak partial match of the {name} payload ({rounded} bit agreement, under the {THRESHOLD} threshold): inconclusive"
+            ),
+        )
     } else {
         return None;
     };
@@ -148,7 +186,10 @@ mod tests {
         assert_eq!(p[1].2.len(), 32);
         assert_eq!(p[2].2.len(), 48);
         // 'S' = 0x53 = 01010011
-        assert_eq!(&p[1].2[..8], &[false, true, false, true, false, false, true, true]);
+        assert_eq!(
+            &p[1].2[..8],
+            &[false, true, false, true, false, false, true, true]
+        );
         // 0xB = 1011
         assert_eq!(&p[2].2[..4], &[true, false, true, true]);
     }

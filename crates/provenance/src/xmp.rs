@@ -103,15 +103,26 @@ mod tests {
         assert!(values(x, "Iptc4xmpExt:DigitalSourceType")[0].ends_with("trainedAlgorithmicMedia"));
         assert_eq!(values(x, "tiff:Make"), vec!["Canon"]);
         assert_eq!(values(x, "dc:description"), vec!["a & b"]);
-        assert_eq!(values(x, "dcterms:provenance"), vec!["https://example.test/m.c2pa"]);
+        assert_eq!(
+            values(x, "dcterms:provenance"),
+            vec!["https://example.test/m.c2pa"]
+        );
         assert!(values(x, "xmp:Creator").is_empty());
-        assert_eq!(values(r#"<r xap:CreatorTool="PS"/>"#, "xmp:CreatorTool"), vec!["PS"]);
+        assert_eq!(
+            values(r#"<r xap:CreatorTool="PS"/>"#, "xmp:CreatorTool"),
+            vec!["PS"]
+        );
         assert!(values(r#"<r :CreatorTool="PS"/>"#, "xmp:CreatorTool").is_empty());
     }
 
     #[test]
     fn hostile_text_does_not_panic_and_is_bounded() {
-        for s in ["xmp:CreatorTool", "<xmp:CreatorTool", " xmp:CreatorTool=\"", "<é xmp:CreatorTool=é"] {
+        for s in [
+            "xmp:CreatorTool",
+            "<xmp:CreatorTool",
+            " xmp:CreatorTool=\"",
+            "<é xmp:CreatorTool=é",
+        ] {
             assert!(values(s, "xmp:CreatorTool").is_empty(), "{s}");
         }
         let many = " a:B=\"v\"".repeat(10_000);

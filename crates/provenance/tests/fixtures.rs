@@ -23,7 +23,12 @@ fn files() -> Option<HashMap<String, Vec<u8>>> {
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     for entry in tar.entries().expect("archive readable") {
         let mut entry = entry.expect("entry readable");
-        let name = entry.path().expect("path").to_string_lossy().trim_start_matches("./").to_string();
+        let name = entry
+            .path()
+            .expect("path")
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         let mut data = Vec::new();
         entry.read_to_end(&mut data).expect("entry data");
         out.insert(name, data);
@@ -56,12 +61,22 @@ fn manifest(files: &HashMap<String, Vec<u8>>) -> Vec<(String, String, String, St
     let mut lines = csv.lines();
     let header = csv_fields(lines.next().expect("header"));
     let col = |name: &str| header.iter().position(|h| h == name).expect("column");
-    let (file, cat, verdict, how) = (col("file"), col("category"), col("expected_verdict"), col("how_verified"));
+    let (file, cat, verdict, how) = (
+        col("file"),
+        col("category"),
+        col("expected_verdict"),
+        col("how_verified"),
+    );
     lines
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f = csv_fields(l);
-            (f[file].clone(), f[cat].clone(), f[verdict].clone(), f[how].clone())
+            (
+                f[file].clone(),
+                f[cat].clone(),
+                f[verdict].clone(),
+                f[how].clone(),
+            )
         })
         .collect()
 }
@@ -69,6 +84,34 @@ fn manifest(files: &HashMap<String, Vec<u8>>) -> Vec<(String, String, String, St
 fn expected(v: &str) -> &str {
     if v == "UNKNOWN" { "NONE" } else { v }
 }
+
+/// Files whose manifest label contradicts the issue's own definition of EDITED ("an
+/// editor in Software, without an AI source type"): each names Photoshop, GIMP or
+/// Fireworks as the writing software, and was labelled UNKNOWN for the role it plays in its
+/// source test suite (a "no manifest" or "long description" negative). The crate applies
+/// the definition and says EDITED; the test pins that, so any other change shows.
+const LABEL_CONFLICTS: &[(&str, &str)] = &[
+    (
+        "files/E/1a6e4a1b7fab6040.jpg",
+        "EXIF Software GIMP 2.4.5, XMP CreatorTool Adobe Photoshop 7.0",
+    ),
+    (
+        "files/E/8e8c4a3233e1293f.jpg",
+        "EXIF Software Adobe Photoshop CC, XMP CreatorTool Photoshop CS5.1",
+    ),
+    (
+        "files/E/99366772dd3e323d.jpg",
+        "XMP CreatorTool Adobe Fireworks CS5, history Photoshop CS5",
+    ),
+    (
+        "files/E/9ac395ca04fc9d34.jpg",
+        "EXIF Software Adobe Photoshop 24.1",
+    ),
+    (
+        "files/E/e6ad9f51be5bb83f.jpg",
+        "EXIF Software Adobe Photoshop 21.1",
+    ),
+];
 
 #[test]
 fn every_fixture_gives_its_expected_verdict() {
@@ -82,13 +125,21 @@ fn every_fixture_gives_its_expected_verdict() {
         let name = file.rsplit('/').next();
         let ev = inspect(bytes, name);
         let got = ev.verdict.as_str();
+        if let Some((_, why)) = LABEL_CONFLICTS.iter().find(|c| c.0 == file) {
+            println!("label conflict {file}: manifest {want}, crate {got} ({why})");
+            assert_eq!(ev.verdict, Verdict::Edited, "{file}");
+            continue;
+        }
         let ok = got == expected(want);
         let tally = per_verdict.entry(want.clone()).or_default();
         tally.1 += 1;
         if ok {
             tally.0 += 1;
         } else {
-            failures.push(format!("{cat} {file}: expected {want}, got {got} ({})", ev.reason));
+            failures.push(format!(
+                "{cat} {file}: expected {want}, got {got} ({})",
+                ev.reason
+            ));
         }
         assert!(serde_json::to_string(&ev).is_ok());
     }
@@ -97,14 +148,30 @@ fn every_fixture_gives_its_expected_verdict() {
     for (v, (ok, n)) in &tallies {
         println!("{v}: {ok}/{n}");
     }
-    assert!(failures.is_empty(), "{} of {} wrong:\n{}", failures.len(), rows.len(), failures.join("\n"));
+    let matched: usize = tallies.iter().map(|(_, (ok, _))| ok).sum();
+    println!(
+        "{matched} of {} match the manifest; {} label conflicts",
+        rows.len(),
+        LABEL_CONFLICTS.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} wrong:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+    assert_eq!(matched + LABEL_CONFLICTS.len(), rows.len());
 }
 
 /// Parse `SDV1=0.471 SDV2=0.406 SDXL=1.0` from the manifest's `how_verified`.
 fn python_agreements(how: &str) -> Option<[f64; 3]> {
     let get = |k: &str| -> Option<f64> {
         let at = how.find(&format!("{k}="))? + k.len() + 1;
-        let num: String = how[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let num: String = how[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         num.parse().ok()
     };
     Some([get("SDV1")?, get("SDV2")?, get("SDXL")?])
@@ -115,13 +182,21 @@ fn watermark_agreements_match_the_python_decoder() {
     let Some(files) = files() else { return };
     let mut checked = 0;
     for (file, _, _, how) in manifest(&files) {
-        let Some(want) = python_agreements(&how) else { continue };
-        let img = image::load_from_memory(&files[file.as_str()]).expect("decodes").to_rgb8();
+        let Some(want) = python_agreements(&how) else {
+            continue;
+        };
+        let img = image::load_from_memory(&files[file.as_str()])
+            .expect("decodes")
+            .to_rgb8();
         let (w, h) = (img.width() as usize, img.height() as usize);
         let got = watermark::agreements(img.as_raw(), w, h).expect("big enough");
         for (k, (name, _, agree)) in got.iter().enumerate() {
             // Python rounds to 3 places; allow one bit of the shortest payload for float ties.
-            assert!((agree - want[k]).abs() <= 1.0 / 32.0 + 1e-3, "{file} {name}: {agree} vs {}", want[k]);
+            assert!(
+                (agree - want[k]).abs() <= 1.0 / 32.0 + 1e-3,
+                "{file} {name}: {agree} vs {}",
+                want[k]
+            );
         }
         checked += 1;
     }
@@ -136,7 +211,9 @@ fn camera_photos_carry_no_watermark() {
         if cat != "D" {
             continue;
         }
-        let Ok(img) = image::load_from_memory(&files[file.as_str()]) else { continue };
+        let Ok(img) = image::load_from_memory(&files[file.as_str()]) else {
+            continue;
+        };
         let img = img.to_rgb8();
         let (w, h) = (img.width() as usize, img.height() as usize);
         if let Some((_, _, agree)) = watermark::best_match(img.as_raw(), w, h) {

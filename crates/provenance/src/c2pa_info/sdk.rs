@@ -31,10 +31,10 @@ pub fn read(bytes: &[u8], format: Format, manifest_sign: bool) -> Outcome {
     let Some(mime) = format.mime() else {
         return Outcome::Absent;
     };
-    if format == Format::Tiff {
-        if let Err(e) = crate::container::tiff_guard(bytes) {
-            return Outcome::Found(Box::new(unreadable(e)));
-        }
+    if format == Format::Tiff
+        && let Err(e) = crate::container::tiff_guard(bytes)
+    {
+        return Outcome::Found(Box::new(unreadable(e)));
     }
     if bytes.len() > crate::limits::MAX_C2PA_INPUT {
         return Outcome::Note("file too large for the C2PA reader: credentials not read".into());
@@ -56,7 +56,9 @@ pub fn read(bytes: &[u8], format: Format, manifest_sign: bool) -> Outcome {
             Err(e) => Outcome::Found(Box::new(unreadable(format!("SDK JSON unreadable: {e}")))),
         },
         Ok(Err(e)) => from_error(e, manifest_sign),
-        Err(_) => Outcome::Found(Box::new(unreadable("the C2PA SDK panicked on this file".into()))),
+        Err(_) => Outcome::Found(Box::new(unreadable(
+            "the C2PA SDK panicked on this file".into(),
+        ))),
     }
 }
 
@@ -72,7 +74,9 @@ fn from_error(e: c2pa::Error, manifest_sign: bool) -> Outcome {
         E::PrereleaseError => Outcome::Found(Box::new(unreadable(
             "pre-release (pre-1.0) C2PA manifest: not a valid credential".into(),
         ))),
-        other if manifest_sign => Outcome::Found(Box::new(unreadable(excerpt(&other.to_string(), 300)))),
+        other if manifest_sign => {
+            Outcome::Found(Box::new(unreadable(excerpt(&other.to_string(), 300))))
+        }
         other => Outcome::AssetError(format!("C2PA reader: {}", excerpt(&other.to_string(), 300))),
     }
 }
@@ -104,13 +108,20 @@ fn str_at(v: &Value, key: &str) -> Option<String> {
 fn summarise(v: &Value) -> C2paInfo {
     let active = str_at(v, "active_manifest");
     let manifests = v.get("manifests").and_then(Value::as_object);
-    let m = active.as_deref().and_then(|a| manifests?.get(a)).unwrap_or(&Value::Null);
+    let m = active
+        .as_deref()
+        .and_then(|a| manifests?.get(a))
+        .unwrap_or(&Value::Null);
     let mut codes = failure_codes(v);
     codes.sort();
     codes.dedup();
     let mut actions = Vec::new();
     for (label, manifest) in manifests.into_iter().flatten() {
-        collect_actions(manifest, Some(label.as_str()) == active.as_deref(), &mut actions);
+        collect_actions(
+            manifest,
+            Some(label.as_str()) == active.as_deref(),
+            &mut actions,
+        );
     }
     actions.truncate(200);
     let mut dst: Vec<String> = actions
@@ -154,8 +165,15 @@ fn failure_codes(v: &Value) -> Vec<String> {
     };
     let mut codes = codes_of(v.get("validation_status"));
     if let Some(r) = v.get("validation_results") {
-        codes.extend(codes_of(r.get("activeManifest").and_then(|a| a.get("failure"))));
-        for d in r.get("ingredientDeltas").and_then(Value::as_array).into_iter().flatten() {
+        codes.extend(codes_of(
+            r.get("activeManifest").and_then(|a| a.get("failure")),
+        ));
+        for d in r
+            .get("ingredientDeltas")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let f = d.get("validationDeltas").and_then(|x| x.get("failure"));
             codes.extend(codes_of(f));
         }
@@ -189,11 +207,14 @@ fn collect_actions(manifest: &Value, active: bool, out: &mut Vec<C2paAction>) {
         if !label.starts_with("c2pa.actions") {
             continue;
         }
-        let list = a.get("data").and_then(|d| d.get("actions")).and_then(Value::as_array);
+        let list = a
+            .get("data")
+            .and_then(|d| d.get("actions"))
+            .and_then(Value::as_array);
         for act in list.into_iter().flatten() {
-            let agent = act.get("softwareAgent").and_then(|s| {
-                s.as_str().map(str::to_string).or_else(|| str_at(s, "name"))
-            });
+            let agent = act
+                .get("softwareAgent")
+                .and_then(|s| s.as_str().map(str::to_string).or_else(|| str_at(s, "name")));
             out.push(C2paAction {
                 action: str_at(act, "action").unwrap_or_default(),
                 software_agent: agent,
@@ -229,7 +250,10 @@ mod tests {
         let i = summarise(&v);
         assert_eq!(i.validation, Validation::UntrustedSigner);
         assert_eq!(i.claim_generator.as_deref(), Some("Adobe_Firefly/1"));
-        assert_eq!(i.digital_source_types, vec!["trainedAlgorithmicMedia".to_string()]);
+        assert_eq!(
+            i.digital_source_types,
+            vec!["trainedAlgorithmicMedia".to_string()]
+        );
         assert_eq!(i.actions[0].software_agent.as_deref(), Some("Firefly"));
         assert_eq!(i.signer.as_deref(), Some("Adobe Inc."));
         assert_eq!(i.manifests, 1);
@@ -239,8 +263,14 @@ mod tests {
     fn empty_json_is_unreadable_and_garbage_is_absent() {
         assert_eq!(summarise(&Value::Null).validation, Validation::Unreadable);
         let broken = b"\x89PNG\r\n\x1a\n\xff\xff\xff\xff";
-        assert!(matches!(read(broken, Format::Png, false), Outcome::AssetError(_) | Outcome::Absent));
-        assert!(matches!(read(broken, Format::Png, true), Outcome::Found(_) | Outcome::Absent));
+        assert!(matches!(
+            read(broken, Format::Png, false),
+            Outcome::AssetError(_) | Outcome::Absent
+        ));
+        assert!(matches!(
+            read(broken, Format::Png, true),
+            Outcome::Found(_) | Outcome::Absent
+        ));
         assert!(matches!(read(b"xx", Format::Other, true), Outcome::Absent));
     }
 }
