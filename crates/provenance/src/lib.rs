@@ -7,7 +7,9 @@
 //!   reference SDK (`c2pa` crate, behind the default-on `c2pa` feature; native-Rust crypto,
 //!   no network: remote manifests and OCSP are never fetched). No trust list is bundled, so
 //!   a signature that verifies is reported as `signed-untrusted` ("signed, signer not on a
-//!   trust list"); an expired certificate is reported as such.
+//!   trust list"); an expired certificate is reported as such. (The C2PA conformance trust
+//!   list is published online only, and nothing here may fetch it; a caller that has a
+//!   trust list can extend this crate to pass it to the SDK's `trust` settings.)
 //! * **Generator metadata** (`kind: "metadata"`): PNG `tEXt`/`zTXt`/`iTXt` chunks
 //!   (AUTOMATIC1111/Forge `parameters`, ComfyUI `prompt`/`workflow`, InvokeAI, NovelAI,
 //!   Fooocus, …), A1111 stealth PNG info, EXIF (`Software`, `UserComment`,

@@ -46,7 +46,11 @@ pub fn payloads() -> Vec<(&'static str, &'static str, Vec<bool>)> {
             bytes_bits(b"StableDiffusionV1"),
         ),
         ("SDV2", "Stable Diffusion 2.x", bytes_bits(b"SDV2")),
-        ("SDXL", "Stable Diffusion XL (0xB3EC907BB19E)", sdxl),
+        (
+            "SDXL",
+            "Stable Diffusion XL / FLUX (48 bits 0xB3EC907BB19E)",
+            sdxl,
+        ),
     ]
 }
 
@@ -155,14 +159,15 @@ pub fn signal(rgb: &[u8], width: usize, height: usize) -> Option<Signal> {
         (
             Verdict::Ai,
             format!(
-                "invisible-watermark dwtDct payload {name} ({who}) decoded at {rounded} bit agreement"
+                "invisible-watermark dwtDct payload {name} ({who}) decoded at {rounded:.3} bit agreement"
             ),
         )
     } else if agree >= WEAK {
         (
             Verdict::None,
             format!(
-                "weak partial match of the {name} payload ({rounded} bit agreement, under the {THRESHOLD} threshold): inconclusive"
+                "weak partial match of the {name} payload ({rounded:.3} bit agreement, under the \
+                 {THRESHOLD} threshold): inconclusive"
             ),
         )
     } else {
