@@ -1,10 +1,11 @@
 //! `synthscan gan train|sample|fid|detect`.
 
+use super::progress::{Bars, Watched};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synthscan::error::{Error, Result};
 use synthscan::gan::detect::{self, DetectOptions};
-use synthscan::gan::train::{self as gan_train, GanEvent, GanTrainOptions};
+use synthscan::gan::train::{self as gan_train, GanEvent, GanObserver, GanTrainOptions};
 use synthscan::gan::{GanConfig, model, sample};
 
 #[derive(clap::Args, Debug)]
@@ -136,10 +137,8 @@ fn train(a: TrainArgs) -> Result<ExitCode> {
         out: a.out,
         resume: None,
         feature_model: a.feature_model,
-        quiet: a.quiet,
     };
-    let quiet = a.quiet;
-    let mut print = |e: GanEvent| print_event(e, quiet);
+    let mut print = GanPrinter(Bars::new(a.quiet));
     let outcome = match (a.resume, a.config) {
         (Some(dir), _) => gan_train::resume(&dir, a.epochs, &opts, &mut print)?,
         (None, cfg) => {
@@ -196,18 +195,20 @@ fn fid(a: FidArgs) -> Result<ExitCode> {
 }
 
 fn detect_cmd(a: DetectArgs) -> Result<ExitCode> {
-    let report = detect::detect(&DetectOptions {
-        real: a.real,
-        generator: a.generator,
-        count: a.count,
-        out: a.out,
-        config: a.config,
-        models: detect::bundled_models(&a.models),
-        test_fraction: a.test_fraction,
-        jpeg_quality: a.jpeg,
-        seed: a.seed,
-        quiet: a.quiet,
-    })?;
+    let report = detect::detect(
+        &DetectOptions {
+            real: a.real,
+            generator: a.generator,
+            count: a.count,
+            out: a.out,
+            config: a.config,
+            models: detect::bundled_models(&a.models),
+            test_fraction: a.test_fraction,
+            jpeg_quality: a.jpeg,
+            seed: a.seed,
+        },
+        &mut Watched::new(synthscan::run::Silent, a.quiet),
+    )?;
     if a.json {
         println!(
             "{}",
@@ -219,8 +220,23 @@ fn detect_cmd(a: DetectArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_event(e: GanEvent, quiet: bool) {
-    match e {
+/// `gan train`'s progress bars and lines.
+struct GanPrinter(Bars);
+
+impl synthscan::run::RunObserver for GanPrinter {
+    fn progress(&mut self, event: &synthscan::run::Progress) {
+        self.0.show(event);
+    }
+}
+
+impl GanObserver for GanPrinter {
+    fn gan_event(&mut self, event: &GanEvent) {
+        print_event(event, self.0.quiet());
+    }
+}
+
+fn print_event(e: &GanEvent, quiet: bool) {
+    match *e {
         GanEvent::Started {
             run_dir,
             info,
@@ -232,8 +248,8 @@ fn print_event(e: GanEvent, quiet: bool) {
             info.skipped_files,
             info.g_params,
             info.d_params,
-            info.backend,
-            info.threads,
+            info.provenance.backend,
+            info.provenance.threads,
             if resumed_after > 0 {
                 format!(", resuming after epoch {resumed_after}")
             } else {

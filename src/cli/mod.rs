@@ -12,6 +12,7 @@ mod gan;
 mod import;
 mod info;
 mod predict;
+mod progress;
 mod robustness;
 mod serve;
 mod train;

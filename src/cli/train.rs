@@ -1,3 +1,4 @@
+use super::progress::Watched;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,10 +29,9 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         data: a.data,
         out: a.out,
         resume: a.resume.clone(),
-        quiet: a.quiet,
     };
-    // Plots, report and model card are refreshed as the run goes.
-    let mut reporter = RunReporter;
+    // Plots, report and model card are refreshed as the run goes; progress drawn on stderr.
+    let mut reporter = Watched::new(RunReporter, a.quiet);
     let outcomes = match (a.config, a.resume) {
         (_, Some(dir)) => vec![train::resume(&dir, &opts, &mut reporter)?],
         (Some(cfg), None) => train::train_experiments(&cfg, &opts, &mut reporter)?,

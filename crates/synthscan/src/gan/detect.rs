@@ -12,6 +12,7 @@ use crate::data::ImageSet;
 use crate::detector::{Detector, default_device};
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
+use crate::run::RunObserver;
 use std::path::{Path, PathBuf};
 
 /// The detector trained when no `--config` is given: the fast preset, 4 epochs.
@@ -36,7 +37,6 @@ pub struct DetectOptions {
     /// PNG when `None`.
     pub jpeg_quality: Option<u8>,
     pub seed: u64,
-    pub quiet: bool,
 }
 
 /// How one model did on the REAL-vs-fakes test split.
@@ -121,8 +121,9 @@ fn detector_config(path: Option<&Path>, seed: u64) -> Result<TrainConfig> {
     }
 }
 
-/// Build the dataset, train a detector, score the test split with every bundled model.
-pub fn detect(opts: &DetectOptions) -> Result<DetectReport> {
+/// Build the dataset, train a detector (its progress told to `observer`), score the test split
+/// with every bundled model.
+pub fn detect(opts: &DetectOptions, observer: &mut dyn RunObserver) -> Result<DetectReport> {
     if opts.count < 4 {
         return Err(Error::Invalid(format!(
             "--count {}: need at least 4 images per class",
@@ -138,7 +139,7 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport> {
     let device = default_device();
     let (meta, g) = load_generator(&opts.generator, &device)?;
     let size = meta.spec.image_size;
-    let (real, _) = super::train::load_images(&opts.real, size, Some(opts.count), opts.seed)?;
+    let (real, _) = super::images::load_images(&opts.real, size, Some(opts.count), opts.seed)?;
     let n = real.len().min(opts.count);
     let z = sample::noise(opts.seed ^ 0xDE7EC7, n, meta.spec.latent);
     let fake = sample::generate(&g, &z, size, &device);
@@ -160,9 +161,8 @@ pub fn detect(opts: &DetectOptions) -> Result<DetectReport> {
             data: Some(data_dir.clone()),
             out: opts.out.join("runs"),
             resume: None,
-            quiet: opts.quiet,
         },
-        &mut crate::run::Silent,
+        observer,
     )?;
     let test_dir = data_dir.join("test");
     let own = Detector::load(&outcome.model_path)?;

@@ -241,8 +241,8 @@ pub fn folder_distance(
     count: usize,
     seed: u64,
 ) -> crate::error::Result<FolderDistance> {
-    let (set_a, _) = super::train::load_images(a, size, Some(count), seed)?;
-    let (set_b, _) = super::train::load_images(b, size, Some(count), seed)?;
+    let (set_a, _) = super::images::load_images(a, size, Some(count), seed)?;
+    let (set_b, _) = super::images::load_images(b, size, Some(count), seed)?;
     if set_a.len() < 2 || set_b.len() < 2 {
         return Err(crate::error::Error::Invalid(
             "each folder needs at least 2 images".into(),

@@ -5,6 +5,7 @@ pub mod config;
 pub mod detect;
 pub mod fid;
 pub mod gif;
+pub mod images;
 pub mod model;
 pub mod sample;
 pub mod step;

@@ -171,7 +171,6 @@ impl Discriminator {
 
 use burn::tensor::activation;
 
-
 /// Which of the pair a file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

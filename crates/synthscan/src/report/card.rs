@@ -76,7 +76,7 @@ impl ModelCardFacts {
             None => String::new(),
         };
         Ok(ModelCardFacts {
-            name: info.name.clone(),
+            name: info.provenance.name.clone(),
             data_source: if cifake {
                 CIFAKE_SOURCE.into()
             } else {
@@ -91,7 +91,7 @@ impl ModelCardFacts {
             val_count: Some(info.val_count),
             test_count: info.test_count,
             split,
-            seed: Some(info.seed),
+            seed: Some(info.provenance.seed),
             training: cfg.as_ref().map(training_summary).unwrap_or_default(),
             epochs_run: Some(info.epochs_run),
             best_epoch: Some(info.best_epoch),
@@ -100,11 +100,14 @@ impl ModelCardFacts {
                 .then(|| rows.iter().map(|r| r.images_per_second).sum::<f64>() / rows.len() as f64),
             val: info.val.clone(),
             test: info.test.clone(),
-            hardware: format!("{} with {} threads", info.backend, info.threads),
-            git_revision: Some(info.git_revision.clone()),
+            hardware: format!(
+                "{} with {} threads",
+                info.provenance.backend, info.provenance.threads
+            ),
+            git_revision: Some(info.provenance.git_revision.clone()),
             software: format!(
                 "synthscan {}, burn {}",
-                info.synthscan_version, info.burn_version
+                info.provenance.synthscan_version, info.provenance.burn_version
             ),
             limits: if cifake {
                 vec![CIFAKE_LIMIT.into()]

@@ -150,12 +150,12 @@ fn summarise(dir: &Path) -> Result<RunSummary> {
         Err(e) if dir.join("metrics.csv").exists() => return Err(e),
         Err(_) => Vec::new(),
     };
-    let name = if info.name.is_empty() {
+    let name = if info.provenance.name.is_empty() {
         dir.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     } else {
-        info.name.clone()
+        info.provenance.name.clone()
     };
     let best_row = rows
         .iter()
@@ -190,7 +190,7 @@ fn summarise(dir: &Path) -> Result<RunSummary> {
         variant: variant_name(&name).to_string(),
         name,
         dir: dir.to_path_buf(),
-        seed: info.seed,
+        seed: info.provenance.seed,
         params: info.params,
         epochs: info.epochs_run.max(rows.len()),
         best_epoch: info.best_epoch,

@@ -67,15 +67,21 @@ fn counts(c: [usize; 2]) -> String {
 
 fn fact_rows(info: &RunInfo) -> Vec<(&'static str, String)> {
     let mut rows = vec![
-        ("seed", info.seed.to_string()),
-        ("git revision", info.git_revision.clone()),
+        ("seed", info.provenance.seed.to_string()),
+        ("git revision", info.provenance.git_revision.clone()),
         (
             "synthscan / burn",
-            format!("{} / {}", info.synthscan_version, info.burn_version),
+            format!(
+                "{} / {}",
+                info.provenance.synthscan_version, info.provenance.burn_version
+            ),
         ),
         (
             "backend",
-            format!("{} ({} threads)", info.backend, info.threads),
+            format!(
+                "{} ({} threads)",
+                info.provenance.backend, info.provenance.threads
+            ),
         ),
         ("data", info.data_dir.display().to_string()),
         ("train images", counts(info.train_count)),
@@ -172,13 +178,13 @@ pub fn write_run_report(run_dir: &Path) -> Result<()> {
     let info = RunInfo::load(run_dir)?;
     let config = std::fs::read_to_string(run_dir.join("config.yaml")).ok();
     let rows = read_metrics(run_dir).unwrap_or_default();
-    let name = if info.name.is_empty() {
+    let name = if info.provenance.name.is_empty() {
         run_dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     } else {
-        info.name.clone()
+        info.provenance.name.clone()
     };
 
     let mut out = String::new();

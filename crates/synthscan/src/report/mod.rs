@@ -121,7 +121,7 @@ mod tests {
     use crate::data::{ImageSet, Normalization};
     use crate::detector::{Detector, ModelMeta, default_device};
     use crate::eval::Metrics;
-    use crate::run::{CsvRow, EpochRow, RunInfo};
+    use crate::run::{CsvRow, EpochRow, Provenance, RunInfo};
     use std::path::PathBuf;
 
     /// A fresh, empty temporary folder removed on drop.
@@ -215,10 +215,13 @@ mod tests {
         let dir = parent.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let info = RunInfo {
-            name: name.into(),
-            seed: 7,
-            git_revision: "abc123".into(),
-            backend: "test".into(),
+            provenance: Provenance {
+                name: name.into(),
+                seed: 7,
+                git_revision: "abc123".into(),
+                backend: "test".into(),
+                ..Default::default()
+            },
             data_dir: "data/cifake".into(),
             train_count: [90, 90],
             val_count: [5, 5],

@@ -162,9 +162,10 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&read_file(path)?).map_err(|e| Error::run_folder(path, e.to_string()))
 }
 
-/// Everything `run.json` records.
-#[derive(Clone, Debug, Serialize, Deserialize, Default)]
-pub struct RunInfo {
+/// Where a run came from: what every `run.json` (a detector's [`RunInfo`], a GAN's run info)
+/// starts with. Flattened into those, so its fields stay top-level keys of the file.
+#[derive(Clone, Debug, Serialize, Deserialize, Default, PartialEq)]
+pub struct Provenance {
     pub name: String,
     pub seed: u64,
     pub git_revision: String,
@@ -172,6 +173,50 @@ pub struct RunInfo {
     pub burn_version: String,
     pub backend: String,
     pub threads: usize,
+}
+
+impl Provenance {
+    /// This build, this machine and the revision checked out now, for a run named `name`.
+    pub fn current(name: &str, seed: u64, device: &burn::prelude::Device) -> Self {
+        Self {
+            name: name.into(),
+            seed,
+            git_revision: git_revision(),
+            synthscan_version: env!("CARGO_PKG_VERSION").into(),
+            burn_version: env!("SYNTHSCAN_BURN_VERSION").into(),
+            backend: backend_name(device),
+            threads: rayon::current_num_threads(),
+        }
+    }
+
+    /// A resumed run keeps the revision it was started from.
+    pub fn resumed_from(mut self, started: &Provenance) -> Self {
+        self.git_revision = started.git_revision.clone();
+        self
+    }
+}
+
+/// `git rev-parse --short=12 HEAD`, or `unknown` outside a checkout.
+pub fn git_revision() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The device a run trains on, in words.
+pub fn backend_name(device: &burn::prelude::Device) -> String {
+    format!("{device:?}")
+}
+
+/// Everything `run.json` records.
+#[derive(Clone, Debug, Serialize, Deserialize, Default)]
+pub struct RunInfo {
+    #[serde(flatten)]
+    pub provenance: Provenance,
     pub data_dir: PathBuf,
     pub test_dir: Option<PathBuf>,
     pub train_count: [usize; 2],
@@ -257,8 +302,41 @@ pub struct FinishedRun<'a> {
     pub test: Option<(&'a ImageSet, &'a [f32])>,
 }
 
-/// Told by training when an epoch or the whole run has finished (e.g. to draw plots).
+/// The running means of an epoch so far, as a progress bar shows them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Running {
+    /// A detector: mean cross-entropy and accuracy over the images seen.
+    Detector { loss: f64, accuracy: f64 },
+    /// A generator and its discriminator: mean losses over the steps done.
+    Adversarial { d_loss: f64, g_loss: f64 },
+}
+
+/// How far a run has got, as it goes. The library only reports; what the person watching
+/// sees (a bar on a terminal, lines elsewhere, nothing when quiet) is the observer's choice.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Progress<'a> {
+    /// A line of news: the run started or resumed, an epoch's summary, an early stop, the end.
+    Message(&'a str),
+    /// The steps of epoch `epoch` of `epochs` begin; there will be `steps` of them.
+    EpochStarted {
+        epoch: usize,
+        epochs: usize,
+        steps: usize,
+    },
+    /// Step `step` (counted from 0) of the epoch is done.
+    Step {
+        step: usize,
+        running: Running,
+        images_per_second: f64,
+    },
+    /// The epoch's steps are done (validation and checkpoints may follow).
+    EpochSteps,
+}
+
+/// Told by training as it goes (progress) and when an epoch or the whole run has finished
+/// (e.g. to draw plots).
 pub trait RunObserver {
+    fn progress(&mut self, _event: &Progress) {}
     fn epoch_finished(&mut self, _dir: &RunDir) {}
     fn run_finished(&mut self, _run: &FinishedRun) {}
 }
@@ -314,14 +392,53 @@ mod tests {
         let err = RunDir::open(a.path()).unwrap_err();
         assert!(err.to_string().contains("no run.json"), "{err}");
         a.save_info(&RunInfo {
-            name: "x".into(),
-            seed: 7,
+            provenance: Provenance {
+                name: "x".into(),
+                seed: 7,
+                ..Default::default()
+            },
             ..Default::default()
         })
         .unwrap();
         let info = RunDir::open(a.path()).unwrap().load_info().unwrap();
-        assert_eq!((info.name.as_str(), info.seed), ("x", 7));
+        let p = &info.provenance;
+        assert_eq!((p.name.as_str(), p.seed), ("x", 7));
         let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// A `run.json` written before [`Provenance`] existed (its fields at the top level), as
+    /// `serde_json` writes it compactly.
+    const OLD_RUN_JSON: &str = concat!(
+        r#"{"name":"fast","seed":42,"git_revision":"080b379abcde","synthscan_version":"0.1.0","#,
+        r#""burn_version":"0.22.1","backend":"Flex","threads":8,"data_dir":"data/cifake","#,
+        r#""test_dir":null,"train_count":[90,90],"val_count":[5,5],"test_count":null,"#,
+        r#""skipped_files":0,"params":1234,"epochs_run":2,"best_epoch":2,"train_seconds":12.5,"#,
+        r#""val":null,"test":null,"finished":true}"#
+    );
+
+    #[test]
+    fn an_old_run_json_parses_and_is_written_back_unchanged() {
+        let info: RunInfo = serde_json::from_str(OLD_RUN_JSON).unwrap();
+        let p = &info.provenance;
+        assert_eq!((p.name.as_str(), p.seed, p.threads), ("fast", 42, 8));
+        assert_eq!(p.git_revision, "080b379abcde");
+        assert_eq!((info.epochs_run, info.train_seconds), (2, 12.5));
+        // Same keys, same order, same values.
+        assert_eq!(serde_json::to_string(&info).unwrap(), OLD_RUN_JSON);
+    }
+
+    #[test]
+    fn provenance_names_this_build_and_a_resume_keeps_the_first_revision() {
+        let device = burn::prelude::Device::default();
+        let p = Provenance::current("r", 3, &device);
+        assert_eq!((p.name.as_str(), p.seed), ("r", 3));
+        assert_eq!(p.synthscan_version, env!("CARGO_PKG_VERSION"));
+        assert!(p.threads >= 1 && !p.backend.is_empty() && !p.git_revision.is_empty());
+        let first = Provenance {
+            git_revision: "first".into(),
+            ..p.clone()
+        };
+        assert_eq!(p.resumed_from(&first).git_revision, "first");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn finish(
     detector.meta.provenance = serde_json::json!({
         "run": cfg.name,
         "seed": cfg.seed,
-        "git_revision": info.git_revision,
+        "git_revision": info.provenance.git_revision,
         "train_count": info.train_count,
         "val_count": info.val_count,
         "best_epoch": info.best_epoch,

@@ -2,16 +2,16 @@
 //!
 //! The loop is assembled from small parts: [`data`] (what a run trains on), [`optim`] (the
 //! optimiser and its parameter groups), [`step`] (the data-parallel optimisation step),
-//! [`checkpoint`] (best/last models and resume state), [`progress`] (what the person watching
-//! sees), [`finish`] (the final detector). Every file goes through [`crate::run::RunDir`]; a
-//! [`RunObserver`] hears when an epoch or the run has finished.
+//! [`checkpoint`] (best/last models and resume state), [`finish`] (the final detector). Every
+//! file goes through [`crate::run::RunDir`]; a [`RunObserver`] hears how far the run has got
+//! ([`Progress`]: what the person watching sees is its choice) and when an epoch or the run
+//! has finished.
 
 pub mod checkpoint;
 pub mod data;
 pub mod ema;
 pub mod finish;
 pub mod optim;
-pub mod progress;
 pub mod schedule;
 pub mod step;
 
@@ -23,14 +23,16 @@ use crate::detector::{ModelMeta, default_device};
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
 use crate::model::Network;
-use crate::run::{EpochRow, FinishedRun, METRICS_FILE, RunDir, RunInfo, RunObserver};
+use crate::run::{
+    EpochRow, FinishedRun, METRICS_FILE, Progress, Provenance, RunDir, RunInfo, RunObserver,
+    Running,
+};
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use checkpoint::{ResumeState, Trainee};
 use ema::Ema;
-use progress::Progress;
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 use schedule::Schedule;
 use std::path::{Path, PathBuf};
@@ -45,8 +47,6 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue this run folder from its last checkpoint.
     pub resume: Option<PathBuf>,
-    /// No progress bars or per-epoch lines.
-    pub quiet: bool,
 }
 
 /// What a finished run produced.
@@ -55,20 +55,6 @@ pub struct RunOutcome {
     pub run_dir: PathBuf,
     pub model_path: PathBuf,
     pub info: RunInfo,
-}
-
-pub fn git_revision() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-pub fn backend_name(device: &Device) -> String {
-    format!("{device:?}")
 }
 
 /// Train every run of an experiment file. A grid's runs go into one parent folder.
@@ -149,19 +135,19 @@ pub fn train_with_data(
     observer: &mut dyn RunObserver,
 ) -> Result<RunOutcome> {
     let started = Instant::now();
-    let mut t = Trainer::start(cfg, opts, data, resume)?;
+    let mut t = Trainer::start(cfg, opts, data, resume, observer)?;
     for epoch in t.state.epoch + 1..=cfg.epochs {
         t.epoch(epoch)?;
-        observer.epoch_finished(&t.run);
+        t.observer.epoch_finished(&t.run);
         if t.should_stop(epoch) {
             break;
         }
     }
-    t.finish(started, observer)
+    t.finish(started)
 }
 
 /// Everything the epoch loop carries from one epoch to the next.
-struct Trainer<'a> {
+struct Trainer<'a, 'o> {
     cfg: &'a TrainConfig,
     data: &'a RunData,
     run: RunDir,
@@ -174,16 +160,17 @@ struct Trainer<'a> {
     state: ResumeState,
     info: RunInfo,
     loss_fn: CrossEntropyLoss,
-    progress: Progress,
+    observer: &'o mut dyn RunObserver,
 }
 
-impl<'a> Trainer<'a> {
+impl<'a, 'o> Trainer<'a, 'o> {
     /// Build model, optimiser and schedule; create the run folder or restore its checkpoint.
     fn start(
         cfg: &'a TrainConfig,
         opts: &TrainOptions,
         data: &'a RunData,
         resume: Option<RunDir>,
+        observer: &'o mut dyn RunObserver,
     ) -> Result<Self> {
         let resuming = resume.is_some();
         let run = match resume {
@@ -200,13 +187,16 @@ impl<'a> Trainer<'a> {
                     (Some(_), Some(declared)) => declared,
                     _ => cfg.normalization.resolve(&data.train),
                 };
-                (crate::model::import::init_pretrained(
-                    &cfg.model.0,
-                    cfg.input_size,
-                    cfg.weights.as_deref(),
-                    cfg.freeze_backbone,
-                    &device,
-                )?, norm)
+                (
+                    crate::model::import::init_pretrained(
+                        &cfg.model.0,
+                        cfg.input_size,
+                        cfg.weights.as_deref(),
+                        cfg.freeze_backbone,
+                        &device,
+                    )?,
+                    norm,
+                )
             }
         };
         let meta = ModelMeta {
@@ -237,7 +227,7 @@ impl<'a> Trainer<'a> {
             state: ResumeState::default(),
             info,
             loss_fn,
-            progress: Progress::new(opts.quiet),
+            observer,
         };
         if resuming {
             t.restore()?;
@@ -252,13 +242,7 @@ impl<'a> Trainer<'a> {
 
     fn fresh_info(cfg: &TrainConfig, data: &RunData, device: &Device, params: usize) -> RunInfo {
         RunInfo {
-            name: cfg.name.clone(),
-            seed: cfg.seed,
-            git_revision: git_revision(),
-            synthscan_version: env!("CARGO_PKG_VERSION").into(),
-            burn_version: env!("SYNTHSCAN_BURN_VERSION").into(),
-            backend: backend_name(device),
-            threads: rayon::current_num_threads(),
+            provenance: Provenance::current(&cfg.name, cfg.seed, device),
             data_dir: data.data_dir.clone(),
             test_dir: data.test_dir.clone(),
             train_count: data.train.class_counts(),
@@ -274,8 +258,9 @@ impl<'a> Trainer<'a> {
         let ema = self.ema.as_mut().map(|(e, _)| e);
         self.state = checkpoint::restore(&self.run, &mut self.model, &mut self.optim, ema)?;
         self.sched.plateau_scale = self.state.plateau_scale;
-        self.info.git_revision = self.run.load_info()?.git_revision;
-        self.progress.say(format!(
+        let started = self.run.load_info()?.provenance;
+        self.info.provenance = self.info.provenance.clone().resumed_from(&started);
+        self.say(&format!(
             "resuming {} after epoch {}",
             self.run.path().display(),
             self.state.epoch
@@ -283,9 +268,14 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn announce(&self) {
+    /// A line for the person watching.
+    fn say(&mut self, line: &str) {
+        self.observer.progress(&Progress::Message(line));
+    }
+
+    fn announce(&mut self) {
         let i = &self.info;
-        self.progress.say(format!(
+        let line = format!(
             "run {}: {} params, train {}+{} / val {}+{} (REAL+FAKE), {} threads, backend {}",
             self.run.path().display(),
             i.params,
@@ -293,9 +283,10 @@ impl<'a> Trainer<'a> {
             i.train_count[1],
             i.val_count[0],
             i.val_count[1],
-            i.threads,
-            i.backend
-        ));
+            i.provenance.threads,
+            i.provenance.backend
+        );
+        self.say(&line);
     }
 
     /// One epoch: a pass over the shuffled training set, validation, `metrics.csv`, checkpoints.
@@ -307,7 +298,11 @@ impl<'a> Trainer<'a> {
             cfg.seed.wrapping_add(epoch as u64 * 7919),
         ));
         let steps = order.len().div_ceil(cfg.batch_size);
-        let bar = self.progress.epoch(epoch, cfg.epochs, steps);
+        self.observer.progress(&Progress::EpochStarted {
+            epoch,
+            epochs: cfg.epochs,
+            steps,
+        });
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = self.sched.lr(self.state.step);
         for (b, chunk) in order.chunks(cfg.batch_size).enumerate() {
@@ -345,9 +340,16 @@ impl<'a> Trainer<'a> {
             {
                 e.update(&self.model, *every);
             }
-            bar.step(b, loss_sum, correct, seen);
+            self.observer.progress(&Progress::Step {
+                step: b,
+                running: Running::Detector {
+                    loss: loss_sum / seen as f64,
+                    accuracy: correct as f64 / seen as f64,
+                },
+                images_per_second: seen as f64 / t0.elapsed().as_secs_f64(),
+            });
         }
-        bar.finish();
+        self.observer.progress(&Progress::EpochSteps);
         let train_secs = t0.elapsed().as_secs_f64();
         let (row, eval_net, vm) =
             self.validate(epoch, t0, train_secs, lr, (loss_sum, correct, seen));
@@ -390,8 +392,8 @@ impl<'a> Trainer<'a> {
         (row, eval_net, vm)
     }
 
-    fn report_epoch(&self, row: &EpochRow) {
-        self.progress.say(format!(
+    fn report_epoch(&mut self, row: &EpochRow) {
+        let line = format!(
             "epoch {}/{}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} auc {:.4} | lr {:.2e} | {:.0} img/s, {:.0}s",
             row.epoch,
             self.cfg.epochs,
@@ -403,7 +405,8 @@ impl<'a> Trainer<'a> {
             row.lr,
             row.images_per_second,
             row.seconds
-        ));
+        );
+        self.say(&line);
     }
 
     /// Early-stopping and plateau bookkeeping, then the checkpoint of this epoch.
@@ -454,21 +457,22 @@ impl<'a> Trainer<'a> {
     }
 
     /// Whether early stopping ends the run after `epoch`.
-    fn should_stop(&self, epoch: usize) -> bool {
+    fn should_stop(&mut self, epoch: usize) -> bool {
         let Some(es) = &self.cfg.early_stopping else {
             return false;
         };
         let stop = self.state.stop.bad_epochs >= es.patience;
         if stop {
-            self.progress.say(format!(
+            let line = format!(
                 "early stop after epoch {epoch}: no improvement for {} epochs",
                 es.patience
-            ));
+            );
+            self.say(&line);
         }
         stop
     }
 
-    fn finish(mut self, started: Instant, observer: &mut dyn RunObserver) -> Result<RunOutcome> {
+    fn finish(mut self, started: Instant) -> Result<RunOutcome> {
         let f = finish::finish(
             self.cfg,
             &self.run,
@@ -476,7 +480,7 @@ impl<'a> Trainer<'a> {
             self.data,
             &mut self.info,
         )?;
-        observer.run_finished(&FinishedRun {
+        self.observer.run_finished(&FinishedRun {
             dir: &self.run,
             detector: &f.detector,
             val: &self.data.val,
@@ -488,7 +492,7 @@ impl<'a> Trainer<'a> {
                 .zip(f.test.as_ref())
                 .map(|(set, (scores, _))| (set, scores.as_slice())),
         });
-        self.progress.say(format!(
+        let line = format!(
             "done in {:.1} min: best epoch {}, threshold {:.3}, val acc {:.4} auc {:.4}{} → {}",
             started.elapsed().as_secs_f64() / 60.0,
             self.state.stop.best_epoch,
@@ -500,7 +504,8 @@ impl<'a> Trainer<'a> {
                 .map(|(_, m)| format!(", test acc {:.4} auc {:.4}", m.accuracy, m.roc_auc))
                 .unwrap_or_default(),
             self.run.model_path().display()
-        ));
+        );
+        self.say(&line);
         Ok(RunOutcome {
             run_dir: self.run.path().to_path_buf(),
             model_path: self.run.model_path(),
