@@ -94,7 +94,7 @@ pub struct Signal {
     pub payload: Option<String>,
     /// C2PA: what the SDK read and how it validated.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub c2pa: Option<crate::c2pa_info::C2paInfo>,
+    pub c2pa: Option<crate::c2pa_record::C2paInfo>,
 }
 
 impl Signal {

@@ -47,6 +47,7 @@
 //! at most the caps in [`limits`], and takes time linear in the input.
 
 mod c2pa_info;
+mod c2pa_record;
 mod container;
 mod evidence;
 mod exif_read;
@@ -57,7 +58,7 @@ mod pixels;
 pub mod watermark;
 mod xmp;
 
-pub use c2pa_info::{C2paAction, C2paInfo, Validation};
+pub use c2pa_record::{C2paAction, C2paInfo, Validation};
 pub use evidence::{Evidence, Signal, SignalKind, Strength, Verdict};
 
 use container::Format;

@@ -6,6 +6,7 @@ pub mod manifest;
 pub mod prepare;
 pub mod perturb;
 pub mod shard;
+pub mod walk;
 
 use crate::error::{Error, Result};
 use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
@@ -78,23 +79,14 @@ pub fn sibling_test_root(dir: &Path) -> Option<PathBuf> {
     resolve_class_root(dir, Part::Test).ok()
 }
 
-/// Every image file under `dir` (recursively), sorted so that the order is reproducible.
+/// Every image file under `dir` (recursively), sorted so that the order is reproducible; what
+/// was passed over (pipes, dangling links, cycles) is logged as a warning ([`walk::walk_images`]).
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?;
-        for entry in entries {
-            let path = entry.map_err(|e| Error::io(&d, e))?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if is_image_path(&path) {
-                out.push(path);
-            }
-        }
+    let w = walk::walk_images(dir)?;
+    for (path, why) in &w.problems {
+        tracing::warn!("{}: {why}", path.display());
     }
-    out.sort();
-    Ok(out)
+    Ok(w.files)
 }
 
 /// Labelled image paths of a class root (`REAL/` → 0, `FAKE/` → 1).
@@ -321,20 +313,28 @@ pub fn batch_floats(
     out
 }
 
-/// Files named directly are always tried; folders are searched recursively for image files.
+/// Files named directly are always tried (if they are regular files); folders are searched
+/// recursively for image files ([`walk::walk_images`]), and each entry passed over is an error
+/// item naming it, so that a scan reports everything it did not score.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Vec<std::result::Result<PathBuf, (PathBuf, String)>> {
     let mut out = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            match list_images(input) {
-                Ok(files) if files.is_empty() => {
-                    out.push(Err((input.clone(), "folder holds no image files".into())))
+            match walk::walk_images(input) {
+                Ok(w) => {
+                    if w.files.is_empty() && w.problems.is_empty() {
+                        out.push(Err((input.clone(), "folder holds no image files".into())));
+                    }
+                    out.extend(w.files.into_iter().map(Ok));
+                    out.extend(w.problems.into_iter().map(Err));
                 }
-                Ok(files) => out.extend(files.into_iter().map(Ok)),
                 Err(e) => out.push(Err((input.clone(), e.to_string()))),
             }
-        } else if input.exists() {
-            out.push(Ok(input.clone()));
+        } else if std::fs::symlink_metadata(input).is_ok() {
+            out.push(match walk::check_regular(input) {
+                Ok(()) => Ok(input.clone()),
+                Err(e) => Err((input.clone(), e.to_string())),
+            });
         } else {
             out.push(Err((input.clone(), "no such file or folder".into())));
         }
