@@ -2,7 +2,9 @@
 # End-to-end test of the web page of `synthscan serve` in a real headless Chromium (Debian's
 # `chromium` package) driven by playwright-core: upload an image, check that the verdict, the
 # probability bar and the Grad-CAM overlay appear, that a non-image gives an error in plain
-# words, and that the drop zone is reachable with the keyboard; save docs/serve-page.png.
+# words, that the "Content credentials" box shows the file's provenance, and that the drop zone
+# is reachable with the keyboard; save docs/serve-page.png (SHOT=target/page.png to put it
+# elsewhere).
 #
 #   scripts/page-test.sh            # skips (exit 0, with the reason) when Chromium or Node is absent
 #   scripts/page-test.sh --install  # installs chromium with apt-get first when it is absent (CI)
@@ -61,7 +63,7 @@ URL=$(sed -n 's/^listening on //p' "$WORK/server.out" | head -n1)
 [[ -n "$URL" ]] || { echo "server did not start:"; cat "$LOG"; exit 1; }
 
 URL="$URL" CHROMIUM="$CHROMIUM" IMG="$PWD/$IMG" TXT="$PWD/$WORK/not-an-image.txt" \
-SHOT="$PWD/docs/serve-page.png" NODE_PATH="$PWD/$WORK/node_modules" node - <<'EOF'
+SHOT="$PWD/${SHOT:-docs/serve-page.png}" NODE_PATH="$PWD/$WORK/node_modules" node - <<'EOF'
 const { chromium } = require("playwright-core");
 const fail = (msg) => { console.error("page test FAILED: " + msg); process.exit(1); };
 (async () => {
@@ -98,6 +100,8 @@ const fail = (msg) => { console.error("page test FAILED: " + msg); process.exit(
       const o = document.getElementById("overlay");
       return o && o.complete && o.naturalWidth > 0 && o.src.startsWith("data:image/png;base64,");
     }, null, { timeout: 15000 });
+    const cred = (await page.textContent("#cred-verdict")).trim();
+    if (!/^(None found|AI-generated|A camera capture|Edited|Credentials present)/.test(cred)) fail("content credentials: " + cred);
     const thr = await page.textContent("#thr");
     if (!/^0\.\d{4}/.test(thr)) fail("threshold: " + thr);
     if (errors.length) fail("page errors: " + errors.join("; "));

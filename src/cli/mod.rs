@@ -12,6 +12,7 @@ mod gan;
 mod import;
 mod info;
 mod predict;
+mod provenance;
 mod progress;
 mod robustness;
 mod serve;
@@ -43,6 +44,9 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Score image files or folders.
     Predict(predict::PredictArgs),
+    /// What image files say about their own origin: C2PA content credentials, generator
+    /// metadata and invisible watermarks, every signal in detail (no model is used).
+    Provenance(provenance::ProvenanceArgs),
     /// Throughput of data loading, training and inference, with ratios.
     Bench(bench::BenchArgs),
     /// Grad-CAM heat maps: where the detector looks. Writes <stem>.cam.png (over the image),
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Provenance(a) => provenance::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Explain(a) => explain::run(a),
         Command::Info(a) => info::run(a),

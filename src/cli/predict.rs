@@ -2,7 +2,9 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synthscan::Result;
+use synthscan::decision::{decisive_signal, describe_signal};
 use synthscan::predict::predict_ensemble;
+use synthscan::provenance::{Evidence, Verdict};
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -49,7 +51,11 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
                 .decision
                 .as_ref()
                 .and_then(|d| d.reason.as_deref())
-                .map(|r| format!("  ({r})"))
+                // Decided by provenance: the line below says why.
+                .map(|r| match r.starts_with("provenance:") {
+                    true => "  (decided by provenance)".to_string(),
+                    false => format!("  ({r})"),
+                })
                 .unwrap_or_default();
             println!(
                 "{:<5} p_fake={:.4}  {}{why}",
@@ -57,7 +63,25 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
                 p.p_fake().unwrap_or(f32::NAN),
                 p.path.display()
             );
+            if let Some(line) = p.evidence().and_then(provenance_line) {
+                println!("  {line}");
+            }
         }
     }
     Ok(super::status(failed))
+}
+
+/// `provenance: AI — C2PA credential (signed, signer not on a trust list): … by …`: the
+/// verdict and its strongest signal (the decisive one when there is one), or `None` when
+/// nothing was found.
+fn provenance_line(ev: &Evidence) -> Option<String> {
+    if ev.verdict == Verdict::None {
+        return None;
+    }
+    let top = decisive_signal(ev).or(ev.signals.first())?;
+    Some(format!(
+        "provenance: {} — {}",
+        ev.verdict,
+        describe_signal(top)
+    ))
 }

@@ -275,6 +275,7 @@ impl Detector {
             threshold: self.meta.threshold,
             reason: None,
             model: self.name.clone(),
+            provenance: None,
         }
     }
 
@@ -296,6 +297,7 @@ impl Detector {
             threshold: self.meta.threshold,
             reason: Some(reason),
             model: self.name.clone(),
+            provenance: None,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod detector;
 pub mod ensemble;
 pub mod error;
 pub mod eval;
+pub mod evidence;
 pub mod explain;
 pub mod gan;
 pub mod model;
@@ -27,3 +28,6 @@ pub use config::TrainConfig;
 pub use data::ImageSet;
 pub use detector::Detector;
 pub use error::{Error, Result};
+/// The provenance-evidence crate (content credentials, generator metadata, invisible
+/// watermarks), for callers that name its types.
+pub use provenance;

@@ -1,16 +1,18 @@
 //! Scoring files and folders: what `predict` does, through [`Ensemble::score`].
 
-use crate::data::{self, decode};
+use crate::data;
 use crate::decision::Decision;
 use crate::ensemble::{Ensemble, Prepared};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One line of `predict --json`: the decision (`p_fake` calibrated, `label` REAL, FAKE or
-/// UNCERTAIN, `threshold`, `reason` when uncertain), the model and the image's size; or the
-/// error that kept the file from being scored.
+/// UNCERTAIN, `threshold`, `reason` when uncertain or decided by provenance, `provenance`: the
+/// file's own evidence, always present for a scored file), the model and the image's size; or
+/// the error that kept the file from being scored (with the file's provenance evidence when its
+/// bytes could be read but not decoded: a HEIC or TIFF may still carry credentials).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Prediction {
     pub path: PathBuf,
@@ -24,6 +26,10 @@ pub struct Prediction {
     pub height: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Only for a file that was not scored (a scored file's evidence is in its decision, which
+    /// is flattened into the same object: never both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<provenance::Evidence>,
 }
 
 impl Prediction {
@@ -34,22 +40,32 @@ impl Prediction {
     pub fn label(&self) -> Option<&str> {
         self.decision.as_ref().map(|d| d.label.as_str())
     }
+
+    /// The file's provenance evidence: its decision's, or the unscored file's own.
+    pub fn evidence(&self) -> Option<&provenance::Evidence> {
+        self.decision
+            .as_ref()
+            .and_then(|d| d.provenance.as_ref())
+            .or(self.provenance.as_ref())
+    }
 }
 
-/// Score every input with a model or an ensemble: each file is decoded once, prepared the way
-/// of each member ([`Ensemble::prepare`]) and scored through [`Ensemble::score`] (the members'
-/// mean `p_fake`, decided by the ensemble's rule; one member: its own), the model named
-/// `a + b`. Bad files get an error entry and do not stop the others.
+/// Score every input with a model or an ensemble: each file is read once, its provenance
+/// evidence taken from the original bytes, decoded once, prepared the way of each member
+/// ([`Ensemble::prepare_bytes`]) and scored through [`Ensemble::score`] (the members' mean
+/// `p_fake`, decided by the ensemble's rule; one member: its own; combined with the evidence by
+/// [`crate::decision::with_provenance`]), the model named `a + b`. Bad files get an error entry
+/// and do not stop the others.
 pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Prediction> {
     // Decoded at full size only long enough to note the size and prepare the members' inputs.
-    let decoded: Vec<(PathBuf, Result<Prepared>)> = data::expand_inputs(inputs)
+    let decoded: Vec<(PathBuf, Unscored)> = data::expand_inputs(inputs)
         .into_par_iter()
         .map(|item| match item {
             Ok(path) => {
-                let r = decode::read_rgb(&path).map(|img| ensemble.prepare(&img));
+                let r = read_and_prepare(ensemble, &path);
                 (path, r)
             }
-            Err((path, msg)) => (path.clone(), Err(Error::dataset(&path, msg))),
+            Err((path, msg)) => (path.clone(), Err((Error::dataset(&path, msg), None))),
         })
         .collect();
     let mut batch = ensemble.batch();
@@ -70,8 +86,10 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
         .map(|(path, r)| {
             let scored = r.and_then(|(w, h)| {
                 let d = decisions.next();
-                d.map(|d| (d, w, h))
-                    .ok_or_else(|| Error::Model(format!("{}: no score was produced", path.display())))
+                d.map(|d| (d, w, h)).ok_or_else(|| {
+                    let e = Error::Model(format!("{}: no score was produced", path.display()));
+                    (e, None)
+                })
             });
             match scored {
                 Ok((decision, w, h)) => Prediction {
@@ -81,16 +99,31 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
                     width: Some(w),
                     height: Some(h),
                     error: None,
+                    provenance: None,
                 },
-                Err(e) => Prediction {
+                Err((e, evidence)) => Prediction {
                     path,
                     decision: None,
                     model: None,
                     width: None,
                     height: None,
                     error: Some(e.to_string()),
+                    provenance: evidence,
                 },
             }
         })
         .collect()
+}
+
+/// A file prepared for scoring, or why not (with its evidence when its bytes were read).
+type Unscored = Result<Prepared, (Error, Option<provenance::Evidence>)>;
+
+/// Read a file once and prepare it with its provenance ([`Ensemble::prepare_bytes`]); a file
+/// that reads but does not decode keeps its evidence for the error entry.
+fn read_and_prepare(ensemble: &Ensemble, path: &Path) -> Unscored {
+    let bytes = crate::error::read_file(path).map_err(|e| (e, None))?;
+    ensemble.prepare_bytes(&bytes, path).map_err(|e| {
+        let name = path.file_name().and_then(|n| n.to_str());
+        (e, Some(provenance::inspect(&bytes, name)))
+    })
 }

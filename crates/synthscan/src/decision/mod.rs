@@ -4,11 +4,14 @@
 //! threshold; [`unjudgeable`] the shapes no detector may answer with confidence; the threshold
 //! rules chosen on validation data ([`ThresholdRule`], [`choose_threshold`], [`fpr_budget`]);
 //! and [`calibration`]: temperature and isotonic maps, the uncertain band, the false-alarm
-//! quantiles behind `--max-fpr`. Detectors, ensembles and evaluation import this module; it
-//! imports none of them.
+//! quantiles behind `--max-fpr`; and [`with_provenance`], the one rule that combines a pixel
+//! decision with what the file itself says about its origin (the `provenance` crate's
+//! [`Evidence`]). Detectors, ensembles and evaluation import this module; it imports none of
+//! them.
 
 pub mod calibration;
 
+use provenance::{Evidence, Signal, SignalKind, Strength, Verdict};
 use serde::{Deserialize, Serialize};
 
 /// A detector's verdict on one score: the one place a score becomes a label.
@@ -25,6 +28,11 @@ pub struct Decision {
     /// one the image was routed to). Answers name it beside the decision.
     #[serde(skip)]
     pub model: String,
+    /// What the file's own bytes say about its origin (content credentials, generator metadata,
+    /// invisible watermarks), read before decoding; `None` where it was not checked (images
+    /// scored from pixels alone). Combined with the pixel verdict by [`with_provenance`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Evidence>,
 }
 
 /// The label of an answer the detector will not commit to.
@@ -206,6 +214,335 @@ pub fn fpr_budget(scores: &[f32], labels: &[u8], budget: f64) -> BudgetThreshold
     }
 }
 
+/// The pixel decision combined with the file's provenance evidence: **the one rule**.
+///
+/// * The label becomes `FAKE`, with `reason: "provenance: …"`, whatever the pixel score (and
+///   whatever the pixel label, UNCERTAIN included), when the evidence holds a *decisive* signal
+///   ([`decisive_signal`]):
+///   - a **C2PA content credential whose claim verifies** (signature and hashes intact) and
+///     whose digital source type is AI (`trainedAlgorithmicMedia`,
+///     `compositeWithTrainedAlgorithmicMedia`, `algorithmicMedia`): strength `signed-valid` or
+///     `signed-untrusted`. No trust list is bundled, so a credential whose signer is not on one
+///     still counts when it is intact: it cannot have been altered since signing, and a forger
+///     gains nothing by falsely declaring an image AI-made. The crate also rates an AI
+///     credential whose certificate has expired, or whose CAWG identity assertion fails,
+///     `signed-untrusted` (the claim itself verifies), and so does this rule;
+///   - a **decoded invisible watermark** of a generator (`statistical`, bit agreement at or
+///     above [`provenance::watermark::THRESHOLD`]).
+/// * Anything else — unsigned metadata claims (generator parameters, EXIF/XMP tool names, even
+///   when they say AI: anyone can write them), `CAMERA`, `EDITED`, `INVALID` (tampered or
+///   unreadable credentials), `NONE` — leaves the pixel label unchanged and is only reported.
+///   Absence of evidence changes nothing: most platforms strip metadata.
+///
+/// `p_fake` and `threshold` always stay the pixel model's; the evidence is attached to the
+/// decision either way (`"provenance"` in JSON).
+pub fn with_provenance(mut decision: Decision, evidence: Evidence) -> Decision {
+    if let Some(signal) = decisive_signal(&evidence) {
+        decision.label = crate::data::CLASS_NAMES[crate::data::FAKE as usize].to_string();
+        decision.reason = Some(format!("provenance: {}", describe_signal(signal)));
+    }
+    decision.provenance = Some(evidence);
+    decision
+}
+
+/// The signal that overrides the pixel label under [`with_provenance`]'s rule, if any: an
+/// intact AI content credential, or a generator watermark decoded above the threshold.
+pub fn decisive_signal(evidence: &Evidence) -> Option<&Signal> {
+    evidence.signals.iter().find(|s| {
+        s.says == Verdict::Ai
+            && match s.kind {
+                SignalKind::C2pa => {
+                    matches!(
+                        s.strength,
+                        Strength::SignedValid | Strength::SignedUntrusted
+                    )
+                }
+                SignalKind::Watermark => {
+                    s.strength == Strength::Statistical
+                        && s.bit_agreement
+                            .is_some_and(|a| a >= provenance::watermark::THRESHOLD)
+                }
+                SignalKind::Metadata => false,
+            }
+    })
+}
+
+/// One signal in a line: `C2PA credential (signed, signer not on a trust list):
+/// trainedAlgorithmicMedia by Adobe Firefly`, `invisible watermark SDXL (…) at 1.000 bit
+/// agreement`, `unsigned metadata claim: …`.
+pub fn describe_signal(s: &Signal) -> String {
+    match s.kind {
+        SignalKind::C2pa => {
+            let info = s.c2pa.as_ref();
+            let state = match (s.strength, info.map(|i| i.validation)) {
+                (Strength::SignedValid, _) => "signed, signer trusted",
+                (_, Some(provenance::Validation::Expired)) => "signed, certificate expired",
+                (_, Some(provenance::Validation::IdentityInvalid)) => {
+                    "signed, identity assertion fails"
+                }
+                (Strength::SignedUntrusted, _) => "signed, signer not on a trust list",
+                (Strength::SignedInvalid, _) => "fails validation",
+                _ => "unverified",
+            };
+            let what = match info.map(|i| &i.digital_source_types) {
+                Some(types) if !types.is_empty() => types.join(", "),
+                _ => match s.says {
+                    Verdict::Camera => "capture".into(),
+                    Verdict::Edited => "edits recorded".into(),
+                    Verdict::Invalid => "invalid credential".into(),
+                    _ => "no source type".into(),
+                },
+            };
+            let by = s
+                .generator
+                .as_deref()
+                .or_else(|| info.and_then(|i| i.signer.as_deref()))
+                .filter(|g| !g.is_empty())
+                .map(|g| format!(" by {g}"))
+                .unwrap_or_default();
+            format!("C2PA credential ({state}): {what}{by}")
+        }
+        SignalKind::Watermark => match (&s.payload, s.bit_agreement) {
+            (Some(p), Some(a)) => format!(
+                "invisible watermark {p} ({}) at {a:.3} bit agreement",
+                s.generator.as_deref().unwrap_or("unknown generator")
+            ),
+            _ => format!("invisible watermark: {}", s.detail),
+        },
+        SignalKind::Metadata => format!("unsigned metadata claim: {}", s.detail),
+    }
+}
+
 fn ratio(a: usize, b: usize) -> f64 {
     if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use provenance::{C2paInfo, Validation};
+
+    fn pixel(label: &str, p_fake: f32) -> Decision {
+        Decision {
+            p_fake,
+            label: label.into(),
+            threshold: 0.5,
+            reason: None,
+            model: "m".into(),
+            provenance: None,
+        }
+    }
+
+    fn evidence(signals: Vec<Signal>) -> Evidence {
+        let verdict = signals.first().map_or(Verdict::None, |s| s.says);
+        Evidence {
+            verdict,
+            reason: "test".into(),
+            signals,
+            notes: vec![],
+            errors: vec![],
+            format: Some("jpeg".into()),
+        }
+    }
+
+    fn c2pa(says: Verdict, strength: Strength, validation: Validation, dst: &[&str]) -> Signal {
+        let mut s = Signal::new(SignalKind::C2pa, says, strength, "credential".into());
+        s.generator = Some("Adobe Firefly".into());
+        s.c2pa = Some(C2paInfo {
+            validation,
+            validation_state: None,
+            failure_codes: vec![],
+            active_manifest: None,
+            manifests: 1,
+            claim_generator: Some("Adobe Firefly".into()),
+            title: None,
+            digital_source_types: dst.iter().map(|t| t.to_string()).collect(),
+            actions: vec![],
+            signer: Some("Adobe Inc.".into()),
+            signer_common_name: None,
+            signed_at: None,
+            trust_list: "none".into(),
+            error: None,
+        });
+        s
+    }
+
+    fn watermark(agreement: f64) -> Signal {
+        let says = if agreement >= provenance::watermark::THRESHOLD {
+            Verdict::Ai
+        } else {
+            Verdict::None
+        };
+        let mut s = Signal::new(
+            SignalKind::Watermark,
+            says,
+            Strength::Statistical,
+            "wm".into(),
+        );
+        s.bit_agreement = Some(agreement);
+        s.payload = Some("SDXL".into());
+        s.generator = Some("Stable Diffusion XL".into());
+        s
+    }
+
+    const AI: &[&str] = &["trainedAlgorithmicMedia"];
+
+    /// The label and reason after combining; `p_fake` and threshold never change.
+    fn combined(d: Decision, signals: Vec<Signal>) -> Decision {
+        let ev = evidence(signals);
+        let out = with_provenance(d.clone(), ev.clone());
+        assert_eq!((out.p_fake, out.threshold), (d.p_fake, d.threshold));
+        assert_eq!(out.provenance, Some(ev));
+        out
+    }
+
+    #[test]
+    fn an_intact_ai_credential_makes_fake_whatever_the_pixels() {
+        for (strength, validation) in [
+            (Strength::SignedUntrusted, Validation::UntrustedSigner),
+            (Strength::SignedValid, Validation::Trusted),
+            (Strength::SignedUntrusted, Validation::Expired),
+        ] {
+            for pixel_label in ["REAL", "UNCERTAIN", "FAKE"] {
+                let d = combined(
+                    pixel(pixel_label, 0.02),
+                    vec![c2pa(Verdict::Ai, strength, validation, AI)],
+                );
+                assert_eq!(d.label, "FAKE");
+                let why = d.reason.unwrap();
+                assert!(
+                    why.starts_with("provenance: C2PA credential (signed"),
+                    "{why}"
+                );
+                assert!(
+                    why.contains("trainedAlgorithmicMedia by Adobe Firefly"),
+                    "{why}"
+                );
+            }
+        }
+        let d = combined(
+            pixel("REAL", 0.1),
+            vec![c2pa(
+                Verdict::Ai,
+                Strength::SignedUntrusted,
+                Validation::UntrustedSigner,
+                AI,
+            )],
+        );
+        assert_eq!(
+            d.reason.as_deref(),
+            Some(
+                "provenance: C2PA credential (signed, signer not on a trust list): \
+                 trainedAlgorithmicMedia by Adobe Firefly"
+            )
+        );
+    }
+
+    #[test]
+    fn a_decoded_watermark_makes_fake_and_a_weak_one_does_not() {
+        let d = combined(pixel("REAL", 0.3), vec![watermark(0.98)]);
+        assert_eq!(d.label, "FAKE");
+        let why = d.reason.unwrap();
+        assert!(
+            why.starts_with("provenance: invisible watermark SDXL"),
+            "{why}"
+        );
+        assert!(why.contains("0.980 bit agreement"), "{why}");
+        // Under the threshold: reported, not decisive.
+        let d = combined(pixel("REAL", 0.3), vec![watermark(0.8)]);
+        assert_eq!((d.label.as_str(), d.reason), ("REAL", None));
+        // A signal claiming AI with an agreement under the threshold is not trusted either.
+        let mut odd = watermark(0.8);
+        odd.says = Verdict::Ai;
+        let d = combined(pixel("REAL", 0.3), vec![odd]);
+        assert_eq!(d.label, "REAL");
+    }
+
+    #[test]
+    fn metadata_claims_only_report() {
+        let a1111 = Signal::metadata(Verdict::Ai, "PNG tEXt parameters", "Steps: 20", None);
+        let d = combined(pixel("REAL", 0.2), vec![a1111]);
+        assert_eq!((d.label.as_str(), d.reason), ("REAL", None));
+    }
+
+    #[test]
+    fn camera_edited_invalid_and_none_leave_the_pixel_label() {
+        let uncertain = Decision {
+            reason: Some("too small".into()),
+            ..pixel("UNCERTAIN", 0.5)
+        };
+        let cases = vec![
+            vec![c2pa(
+                Verdict::Camera,
+                Strength::SignedValid,
+                Validation::Trusted,
+                &["digitalCapture"],
+            )],
+            vec![Signal::metadata(
+                Verdict::Camera,
+                "EXIF Make/Model",
+                "NIKON",
+                Some("NIKON"),
+            )],
+            vec![c2pa(
+                Verdict::Edited,
+                Strength::SignedUntrusted,
+                Validation::UntrustedSigner,
+                &[],
+            )],
+            vec![Signal::metadata(
+                Verdict::Edited,
+                "EXIF Software",
+                "GIMP",
+                Some("GIMP"),
+            )],
+            // A tampered credential claiming AI is INVALID: not decisive.
+            vec![c2pa(
+                Verdict::Invalid,
+                Strength::SignedInvalid,
+                Validation::Tampered,
+                AI,
+            )],
+            vec![],
+        ];
+        for signals in cases {
+            for d in [pixel("REAL", 0.1), pixel("FAKE", 0.9), uncertain.clone()] {
+                let out = combined(d.clone(), signals.clone());
+                assert_eq!(
+                    (&out.label, &out.reason),
+                    (&d.label, &d.reason),
+                    "{signals:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn evidence_is_serialized_beside_the_decision_only_when_checked() {
+        let d = pixel("REAL", 0.1);
+        let v = serde_json::to_value(&d).unwrap();
+        assert!(v.get("provenance").is_none());
+        let v = serde_json::to_value(with_provenance(d, evidence(vec![]))).unwrap();
+        assert_eq!(v["provenance"]["verdict"], "NONE");
+        assert!(v["provenance"]["signals"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn signals_in_one_line() {
+        let s = c2pa(
+            Verdict::Invalid,
+            Strength::SignedInvalid,
+            Validation::Tampered,
+            &[],
+        );
+        assert_eq!(
+            describe_signal(&s),
+            "C2PA credential (fails validation): invalid credential by Adobe Firefly"
+        );
+        let m = Signal::metadata(Verdict::Edited, "EXIF Software", "GIMP", Some("GIMP"));
+        assert_eq!(
+            describe_signal(&m),
+            "unsigned metadata claim: EXIF Software names the editor GIMP"
+        );
+    }
 }

@@ -265,6 +265,7 @@ impl Ensemble {
             threshold,
             reason,
             model: self.name(),
+            provenance: None,
         }
     }
 
@@ -541,5 +542,82 @@ mod tests {
             one.calibrate(&scores, &labels, 0.99, ThresholdRule::Accuracy)
                 .is_err()
         );
+    }
+
+    /// A PNG of `img` with one `tEXt` chunk inserted after the header.
+    fn png_with_text(img: &image::RgbImage, key: &str, text: &str) -> Vec<u8> {
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let png = png.into_inner();
+        let data = [key.as_bytes(), b"\0", text.as_bytes()].concat();
+        let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+        let body = [b"tEXt".as_slice(), &data].concat();
+        chunk.extend_from_slice(&body);
+        // CRC-32 (IEEE) of type and data: the PNG decoder checks it.
+        let mut crc = 0xffff_ffffu32;
+        for &b in &body {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            }
+        }
+        chunk.extend_from_slice(&(!crc).to_be_bytes());
+        // Signature (8) + IHDR (4 + 4 + 13 + 4).
+        [&png[..33], &chunk[..], &png[33..]].concat()
+    }
+
+    #[test]
+    fn evidence_rides_with_each_image_and_decides_by_the_one_rule() {
+        use provenance::{Evidence, Signal, SignalKind, Strength, Verdict};
+        let ens = pair();
+        let img = image(2);
+        let bytes = png_with_text(&img, "parameters", "a cat\nSteps: 20, Sampler: Euler a");
+        let from_bytes = ens.prepare_bytes(&bytes, Path::new("x.png")).unwrap();
+        let ev = from_bytes.provenance.clone().expect("inspected");
+        assert_eq!(ev.verdict, Verdict::Ai);
+        let plain = ens.prepare(&img);
+        assert!(plain.provenance.is_none());
+        assert_eq!(plain.inputs, from_bytes.inputs);
+        // A decisive signal: an intact AI credential.
+        let mut credential = ev.clone();
+        credential.signals.insert(
+            0,
+            Signal::new(
+                SignalKind::C2pa,
+                Verdict::Ai,
+                Strength::SignedUntrusted,
+                "credential".into(),
+            ),
+        );
+        let decisive = Prepared {
+            provenance: Some(credential),
+            ..plain.clone()
+        };
+        let none = Prepared {
+            provenance: Some(Evidence {
+                signals: vec![],
+                verdict: Verdict::None,
+                ..ev.clone()
+            }),
+            ..plain.clone()
+        };
+        let batch = ens.batch_of([plain, from_bytes, decisive, none]);
+        for passes in [score::Passes::AcrossCores, score::Passes::ThisThread] {
+            let d = ens.score_with(&batch, passes);
+            // Pixels alone: no record. Metadata claims and NONE: reported, label unchanged.
+            assert!(d[0].provenance.is_none());
+            assert_eq!(d[1].provenance.as_ref().unwrap().verdict, Verdict::Ai);
+            assert_eq!(d[3].provenance.as_ref().unwrap().verdict, Verdict::None);
+            for k in [1, 3] {
+                assert_eq!((&d[k].label, &d[k].reason), (&d[0].label, &d[0].reason));
+            }
+            // The credential decides FAKE; the pixel score stays.
+            assert_eq!(d[2].label, "FAKE");
+            assert!(d[2].reason.as_deref().unwrap().starts_with("provenance: C2PA"));
+            assert!(d[1..].iter().all(|x| x.p_fake == d[0].p_fake));
+        }
+        // Undecodable bytes are an error naming the file.
+        let err = ens.prepare_bytes(b"not an image", Path::new("junk.png")).unwrap_err();
+        assert!(err.to_string().contains("junk.png"), "{err}");
     }
 }

@@ -6,19 +6,29 @@
 //! maps the mean through the ensemble's calibration ([`Ensemble::combine`]) and decides it
 //! ([`Ensemble::decide_image`]). `predict`, `evaluate`, `robustness`, `explain` and the server's
 //! batcher all score through here; a single model is an ensemble of one.
+//!
+//! An image prepared from its file's bytes ([`Ensemble::prepare_bytes`]) also carries the
+//! file's provenance evidence, read before decoding; [`Ensemble::score_with`] combines it with
+//! the pixel decision by the one rule, [`crate::decision::with_provenance`].
 
 use super::Ensemble;
-use crate::data::ImageSet;
-use crate::decision::Decision;
+use crate::data::{ImageSet, decode};
+use crate::decision::{Decision, with_provenance};
+use crate::error::Result;
+use provenance::Evidence;
+use std::path::Path;
 
 /// One decoded image prepared for every member that scores it, in member order (empty for a
 /// member that does not: a routed ensemble prepares only for the member the image goes to), with
-/// the size it was decoded at (the decision rule refuses shapes no detector can judge).
+/// the size it was decoded at (the decision rule refuses shapes no detector can judge), and the
+/// provenance evidence of the original file when it was read (set by the caller from the file's
+/// bytes, before decoding: [`Ensemble::prepare_bytes`]; `None` for pixels alone).
 #[derive(Clone, Debug)]
 pub struct Prepared {
     pub inputs: Vec<Vec<u8>>,
     pub width: u32,
     pub height: u32,
+    pub provenance: Option<Evidence>,
 }
 
 /// Prepared images gathered into one set per member (set `m` holds member `m`'s inputs, the
@@ -31,6 +41,8 @@ pub struct Batch {
     shapes: Vec<Option<(u32, u32)>>,
     /// Which members score each image (bit `m` for member `m`).
     scored_by: Vec<u64>,
+    /// Each image's provenance evidence, where its file was inspected.
+    provenance: Vec<Option<Evidence>>,
 }
 
 impl Batch {
@@ -46,6 +58,7 @@ impl Batch {
         }
         self.shapes.push(Some((p.width, p.height)));
         self.scored_by.push(mask);
+        self.provenance.push(p.provenance);
     }
 
     pub fn len(&self) -> usize {
@@ -91,7 +104,38 @@ impl Ensemble {
             inputs,
             width: img.width(),
             height: img.height(),
+            provenance: None,
         }
+    }
+
+    /// [`Self::prepare`] from a file's original bytes, the one way `predict` and the server
+    /// bring a file to the scoring path: the header is checked against the decoder's limits
+    /// ([`decode::MAX_PIXELS`]), the file's provenance evidence is read from the bytes
+    /// ([`provenance::inspect`]: content credentials, generator metadata, watermarks), then the
+    /// image is decoded and prepared. `name` names the file in errors and hints its format. A
+    /// file that cannot be decoded is an error (its evidence is not kept: a caller that wants it
+    /// calls [`provenance::inspect`] itself).
+    pub fn prepare_bytes(&self, bytes: &[u8], name: &Path) -> Result<Prepared> {
+        Ok(self
+            .prepare_bytes_within(bytes, name, decode::MAX_PIXELS)?
+            .0)
+    }
+
+    /// [`Self::prepare_bytes`] with the decoder refusing images over `max_pixels` (the server's
+    /// limit), also returning the decoded image (the server's Grad-CAM needs the pixels again).
+    pub fn prepare_bytes_within(
+        &self,
+        bytes: &[u8],
+        name: &Path,
+        max_pixels: u64,
+    ) -> Result<(Prepared, image::RgbImage)> {
+        // Refuse what the decoder would refuse before reading anything else from the file.
+        decode::header_dimensions(bytes, name, max_pixels)?;
+        let evidence = provenance::inspect(bytes, name.file_name().and_then(|n| n.to_str()));
+        let img = decode::decode_rgb_within(bytes, name, max_pixels)?;
+        let mut prepared = self.prepare(&img);
+        prepared.provenance = Some(evidence);
+        Ok((prepared, img))
     }
 
     /// An empty batch for this ensemble's members.
@@ -100,6 +144,7 @@ impl Ensemble {
             sets: self.members.iter().map(|d| d.image_set(&[])).collect(),
             shapes: Vec::new(),
             scored_by: Vec::new(),
+            provenance: Vec::new(),
         }
     }
 
@@ -115,7 +160,9 @@ impl Ensemble {
         self.score_with(batch, Passes::AcrossCores)
     }
 
-    /// [`Self::score`], with the forward passes scheduled as `passes` says.
+    /// [`Self::score`], with the forward passes scheduled as `passes` says. An image that
+    /// carries provenance evidence gets it combined with its pixel decision
+    /// ([`with_provenance`]).
     pub fn score_with(&self, batch: &Batch, passes: Passes) -> Vec<Decision> {
         // Each member's scores of the images it was given, in batch order.
         let mut per_member: Vec<std::vec::IntoIter<f32>> = self
@@ -138,7 +185,8 @@ impl Ensemble {
             .scored_by
             .iter()
             .zip(&batch.shapes)
-            .map(|(&mask, shape)| {
+            .zip(&batch.provenance)
+            .map(|((&mask, shape), evidence)| {
                 let (mut sum, mut count, mut only) = (0f32, 0usize, 0usize);
                 for (m, scores) in per_member.iter_mut().enumerate() {
                     if mask & (1 << m) != 0 {
@@ -148,12 +196,16 @@ impl Ensemble {
                     }
                 }
                 let mean = sum / count.max(1) as f32;
-                match (self.routed, shape) {
+                let pixels = match (self.routed, shape) {
                     // A routed image is answered by its member alone, by that member's rule.
                     (true, Some((w, h))) => self.members[only].decide_image(mean, *w, *h),
                     (true, None) => self.members[only].decide(mean),
                     (false, Some((w, h))) => self.decide_image(self.combine(mean), *w, *h),
                     (false, None) => self.decide(self.combine(mean)),
+                };
+                match evidence {
+                    Some(ev) => with_provenance(pixels, ev.clone()),
+                    None => pixels,
                 }
             })
             .collect()

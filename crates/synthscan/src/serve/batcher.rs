@@ -252,6 +252,7 @@ mod tests {
             inputs: vec![px],
             width: 16,
             height: 16,
+            provenance: None,
         }
     }
 

@@ -6,7 +6,6 @@ use super::batcher::SubmitError;
 use super::error::ApiError;
 use super::overlay;
 use super::upload::{Upload, uploads};
-use crate::data::decode;
 use crate::decision::Decision;
 use crate::ensemble::Prepared;
 use crate::predict::Prediction;
@@ -171,6 +170,7 @@ fn prediction_fields(
         width: Some(width),
         height: Some(height),
         error: None,
+        provenance: None,
     };
     let mut v = match serde_json::to_value(p) {
         Ok(Value::Object(m)) => m,
@@ -186,8 +186,10 @@ struct Decoded {
     image: Option<RgbImage>,
 }
 
-/// Header check, decode and resize, on the blocking pool (at most `decode_permits` at once,
-/// which bounds the memory that decoding large images can take).
+/// Header check, provenance evidence from the upload's original bytes, decode and resize
+/// ([`crate::ensemble::Ensemble::prepare_bytes_within`], as `predict` does), on the blocking
+/// pool (at most `decode_permits` at once, which bounds the memory that decoding large images
+/// can take).
 async fn decode_upload(
     st: &Arc<AppState>,
     upload: Upload,
@@ -203,9 +205,9 @@ async fn decode_upload(
     let ensemble = st.ensemble.clone();
     let job = tokio::task::spawn_blocking(move || {
         let name = Path::new(&upload.name);
-        let img = decode::decode_rgb_within(&upload.bytes, name, max_pixels)?;
+        let (prepared, img) = ensemble.prepare_bytes_within(&upload.bytes, name, max_pixels)?;
         Ok::<_, crate::Error>(Decoded {
-            prepared: ensemble.prepare(&img),
+            prepared,
             image: keep.then_some(img),
         })
     });
