@@ -3,8 +3,8 @@
 # `chromium` package) driven by playwright-core: upload an image, check that the verdict, the
 # probability bar and the Grad-CAM overlay appear, that a non-image gives an error in plain
 # words, that the "Content credentials" box shows the file's provenance, and that the drop zone
-# is reachable with the keyboard; save docs/serve-page.png (SHOT=target/page.png to put it
-# elsewhere).
+# is reachable with the keyboard; save target/serve-page.png (SHOT=docs/serve-page.png to refresh
+# the README's figure; CI writes under target/ only).
 #
 #   scripts/page-test.sh            # skips (exit 0, with the reason) when Chromium or Node is absent
 #   scripts/page-test.sh --install  # installs chromium with apt-get first when it is absent (CI)
@@ -63,7 +63,7 @@ URL=$(sed -n 's/^listening on //p' "$WORK/server.out" | head -n1)
 [[ -n "$URL" ]] || { echo "server did not start:"; cat "$LOG"; exit 1; }
 
 URL="$URL" CHROMIUM="$CHROMIUM" IMG="$PWD/$IMG" TXT="$PWD/$WORK/not-an-image.txt" \
-SHOT="$PWD/${SHOT:-docs/serve-page.png}" NODE_PATH="$PWD/$WORK/node_modules" node - <<'EOF'
+SHOT="$PWD/${SHOT:-target/serve-page.png}" NODE_PATH="$PWD/$WORK/node_modules" node - <<'EOF'
 const { chromium } = require("playwright-core");
 const fail = (msg) => { console.error("page test FAILED: " + msg); process.exit(1); };
 (async () => {
