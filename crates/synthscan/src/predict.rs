@@ -15,7 +15,12 @@ use std::path::{Path, PathBuf};
 /// bytes could be read but not decoded: a HEIC or TIFF may still carry credentials).
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Prediction {
+    /// The path as text (a name that is not UTF-8 is written lossily, with its raw bytes in
+    /// `path_base64`).
+    #[serde(serialize_with = "lossy_path")]
     pub path: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_base64: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub decision: Option<Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,6 +35,25 @@ pub struct Prediction {
     /// is flattened into the same object: never both).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<provenance::Evidence>,
+}
+
+/// A path as UTF-8 text, lossily where it is not.
+fn lossy_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// The raw bytes of a path that is not UTF-8, in base64 (`None` for a UTF-8 path), so that a
+/// script can still find the file.
+pub fn raw_path_base64(path: &std::path::Path) -> Option<String> {
+    use base64::Engine;
+    if path.to_str().is_some() {
+        return None;
+    }
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().into_owned().into_bytes();
+    Some(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 impl Prediction {
@@ -93,6 +117,7 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
             });
             match scored {
                 Ok((decision, w, h)) => Prediction {
+                    path_base64: raw_path_base64(&path),
                     path,
                     model: Some(decision.model.clone()),
                     decision: Some(decision),
@@ -102,6 +127,7 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
                     provenance: None,
                 },
                 Err((e, evidence)) => Prediction {
+                    path_base64: raw_path_base64(&path),
                     path,
                     decision: None,
                     model: None,

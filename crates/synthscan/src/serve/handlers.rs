@@ -165,6 +165,7 @@ fn prediction_fields(
 ) -> serde_json::Map<String, Value> {
     let p = Prediction {
         path: PathBuf::new(),
+        path_base64: None,
         model: Some(decision.model.clone()),
         decision: Some(decision),
         width: Some(width),
