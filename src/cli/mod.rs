@@ -97,7 +97,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// The models of `--model` (the embedded default when none), each a model file or an
+/// The models of `--model` (the built-in `auto` when none), each a model file or an
 /// ensemble file, as one ensemble, with the TTA switch applied to every member and the
 /// false-alarm budget to the ensemble's decision (one model's, or a calibrated ensemble's).
 fn load_members(models: &[PathBuf], tta: Option<bool>, max_fpr: Option<f64>) -> Result<Ensemble> {
