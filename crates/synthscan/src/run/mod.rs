@@ -5,7 +5,8 @@
 //! RUN/run.json             [`RunInfo`]: seed, git revision, versions, data counts, final metrics
 //! RUN/metrics.csv          one [`EpochRow`] per epoch (header derived from the row type)
 //! RUN/model.synthscan      the final detector
-//! RUN/weights/             best.synthscan, last.synthscan, resume state and training records
+//! RUN/weights/             best.synthscan, last.synthscan (copies of the committed generation),
+//!                          resume.json (the commit) and gen-NNNNNN/ (the checkpoint's files)
 //! ```
 //!
 //! Training writes through [`RunDir`]; reports and comparisons read through it. The two never
@@ -42,8 +43,31 @@ impl RunDir {
             root: fresh_path(out, name),
         };
         let weights = run.weights_dir();
-        std::fs::create_dir_all(&weights).map_err(|e| Error::io(&weights, e))?;
+        std::fs::create_dir_all(&weights)
+            .map_err(|e| Error::output(&weights, format!("cannot create the run folder: {e}")))?;
+        run.probe_writable()?;
         Ok(run)
+    }
+
+    /// Fail now, with a clear error, when files cannot be written into the run folder and its
+    /// `weights/` (a read-only or full output folder), rather than at the first checkpoint.
+    pub fn probe_writable(&self) -> Result<()> {
+        for dir in [self.root.clone(), self.weights_dir()] {
+            let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+            let made = std::fs::File::create(&probe).and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(b"probe")?;
+                f.sync_all()
+            });
+            let _ = std::fs::remove_file(&probe);
+            if let Err(e) = made {
+                return Err(Error::output(
+                    &dir,
+                    format!("cannot write into the run folder: {e}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// An existing run folder (one with `run.json`).
@@ -114,15 +138,39 @@ impl RunDir {
         write_file(&self.file(name), format!("{}\n", R::header()))
     }
 
-    /// Append one row to a table started with [`RunDir::start_table`].
+    /// Append one row to a table started with [`RunDir::start_table`]. The whole (small) file
+    /// is rewritten atomically, so that a crash leaves it with or without the row, never half.
     pub fn append_row<R: CsvRow>(&self, name: &str, row: &R) -> Result<()> {
-        use std::io::Write;
         let path = self.file(name);
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        writeln!(file, "{}", row.to_line()).map_err(|e| Error::io(&path, e))
+        let mut text = String::from_utf8(read_file(&path)?)
+            .map_err(|e| Error::run_folder(&path, e.to_string()))?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&row.to_line());
+        text.push('\n');
+        write_file(&path, text)
+    }
+
+    /// Cut a table back to its header and first `rows` rows (what a resumed run has committed),
+    /// starting it afresh when it is missing. Rewritten atomically, and only when it changes.
+    pub fn keep_rows<R: CsvRow>(&self, name: &str, rows: usize) -> Result<()> {
+        let path = self.file(name);
+        if !path.exists() {
+            return self.start_table::<R>(name);
+        }
+        let text = String::from_utf8(read_file(&path)?)
+            .map_err(|e| Error::run_folder(&path, e.to_string()))?;
+        let mut lines = text.lines();
+        let mut kept = format!("{}\n", lines.next().unwrap_or(&R::header()));
+        for line in lines.filter(|l| !l.trim().is_empty()).take(rows) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if kept == text {
+            return Ok(());
+        }
+        write_file(&path, kept)
     }
 
     pub fn read_table<R: CsvRow>(&self, name: &str) -> Result<Vec<R>> {
@@ -136,6 +184,11 @@ impl RunDir {
 
     pub fn load_state<S: DeserializeOwned>(&self) -> Result<S> {
         read_json(&self.checkpoint(STATE_FILE))
+    }
+
+    /// Whether a checkpoint was ever committed (`weights/resume.json` exists).
+    pub fn has_state(&self) -> bool {
+        self.checkpoint(STATE_FILE).exists()
     }
 }
 
@@ -380,6 +433,27 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].epoch, 3);
         assert_eq!(back[0].lr, 0.001);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_table_is_cut_back_to_its_committed_rows() {
+        let out = temp("cut");
+        let run = RunDir::create_fresh(&out, "r").unwrap();
+        run.start_table::<EpochRow>(METRICS_FILE).unwrap();
+        for epoch in 1..=3 {
+            let row = EpochRow {
+                epoch,
+                ..Default::default()
+            };
+            run.append_row(METRICS_FILE, &row).unwrap();
+        }
+        run.keep_rows::<EpochRow>(METRICS_FILE, 2).unwrap();
+        let rows = read_metrics(run.path()).unwrap();
+        assert_eq!(rows.iter().map(|r| r.epoch).collect::<Vec<_>>(), [1, 2]);
+        run.keep_rows::<EpochRow>(METRICS_FILE, 0).unwrap();
+        let text = std::fs::read_to_string(run.file(METRICS_FILE)).unwrap();
+        assert_eq!(text, format!("{}\n", EpochRow::header()));
         let _ = std::fs::remove_dir_all(&out);
     }
 

@@ -1,7 +1,7 @@
 //! The end of a run: best checkpoint → threshold chosen on validation → provenance → test
 //! metrics → `model.synthscan`.
 
-use super::checkpoint::BEST;
+use super::checkpoint::{BEST, committed_file};
 use super::data::RunData;
 use crate::config::TrainConfig;
 use crate::detector::{Detector, ModelMeta, default_device};
@@ -27,7 +27,7 @@ pub fn finish(
     data: &RunData,
     info: &mut RunInfo,
 ) -> Result<Final> {
-    let best_net = Detector::load(&run.checkpoint(BEST))?.network;
+    let best_net = Detector::load(&committed_file(run, BEST))?.network;
     let mut detector = Detector::new(meta, best_net, default_device());
     let val_scores = if data.val.is_empty() {
         detector.meta.threshold = 0.5;

@@ -136,7 +136,12 @@ pub fn train_with_data(
 ) -> Result<RunOutcome> {
     let started = Instant::now();
     let mut t = Trainer::start(cfg, opts, data, resume, observer)?;
+    // A run killed after the checkpoint of the epoch that stopped it early has nothing left.
+    let stopped = t.state.epoch > 0 && t.stop_reached();
     for epoch in t.state.epoch + 1..=cfg.epochs {
+        if stopped {
+            break;
+        }
         t.epoch(epoch)?;
         t.observer.epoch_finished(&t.run);
         if t.should_stop(epoch) {
@@ -174,7 +179,10 @@ impl<'a, 'o> Trainer<'a, 'o> {
     ) -> Result<Self> {
         let resuming = resume.is_some();
         let run = match resume {
-            Some(run) => run,
+            Some(run) => {
+                run.probe_writable()?;
+                run
+            }
             None => RunDir::create_fresh(&opts.out, &cfg.name)?,
         };
         let device = default_device().autodiff();
@@ -256,8 +264,20 @@ impl<'a, 'o> Trainer<'a, 'o> {
 
     fn restore(&mut self) -> Result<()> {
         let ema = self.ema.as_mut().map(|(e, _)| e);
-        self.state = checkpoint::restore(&self.run, &mut self.model, &mut self.optim, ema)?;
+        self.state = checkpoint::restore(
+            &self.run,
+            &self.cfg.optimizer,
+            &mut self.model,
+            &mut self.optim,
+            ema,
+        )?;
         self.sched.plateau_scale = self.state.plateau_scale;
+        // Rows written after the last commit (before a kill) are written again.
+        self.run
+            .keep_rows::<EpochRow>(METRICS_FILE, self.state.epoch)?;
+        self.info.epochs_run = self.state.epoch;
+        self.info.best_epoch = self.state.stop.best_epoch;
+        self.info.train_seconds = self.state.train_seconds;
         let started = self.run.load_info()?.provenance;
         self.info.provenance = self.info.provenance.clone().resumed_from(&started);
         self.say(&format!(
@@ -293,6 +313,10 @@ impl<'a, 'o> Trainer<'a, 'o> {
     fn epoch(&mut self, epoch: usize) -> Result<EpochRow> {
         let cfg = self.cfg;
         let t0 = Instant::now();
+        // Every draw of an epoch is a function of (seed, epoch) alone, so that a resumed run
+        // draws what the uninterrupted one did: the order and the augmentation are seeded below,
+        // and the backend's generator (dropout) is reseeded here.
+        self.device.seed(epoch_seed(cfg.seed, epoch));
         let mut order: Vec<usize> = (0..self.data.train.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(
             cfg.seed.wrapping_add(epoch as u64 * 7919),
@@ -448,7 +472,7 @@ impl<'a, 'o> Trainer<'a, 'o> {
             eval_net,
             improved,
             trainee,
-            &self.state,
+            &mut self.state,
         )?;
         self.info.epochs_run = epoch;
         self.info.best_epoch = self.state.stop.best_epoch;
@@ -458,11 +482,8 @@ impl<'a, 'o> Trainer<'a, 'o> {
 
     /// Whether early stopping ends the run after `epoch`.
     fn should_stop(&mut self, epoch: usize) -> bool {
-        let Some(es) = &self.cfg.early_stopping else {
-            return false;
-        };
-        let stop = self.state.stop.bad_epochs >= es.patience;
-        if stop {
+        let stop = self.stop_reached();
+        if let (true, Some(es)) = (stop, &self.cfg.early_stopping) {
             let line = format!(
                 "early stop after epoch {epoch}: no improvement for {} epochs",
                 es.patience
@@ -470,6 +491,14 @@ impl<'a, 'o> Trainer<'a, 'o> {
             self.say(&line);
         }
         stop
+    }
+
+    /// Whether early stopping's patience has run out.
+    fn stop_reached(&self) -> bool {
+        self.cfg
+            .early_stopping
+            .as_ref()
+            .is_some_and(|es| self.state.stop.bad_epochs >= es.patience)
     }
 
     fn finish(mut self, started: Instant) -> Result<RunOutcome> {
@@ -512,6 +541,15 @@ impl<'a, 'o> Trainer<'a, 'o> {
             info: self.info,
         })
     }
+}
+
+/// The seed of the backend's generator for `epoch`: a function of the run's seed and the epoch
+/// only (splitmix64 of the two), whatever happened before.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The network and normalisation of the model file `init` names, checked against the experiment.
