@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 /// `synthscan ensemble … --out path` with the fault hook set to `fault` (or none).
 fn write_ensemble(out: &Path, fault: Option<&str>) -> std::process::Output {
     let mut cmd = bin();
-    cmd.args(["ensemble", "--model", "cifake", "--model", "cifake", "--out"])
-        .arg(out);
+    cmd.args([
+        "ensemble", "--model", "cifake", "--model", "cifake", "--out",
+    ])
+    .arg(out);
     if let Some(f) = fault {
         cmd.env("SYNTHSCAN_FAULT", f);
     }
@@ -33,14 +35,22 @@ fn a_full_disk_leaves_the_previous_model_intact_and_names_the_file() {
         err.contains("served.synthscan") && err.contains("No space left"),
         "{err}"
     );
-    assert_eq!(std::fs::read(&out).unwrap(), before, "the previous file changed");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "the previous file changed"
+    );
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     assert_eq!(left.len(), 1, "a temporary file was left behind: {left:?}");
     // Killed in the middle of the write (temporary written, not yet renamed): same outcome.
     let killed = write_ensemble(&out, Some("write:1:abort"));
     assert!(!killed.status.success());
     assert_eq!(std::fs::read(&out).unwrap(), before);
-    assert!(run(&["info", "--model", out.to_str().unwrap()]).status.success());
+    assert!(
+        run(&["info", "--model", out.to_str().unwrap()])
+            .status
+            .success()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -85,7 +95,12 @@ fn a_hostile_folder_scan_finishes_scoring_each_image_once() {
     use std::os::unix::ffi::OsStrExt;
     let dir = temp_dir("faults-folder");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/REAL");
-    let sample = std::fs::read_dir(&examples).unwrap().flatten().next().unwrap().path();
+    let sample = std::fs::read_dir(&examples)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     let mut deep = dir.join("nest");
     for i in 0..40 {
         deep = deep.join(format!("d{i}"));
@@ -120,7 +135,11 @@ fn a_hostile_folder_scan_finishes_scoring_each_image_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "some items failed: exit status 1");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "some items failed: exit status 1"
+    );
     let lines: Vec<Value> = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -131,7 +150,12 @@ fn a_hostile_folder_scan_finishes_scoring_each_image_once() {
         .iter()
         .find(|l| l.get("path_base64").is_some())
         .expect("the non-UTF-8 name is scored");
-    assert!(odd_line["path"].as_str().unwrap().ends_with("odd-\u{fffd}.jpg"));
+    assert!(
+        odd_line["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("odd-\u{fffd}.jpg")
+    );
     let raw = decode_base64(odd_line["path_base64"].as_str().unwrap());
     assert!(raw.ends_with(b"/odd-\xff.jpg"), "{raw:?}");
     let problems: Vec<&Value> = lines.iter().filter(|l| l.get("error").is_some()).collect();

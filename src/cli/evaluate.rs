@@ -106,8 +106,16 @@ fn print_groups(column: &str, groups: &[GroupMetrics]) {
             g.real,
             g.fake,
             m.accuracy,
-            if both { format!("{:.4}", m.roc_auc) } else { "-".into() },
-            if g.real > 0 { format!("{:.4}", m.false_alarm_rate) } else { "-".into() },
+            if both {
+                format!("{:.4}", m.roc_auc)
+            } else {
+                "-".into()
+            },
+            if g.real > 0 {
+                format!("{:.4}", m.false_alarm_rate)
+            } else {
+                "-".into()
+            },
             opt(m.coverage),
             opt(m.confident_accuracy),
         );

@@ -814,25 +814,14 @@ impl CnnEngine {
 /// burn's channels-first order (channel, then row, then column).
 fn global_pool(x: &[f32], n: usize, size: usize, c: usize, pool: Pool) -> Vec<f32> {
     let pixels = size * size;
-    let mut out = Vec::with_capacity(
-        n * c
-            * if pool == Pool::Flatten {
-                pixels
-            } else {
-                1
-            },
-    );
+    let mut out = Vec::with_capacity(n * c * if pool == Pool::Flatten { pixels } else { 1 });
     for img in x.chunks_exact(pixels * c).take(n) {
         match pool {
             Pool::Max | Pool::Avg => {
                 let mut acc = img[..c].to_vec();
                 for px in img.chunks_exact(c).skip(1) {
                     for (a, v) in acc.iter_mut().zip(px) {
-                        *a = if pool == Pool::Max {
-                            a.max(*v)
-                        } else {
-                            *a + v
-                        };
+                        *a = if pool == Pool::Max { a.max(*v) } else { *a + v };
                     }
                 }
                 if pool == Pool::Avg {

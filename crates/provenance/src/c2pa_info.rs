@@ -4,8 +4,8 @@
 //! The SDK's `Reader` JSON (the same as c2pa-python's and c2patool's) is summarised into a
 //! [`C2paInfo`]; its validation codes are classified into one [`Validation`] state.
 
-use crate::container::{Blobs, Format};
 pub use crate::c2pa_record::{C2paAction, C2paInfo, Validation};
+use crate::container::{Blobs, Format};
 use crate::{Evidence, Signal, SignalKind, Strength, Verdict};
 
 /// No trust list is bundled (see the crate README): this is what the record says.

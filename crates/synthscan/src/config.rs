@@ -5,8 +5,8 @@
 //! keys), with optional `seeds:` for repeats.
 
 use crate::data::{AugmentConfig, Normalization};
-use crate::error::{Error, Result};
 use crate::decision::ThresholdRule;
+use crate::error::{Error, Result};
 use crate::model::{ArchConfig, preset};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -4,9 +4,9 @@
 //! metadata ([`ModelMeta`]), then the weights as a burnpack record.
 
 use crate::data::{self, ImageSet, Normalization};
-use crate::error::{Error, Result};
 use crate::decision::calibration::{self, CalibrationFacts};
 use crate::decision::{Decision, Domain, UNCERTAIN, class_at, unjudgeable};
+use crate::error::{Error, Result};
 use crate::model::container;
 use crate::model::{ArchConfig, CnnEngine, Network};
 use burn::prelude::*;
@@ -16,7 +16,6 @@ use std::path::Path;
 
 /// Images scored per forward pass.
 pub const INFER_BATCH: usize = 256;
-
 
 fn is_resize(p: &crate::data::prepare::Preprocess) -> bool {
     *p == crate::data::prepare::Preprocess::Resize
@@ -215,15 +214,14 @@ impl Detector {
             message: m,
         };
         let parts = container::decode(container::Kind::Model, bytes, path)?;
-        let meta: ModelMeta = serde_json::from_slice(parts.header)
-            .map_err(|e| bad(format!("metadata: {e}")))?;
+        let meta: ModelMeta =
+            serde_json::from_slice(parts.header).map_err(|e| bad(format!("metadata: {e}")))?;
         meta.arch
             .validate(meta.input_size as usize)
             .map_err(|e| bad(e.to_string()))?;
-        let record = ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(
-            parts.payload.to_vec(),
-        ))
-        .map_err(|e| bad(format!("weights: {e}")))?;
+        let record =
+            ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(parts.payload.to_vec()))
+                .map_err(|e| bad(format!("weights: {e}")))?;
         let device = default_device();
         let network = meta
             .arch
@@ -283,7 +281,8 @@ impl Detector {
     /// trained on (a shorter side under [`crate::decision::MIN_SIDE`] or sides more than
     /// [`crate::decision::MAX_ASPECT`]-fold apart) and for sizes outside this model's domain.
     pub fn decide_image(&self, p_fake: f32, width: u32, height: u32) -> Decision {
-        let refused = unjudgeable(width, height).or_else(|| self.meta.domain().refuses(width, height));
+        let refused =
+            unjudgeable(width, height).or_else(|| self.meta.domain().refuses(width, height));
         match refused {
             Some(reason) => self.uncertain(p_fake, reason),
             None => self.decide(p_fake),
@@ -465,8 +464,7 @@ impl Detector {
     /// image is brought to the model's input.
     /// Resized, or a native-resolution crop, as the model file says ([`crate::data::prepare::Preprocess`]).
     pub fn prepare(&self, img: &image::RgbImage) -> Vec<u8> {
-        data::prepare::prepare(img, self.meta.input_size, self.meta.preprocess)
-            .into_raw()
+        data::prepare::prepare(img, self.meta.input_size, self.meta.preprocess).into_raw()
     }
 
     /// Decoded images of any size as a set at the model's input size (labels REAL).
@@ -501,7 +499,11 @@ pub fn encode_model(meta: &ModelMeta, network: Network) -> Result<Vec<u8>> {
         .into_record()
         .into_bytes()
         .map_err(|e| Error::Model(format!("cannot serialise weights: {e}")))?;
-    Ok(container::encode(container::Kind::Model, &meta_json, &weights))
+    Ok(container::encode(
+        container::Kind::Model,
+        &meta_json,
+        &weights,
+    ))
 }
 
 #[cfg(test)]
@@ -633,7 +635,12 @@ mod tests {
         // A 16 px model judges images up to 32 px a side: a photograph is outside its domain.
         let photo = det.decide_image(0.9, 64, 32);
         assert_eq!(photo.label, UNCERTAIN);
-        assert!(photo.reason.unwrap().contains("outside what this model was trained on"));
+        assert!(
+            photo
+                .reason
+                .unwrap()
+                .contains("outside what this model was trained on")
+        );
     }
 
     #[test]

@@ -86,7 +86,11 @@ impl Error {
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
-        let what = if meta.is_dir() { "a folder" } else { "not a regular file (a pipe, socket or device)" };
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a pipe, socket or device)"
+        };
         return Err(Error::dataset(path, format!("{what}; not read")));
     }
     std::fs::read(path).map_err(|e| Error::io(path, e))
@@ -104,7 +108,10 @@ pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let n = fault::next_write();
     let tmp = parent.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
     let written = (|| {
@@ -173,10 +180,18 @@ mod tests {
         write_file(&path, b"old").unwrap();
         write_file(&path, b"new contents").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new contents");
-        let left: Vec<_> = std::fs::read_dir(dir.join("sub")).unwrap().flatten().collect();
+        let left: Vec<_> = std::fs::read_dir(dir.join("sub"))
+            .unwrap()
+            .flatten()
+            .collect();
         assert_eq!(left.len(), 1, "{left:?}");
         // A folder or a pipe is refused, not read (reading a FIFO would block forever).
-        assert!(read_file(&dir).unwrap_err().to_string().contains("a folder"));
+        assert!(
+            read_file(&dir)
+                .unwrap_err()
+                .to_string()
+                .contains("a folder")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

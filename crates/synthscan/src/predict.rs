@@ -38,7 +38,10 @@ pub struct Prediction {
 }
 
 /// A path as UTF-8 text, lossily where it is not.
-fn lossy_path<S: serde::Serializer>(path: &std::path::Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn lossy_path<S: serde::Serializer>(
+    path: &std::path::Path,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&path.to_string_lossy())
 }
 

@@ -371,7 +371,10 @@ mod tests {
     fn reference(conv: &Conv2d, norm: &BatchNorm, pool: bool, x: Tensor<4>) -> Tensor<4> {
         let mut z = conv.forward(x);
         if pool {
-            z = burn::nn::pool::MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init().forward(z);
+            z = burn::nn::pool::MaxPool2dConfig::new([2, 2])
+                .with_strides([2, 2])
+                .init()
+                .forward(z);
         }
         burn::tensor::activation::relu(norm.forward(z))
     }

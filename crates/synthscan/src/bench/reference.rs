@@ -6,8 +6,8 @@
 use super::{BenchOptions, rate, train_stage};
 use crate::data::{ImageSet, Normalization};
 use crate::detector::Detector;
-use crate::error::{Error, Result};
 use crate::ensemble::Ensemble;
+use crate::error::{Error, Result};
 use crate::eval::evaluate_ensemble;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -48,7 +48,9 @@ impl Manifest {
         for record in reader.records().take(MAX_ROWS) {
             let record = record.map_err(|e| bad(e.to_string()))?;
             let row: Vec<String> = record.iter().map(str::to_string).collect();
-            let Some(file) = row.get(file_col) else { continue };
+            let Some(file) = row.get(file_col) else {
+                continue;
+            };
             let i = m.rows.len();
             m.by_path.insert(normal(&root.join(file)), i);
             if let Some(name) = Path::new(file).file_name() {
@@ -114,12 +116,18 @@ mod tests {
         )
         .unwrap();
         let m = Manifest::find(&dir.join("train/REAL")).unwrap().unwrap();
-        assert_eq!(m.value(&dir.join("train/REAL/a.jpg"), "kind"), Some("painting"));
+        assert_eq!(
+            m.value(&dir.join("train/REAL/a.jpg"), "kind"),
+            Some("painting")
+        );
         assert_eq!(
             m.value(&dir.join("train/./REAL/a.jpg"), "title"),
             Some("Still life, with apples")
         );
-        assert_eq!(m.value(Path::new("/elsewhere/b.jpg"), "kind"), Some("poster"));
+        assert_eq!(
+            m.value(Path::new("/elsewhere/b.jpg"), "kind"),
+            Some("poster")
+        );
         assert_eq!(m.value(&dir.join("train/REAL/c.jpg"), "kind"), None);
         assert_eq!(m.value(&dir.join("train/REAL/a.jpg"), "colour"), None);
         std::fs::write(dir.join(FILE_NAME), "sha16,kind\na1,painting\n").unwrap();

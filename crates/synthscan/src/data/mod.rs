@@ -3,8 +3,8 @@
 pub mod augment;
 pub mod decode;
 pub mod manifest;
-pub mod prepare;
 pub mod perturb;
+pub mod prepare;
 pub mod shard;
 pub mod walk;
 

@@ -37,4 +37,3 @@ pub fn prepare(img: &image::RgbImage, size: u32, how: Preprocess) -> image::RgbI
         }
     }
 }
-

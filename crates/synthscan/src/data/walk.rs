@@ -68,7 +68,8 @@ pub fn walk_images(root: &Path) -> Result<Walk> {
             Ok(e) => e,
             Err(e) if depth == 0 => return Err(Error::io(&dir, e)),
             Err(e) => {
-                walk.problems.push((dir, format!("cannot read the folder: {e}")));
+                walk.problems
+                    .push((dir, format!("cannot read the folder: {e}")));
                 continue;
             }
         };
@@ -76,7 +77,8 @@ pub fn walk_images(root: &Path) -> Result<Walk> {
             let path = match entry {
                 Ok(e) => e.path(),
                 Err(e) => {
-                    walk.problems.push((dir.clone(), format!("cannot read an entry: {e}")));
+                    walk.problems
+                        .push((dir.clone(), format!("cannot read an entry: {e}")));
                     continue;
                 }
             };
@@ -168,7 +170,10 @@ mod tests {
         std::os::unix::fs::symlink(".", dir.join("loop")).unwrap();
         std::os::unix::fs::symlink("missing.jpg", dir.join("dangling.jpg")).unwrap();
         let fifo = dir.join("pipe.jpg");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
         assert!(made.success());
 
         let w = walk_images(&dir).unwrap();
@@ -177,7 +182,11 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, vec!["a.png", "bad-\u{fffd}-name.jpg", "deep.jpg"], "{w:?}");
+        assert_eq!(
+            names,
+            vec!["a.png", "bad-\u{fffd}-name.jpg", "deep.jpg"],
+            "{w:?}"
+        );
         let problem = |name: &str| {
             w.problems
                 .iter()
@@ -189,7 +198,12 @@ mod tests {
         assert!(problem("dangling.jpg").contains("dangling"), "{w:?}");
         assert!(problem("loop").contains("cycle"), "{w:?}");
         assert_eq!(w.problems.len(), 3, "{w:?}");
-        assert!(check_regular(&fifo).unwrap_err().to_string().contains("named pipe"));
+        assert!(
+            check_regular(&fifo)
+                .unwrap_err()
+                .to_string()
+                .contains("named pipe")
+        );
         assert!(check_regular(&dir.join("x.jpg")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -116,8 +116,8 @@ fn read_header<'a>(bytes: &'a [u8], path: &Path) -> Result<(Header, &'a [u8])> {
         message,
     };
     let parts = container::decode(container::Kind::Ensemble, bytes, path)?;
-    let header: Header = serde_json::from_slice(parts.header)
-        .map_err(|e| bad(format!("ensemble header: {e}")))?;
+    let header: Header =
+        serde_json::from_slice(parts.header).map_err(|e| bad(format!("ensemble header: {e}")))?;
     if header.members.is_empty() || header.members.len() > MAX_MEMBERS {
         return Err(bad(format!(
             "{} members: an ensemble has 1 to {MAX_MEMBERS}",
@@ -137,4 +137,3 @@ pub fn is_ensemble_file(path: &Path) -> bool {
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok_and(|()| head == magic)
 }
-

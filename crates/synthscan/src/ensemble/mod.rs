@@ -353,7 +353,6 @@ impl Ensemble {
             )?;
         Ok(())
     }
-
 }
 
 /// The name of several detectors as one: theirs joined, `a + b`.
@@ -558,7 +557,11 @@ mod tests {
         for &b in &body {
             crc ^= u32::from(b);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         chunk.extend_from_slice(&(!crc).to_be_bytes());
@@ -613,11 +616,18 @@ mod tests {
             }
             // The credential decides FAKE; the pixel score stays.
             assert_eq!(d[2].label, "FAKE");
-            assert!(d[2].reason.as_deref().unwrap().starts_with("provenance: C2PA"));
+            assert!(
+                d[2].reason
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("provenance: C2PA")
+            );
             assert!(d[1..].iter().all(|x| x.p_fake == d[0].p_fake));
         }
         // Undecodable bytes are an error naming the file.
-        let err = ens.prepare_bytes(b"not an image", Path::new("junk.png")).unwrap_err();
+        let err = ens
+            .prepare_bytes(b"not an image", Path::new("junk.png"))
+            .unwrap_err();
         assert!(err.to_string().contains("junk.png"), "{err}");
     }
 }

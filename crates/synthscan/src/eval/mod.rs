@@ -3,8 +3,8 @@
 use crate::data::{self, Part};
 use crate::decision::{calibration, fpr_budget};
 use crate::ensemble::{Ensemble, Prepared};
-use rayon::prelude::*;
 use crate::error::Result;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -249,7 +249,12 @@ impl Evaluation {
                 }
             })
             .collect();
-        out.sort_by(|a, b| b.metrics.count.cmp(&a.metrics.count).then(a.group.cmp(&b.group)));
+        out.sort_by(|a, b| {
+            b.metrics
+                .count
+                .cmp(&a.metrics.count)
+                .then(a.group.cmp(&b.group))
+        });
         out
     }
 }
@@ -364,7 +369,10 @@ mod tests {
     fn an_ensemble_scores_the_mean_of_its_members_against_their_mean_threshold() {
         let dir = small_folder("ensemble");
         let a = Detector::embedded().unwrap();
-        let wide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/cifake-wide.synthscan");
+        let wide = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/cifake-wide.synthscan"
+        );
         let b = Detector::load(Path::new(wide)).unwrap();
         let (ta, tb) = (a.meta.threshold, b.meta.threshold);
         let ea = evaluate_ensemble(&Detector::embedded().unwrap().into(), &dir, true).unwrap();
@@ -401,7 +409,9 @@ mod tests {
         assert_ne!(a.meta.input_size, b.meta.input_size);
         let ea = evaluate_ensemble(&Detector::embedded().unwrap().into(), &dir, false).unwrap();
         let eb = evaluate_ensemble(
-            &Detector::from_bytes(bytes, Path::new(label)).unwrap().into(),
+            &Detector::from_bytes(bytes, Path::new(label))
+                .unwrap()
+                .into(),
             &dir,
             false,
         )

@@ -63,16 +63,17 @@ impl<'a> EnsembleCam<'a> {
             .ensemble
             .is_routed()
             .then(|| &self.cams[self.ensemble.route(image.width(), image.height())]);
-        let mut map = if let Some(cam) = routed.or(self.cams.first().filter(|_| self.cams.len() == 1)) {
-            cam.map(image, target)?
-        } else {
-            let maps: Vec<CamMap> = self
-                .cams
-                .iter()
-                .map(|c| c.map(image, target))
-                .collect::<Result<_>>()?;
-            self.mean(maps)
-        };
+        let mut map =
+            if let Some(cam) = routed.or(self.cams.first().filter(|_| self.cams.len() == 1)) {
+                cam.map(image, target)?
+            } else {
+                let maps: Vec<CamMap> = self
+                    .cams
+                    .iter()
+                    .map(|c| c.map(image, target))
+                    .collect::<Result<_>>()?;
+                self.mean(maps)
+            };
         map.p_fake = decision.p_fake;
         map.label = decision.label;
         Ok(map)

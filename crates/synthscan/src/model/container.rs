@@ -104,7 +104,10 @@ pub fn decode<'a>(kind: Kind, bytes: &'a [u8], path: &Path) -> Result<Parts<'a>>
     if !bytes.starts_with(magic) {
         return Err(bad(match Kind::of(bytes) {
             Some(other) => format!("{}, not {}", other.describe(), kind.describe()),
-            None => format!("not {} (its first bytes are not the header)", kind.describe()),
+            None => format!(
+                "not {} (its first bytes are not the header)",
+                kind.describe()
+            ),
         }));
     }
     let at = magic.len();
@@ -166,7 +169,10 @@ mod tests {
     fn a_container_round_trips_its_header_and_payload() {
         let bytes = sample();
         let p = decode(Kind::Model, &bytes, Path::new("m")).unwrap();
-        assert_eq!((p.version, p.header, p.payload), (2, &br#"{"a":1}"#[..], &[1u8, 2, 3, 4, 5][..]));
+        assert_eq!(
+            (p.version, p.header, p.payload),
+            (2, &br#"{"a":1}"#[..], &[1u8, 2, 3, 4, 5][..])
+        );
         assert_eq!(Kind::of(&bytes), Some(Kind::Model));
         assert_eq!(content_hash(&bytes).unwrap().len(), 64);
     }
@@ -181,7 +187,10 @@ mod tests {
             let err = decode(Kind::Model, broken, Path::new("x.synthscan")).unwrap_err();
             let msg = err.to_string();
             assert!(msg.contains("x.synthscan"), "{msg}");
-            assert!(msg.contains("checksum") || msg.contains("truncated"), "{msg}");
+            assert!(
+                msg.contains("checksum") || msg.contains("truncated"),
+                "{msg}"
+            );
         }
     }
 
@@ -193,16 +202,23 @@ mod tests {
         v1.extend_from_slice(b"{}");
         v1.extend_from_slice(&[9, 9]);
         let p = decode(Kind::Gan, &v1, Path::new("g")).unwrap();
-        assert_eq!((p.version, p.header, p.payload), (1, &b"{}"[..], &[9u8, 9][..]));
+        assert_eq!(
+            (p.version, p.header, p.payload),
+            (1, &b"{}"[..], &[9u8, 9][..])
+        );
     }
 
     #[test]
     fn one_kind_is_not_read_as_another() {
-        let msg = decode(Kind::Gan, &sample(), Path::new("m")).unwrap_err().to_string();
+        let msg = decode(Kind::Gan, &sample(), Path::new("m"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("a synthscan model file, not a GAN"), "{msg}");
         let mut future = sample();
         future[10] = 9;
-        let msg = decode(Kind::Model, &future, Path::new("m")).unwrap_err().to_string();
+        let msg = decode(Kind::Model, &future, Path::new("m"))
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("format version 9"), "{msg}");
     }
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 impl ArchConfig {
     /// One line describing an architecture.
     pub fn describe(&self) -> String {
-            match self {
+        match self {
             ArchConfig::Cnn(c) => {
                 let stages: Vec<String> = c
                     .stages

@@ -7,7 +7,6 @@
 //! of at least 32 works: the padding is computed from the input at each call.
 
 use super::Head;
-use synthscan_kernels::fused::{batch_norm::batch_norm, dense::dense, depthwise::depthwise};
 use crate::error::{Error, Result};
 use burn::nn::{
     BatchNorm, BatchNormConfig, PaddingConfig2d,
@@ -15,6 +14,7 @@ use burn::nn::{
 };
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use synthscan_kernels::fused::{batch_norm::batch_norm, dense::dense, depthwise::depthwise};
 
 /// `model: {arch: efficientnet, ...}` in an experiment file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

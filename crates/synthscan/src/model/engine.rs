@@ -168,5 +168,4 @@ mod tests {
         let resnet = crate::model::preset("resnet8").unwrap();
         assert!(compile(&resnet.init(32, &d)).is_none());
     }
-
 }

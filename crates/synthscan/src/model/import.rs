@@ -251,10 +251,7 @@ fn describe_problems(
     unexpected: &[String],
     mismatches: &[String],
 ) -> String {
-    let mut msg = format!(
-        "the weights do not fit {}",
-        arch.describe()
-    );
+    let mut msg = format!("the weights do not fit {}", arch.describe());
     for (title, list) in [
         ("missing from the file", missing),
         ("in the file but not in the model", unexpected),

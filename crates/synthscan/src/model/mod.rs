@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 pub use describe::serde_name;
 pub use efficientnet::EfficientNetConfig;
-pub use synthscan_kernels::engine::CnnEngine;
 pub use presets::{PRESETS, preset};
 pub use resnet_tv::TvResNetConfig;
+pub use synthscan_kernels::engine::CnnEngine;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

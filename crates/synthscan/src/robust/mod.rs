@@ -257,7 +257,10 @@ mod tests {
     /// each member preparing the perturbed image its own way.
     #[test]
     fn an_ensemble_sweep_scores_the_members_mean() {
-        let wide = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/cifake-wide.synthscan");
+        let wide = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/cifake-wide.synthscan"
+        );
         let members = Ensemble::new(vec![
             Detector::embedded().unwrap(),
             Detector::load(Path::new(wide)).unwrap(),

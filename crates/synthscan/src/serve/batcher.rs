@@ -317,7 +317,9 @@ mod tests {
         };
         let batcher = Batcher::start(det, cfg, metrics);
         let px = vec![0u8; 16 * 16 * 3];
-        let results: Vec<_> = (0..8).map(|_| batcher.submit(prepared(px.clone()))).collect();
+        let results: Vec<_> = (0..8)
+            .map(|_| batcher.submit(prepared(px.clone())))
+            .collect();
         let refused = results.iter().filter(|r| r.is_err()).count();
         // At most 1 being scored + 2 waiting; the rest are refused.
         assert!(refused >= 5, "{refused} refused");

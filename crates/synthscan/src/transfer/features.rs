@@ -2,8 +2,8 @@
 //! image as it is and for re-saved, mirrored views of it.
 
 use super::{Preprocess, ViewsConfig};
-use crate::data::prepare::prepare;
 use crate::data::augment::{Reencode, hflip, reencode};
+use crate::data::prepare::prepare;
 use crate::data::{self, Normalization};
 use crate::error::{Error, Result};
 use crate::model::Network;

@@ -249,8 +249,11 @@ pub fn cross_validate(cfg: &TransferConfig, f: &Features) -> Result<CvReport> {
             roc_auc: m.roc_auc,
         });
     }
-    let threshold =
-        crate::decision::choose_threshold(&oof, &f.labels, crate::decision::ThresholdRule::Accuracy);
+    let threshold = crate::decision::choose_threshold(
+        &oof,
+        &f.labels,
+        crate::decision::ThresholdRule::Accuracy,
+    );
     let oof_accuracy = Metrics::compute(&oof, &f.labels, threshold).accuracy;
     let (accuracy_mean, accuracy_std) =
         mean_std(&folds.iter().map(|r| r.accuracy).collect::<Vec<_>>());
