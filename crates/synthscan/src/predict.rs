@@ -137,7 +137,7 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
                     width: None,
                     height: None,
                     error: Some(e.to_string()),
-                    provenance: evidence,
+                    provenance: evidence.map(|b| *b),
                 },
             }
         })
@@ -145,7 +145,7 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
 }
 
 /// A file prepared for scoring, or why not (with its evidence when its bytes were read).
-type Unscored = Result<Prepared, (Error, Option<provenance::Evidence>)>;
+type Unscored = Result<Prepared, (Error, Option<Box<provenance::Evidence>>)>;
 
 /// Read a file once and prepare it with its provenance ([`Ensemble::prepare_bytes`]); a file
 /// that reads but does not decode keeps its evidence for the error entry.
@@ -153,6 +153,6 @@ fn read_and_prepare(ensemble: &Ensemble, path: &Path) -> Unscored {
     let bytes = crate::error::read_file(path).map_err(|e| (e, None))?;
     ensemble.prepare_bytes(&bytes, path).map_err(|e| {
         let name = path.file_name().and_then(|n| n.to_str());
-        (e, Some(provenance::inspect(&bytes, name)))
+        (e, Some(Box::new(provenance::inspect(&bytes, name))))
     })
 }

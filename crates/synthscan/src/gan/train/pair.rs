@@ -169,7 +169,7 @@ pub(super) mod tests {
         let z = Tensor::<2>::ones([2, 8], &Device::default());
         let img = pair.g.valid().forward(z);
         let d = pair.d.valid().forward(img.clone());
-        let v = |t: TensorData| t.to_vec::<f32>().unwrap();
+        let v = |t: TensorData| t.try_to_vec::<f32>().unwrap();
         (v(img.into_data()), v(d.into_data()))
     }
 
