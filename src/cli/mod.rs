@@ -2,6 +2,7 @@
 //! and printing the result (a table or JSON). The library knows nothing of clap and prints
 //! nothing of its own.
 
+mod adapt;
 mod bench;
 mod calibrate;
 mod compare;
@@ -75,6 +76,9 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Transfer learning with a frozen pretrained backbone: features, cross-validation, model.
     Transfer(transfer::TransferArgs),
+    /// Adapt a model to your own labelled images: a new head on its backbone, cross-validated,
+    /// recalibrated, and written only if the base task holds (see --margin).
+    Adapt(adapt::AdaptArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gan(a) => gan::run(a),
         Command::Import(a) => import::run(a),
         Command::Transfer(a) => transfer::run(a),
+        Command::Adapt(a) => adapt::run(a),
     }
 }
 

@@ -328,22 +328,53 @@ impl Detector {
         target_accuracy: f64,
         rule: Option<crate::decision::ThresholdRule>,
     ) -> (Vec<f32>, CalibrationFacts) {
+        self.calibrate_with(&val.labels, target_accuracy, rule, |det| det.score_set(val))
+    }
+
+    /// [`Self::calibrate`] from scores already computed without calibration (temperature 1, no
+    /// correction, no flip TTA): the temperature is applied to their logit margins. Used where
+    /// the scores come from cached features rather than images (`adapt`).
+    pub fn calibrate_scores(
+        &mut self,
+        raw: &[f32],
+        labels: &[u8],
+        target_accuracy: f64,
+        rule: Option<crate::decision::ThresholdRule>,
+    ) -> (Vec<f32>, CalibrationFacts) {
+        debug_assert!(!self.meta.tta);
+        self.calibrate_with(labels, target_accuracy, rule, |det| {
+            let t = det.meta.temperature;
+            raw.iter()
+                .map(|&p| calibration::sigmoid(calibration::margin(p) / t))
+                .collect()
+        })
+    }
+
+    /// The calibration both entry points share; `score` gives the validation scores under the
+    /// detector's current temperature (no correction).
+    fn calibrate_with(
+        &mut self,
+        labels: &[u8],
+        target_accuracy: f64,
+        rule: Option<crate::decision::ThresholdRule>,
+        score: impl Fn(&Self) -> Vec<f32>,
+    ) -> (Vec<f32>, CalibrationFacts) {
         let (old_t, old_iso) = (self.meta.temperature, self.meta.isotonic.take());
         let old_threshold = self.meta.threshold;
         self.meta.temperature = 1.0;
-        let before = self.score_set(val);
+        let before = score(self);
         let margins: Vec<f32> = before.iter().map(|&p| calibration::margin(p)).collect();
-        let t = calibration::fit_temperature(&margins, &val.labels);
+        let t = calibration::fit_temperature(&margins, labels);
         self.meta.temperature = t;
         // With flip TTA the temperature applies to each pass before averaging: score again.
-        let scaled = self.score_set(val);
+        let scaled = score(self);
         let fit = calibration::fit_after_temperature(
             &before,
             &scaled,
-            &val.labels,
+            labels,
             target_accuracy,
             |after, iso| match rule {
-                Some(rule) => crate::decision::choose_threshold(after, &val.labels, rule),
+                Some(rule) => crate::decision::choose_threshold(after, labels, rule),
                 None => {
                     calibration::carry_threshold(old_threshold, (old_t, old_iso.as_ref()), (t, iso))
                 }
@@ -376,6 +407,22 @@ impl Detector {
         };
         let mirrored = self.meta.tta.then(|| logits(x.clone().flip([3])));
         self.scores_from_logits(logits(x), mirrored)
+    }
+
+    /// p_fake (calibrated as the model is) from pooled backbone features, `dim` floats per image:
+    /// the head alone, as in [`crate::transfer::head`]. Flip TTA is not applied.
+    pub fn head_scores(&self, features: &[f32], dim: usize) -> Vec<f32> {
+        let n = features.len() / dim.max(1);
+        if n == 0 {
+            return Vec::new();
+        }
+        let last = self.network.layer_names().len() - 1;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(features[..n * dim].to_vec(), [n, dim, 1, 1]),
+            &self.device,
+        );
+        let z = self.network.classify_from(x, last).into_data();
+        self.scores_from_logits(z.try_to_vec::<f32>().unwrap_or_default(), None)
     }
 
     /// Calibrated p_fake from `[n, 2]` logits (row-major), averaged with the mirrored images'

@@ -3,6 +3,7 @@
 //! The CLI (in the binary), the tests and the server all go through these modules; see
 //! `ARCHITECTURE.md` for the data flow. Nothing here parses arguments or prints results.
 
+pub mod adapt;
 pub mod bench;
 pub mod config;
 pub mod data;
