@@ -303,6 +303,70 @@ fn full_queue_answers_503_with_retry_after() {
 }
 
 #[test]
+fn decode_budget_refuses_what_it_cannot_hold_and_admits_the_rest() {
+    // A 1 MiB decode budget. A 200×200 JPEG is weighed at 9 bytes a pixel (its RGB output, as
+    // much again for the decoder, the RGB copy): 360,000 bytes, so two decode at once, not three.
+    let s = Server::start(&["--max-decode-mb", "1", "--budget-wait-ms", "20000"]);
+    let m = s.get("/v1/model").json();
+    assert_eq!(m["serving"]["max_decode_bytes"], 1024 * 1024, "{m}");
+    // 1000×1000 is 9 MB: more than the whole budget, refused at once with the reason.
+    let big = encode(&picture(1000, 1000, 2), ImageFormat::Jpeg);
+    let r = s.post("/v1/detect", "image/jpeg", &big);
+    r.assert_error(422, "image_too_large");
+    let msg = r.json()["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        msg.contains("1000×1000")
+            && msg.contains("decode budget")
+            && msg.contains("--max-decode-mb"),
+        "{msg}"
+    );
+    // Sixteen at once within the budget: they take turns, and every one is answered.
+    let small = encode(&picture(200, 200, 3), ImageFormat::Jpeg);
+    let handles: Vec<_> = (0..16)
+        .map(|_| post_jpeg_in_background(s.addr, small.clone()))
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap().expect("answered");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["width"], 200);
+    }
+    assert_eq!(s.get("/healthz").status, 200);
+}
+
+#[test]
+fn upload_budget_answers_503_when_no_room_comes() {
+    // Room for one body at a time, held while a slow model answers it; others wait 100 ms for
+    // room and then get 503 with Retry-After.
+    let s = Server::start(&[
+        "--max-body-mb",
+        "0.05",
+        "--max-upload-mb",
+        "0.05",
+        "--budget-wait-ms",
+        "100",
+        "--simulate-slow-ms",
+        "1500",
+    ]);
+    // 30 KB each (a JPEG, then padding its decoder ignores): two do not fit in 51 KiB.
+    let mut jpeg = jpeg32();
+    jpeg.resize(30_000, 0);
+    let first = post_jpeg_in_background(s.addr, jpeg.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let r = s.post("/v1/detect", "image/jpeg", &jpeg);
+    r.assert_error(503, "overloaded");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--max-upload-mb")
+    );
+    assert_eq!(first.join().unwrap().expect("answered").status, 200);
+    // Once it is answered, its room is free again.
+    assert_eq!(s.post("/v1/detect", "image/jpeg", &jpeg).status, 200);
+}
+
+#[test]
 fn sigterm_lets_in_flight_requests_finish() {
     let mut s = Server::start(&["--simulate-slow-ms", "1200"]);
     let addr = s.addr;

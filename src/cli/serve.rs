@@ -39,6 +39,19 @@ pub struct ServeArgs {
     /// Detection requests handled at once; beyond this, 503 with Retry-After.
     #[arg(long, default_value_t = 512)]
     pub max_concurrency: usize,
+    /// Memory, in MiB, that the images being decoded may take together: each upload is weighed
+    /// from its header (width × height × bytes per pixel) before decoding; one heavier than
+    /// this is refused (422), others wait for room (503 after --budget-wait-ms).
+    #[arg(long, default_value_t = 1024.0)]
+    pub max_decode_mb: f64,
+    /// Memory, in MiB, that the request bodies in flight may take together (each holds its
+    /// Content-Length, or --max-body-mb without one, until answered; at least --max-body-mb);
+    /// beyond it, requests wait for room (503 after --budget-wait-ms).
+    #[arg(long, default_value_t = 1024.0)]
+    pub max_upload_mb: f64,
+    /// Longest wait, in ms, for room in the decode or upload budget before 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub budget_wait_ms: u64,
     /// Images per /v1/detect/batch request.
     #[arg(long, default_value_t = 32)]
     pub max_batch_items: usize,
@@ -65,6 +78,16 @@ impl ServeArgs {
                 self.max_body_mb
             )));
         }
+        for (flag, v) in [
+            ("--max-decode-mb", self.max_decode_mb),
+            ("--max-upload-mb", self.max_upload_mb),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "{flag} {v}: must be a positive number"
+                )));
+            }
+        }
         let base = ServeConfig::default();
         Ok(ServeConfig {
             batch: BatchConfig {
@@ -79,6 +102,9 @@ impl ServeArgs {
             request_timeout: Duration::from_millis(self.timeout_ms.max(1)),
             header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
             max_concurrency: self.max_concurrency.max(1),
+            max_decode_bytes: (self.max_decode_mb * 1024.0 * 1024.0) as u64,
+            max_upload_bytes: (self.max_upload_mb * 1024.0 * 1024.0) as u64,
+            budget_wait: Duration::from_millis(self.budget_wait_ms),
             max_batch_items: self.max_batch_items.max(1),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_s),
             ..base

@@ -1,7 +1,7 @@
 //! The only place that turns bytes into pixels: format sniffing, size limits, RGB, resize.
 
 use crate::error::{Error, Result};
-use image::{ImageReader, RgbImage, imageops::FilterType};
+use image::{ImageDecoder, ImageReader, RgbImage, imageops::FilterType};
 use std::io::Cursor;
 use std::path::Path;
 
@@ -56,6 +56,37 @@ pub fn header_dimensions(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<(
         });
     }
     Ok((width, height))
+}
+
+/// Most bytes per pixel a supported format decodes into (16-bit RGBA PNG).
+const MAX_NATIVE_BYTES_PER_PIXEL: u64 = 8;
+
+/// Bytes that decoding an image of `native` bytes in its file's own colour type and `pixels`
+/// pixels takes at its peak: the decoder's output, the RGB copy made from it
+/// ([`decode_rgb_within`]), and as much again as the output for the decoder's own buffers.
+fn decode_peak(native: u64, pixels: u64) -> u64 {
+    2 * native + 3 * pixels
+}
+
+/// What [`decode_rgb_within`] takes at most for an image of `max_pixels` pixels in any
+/// supported format.
+pub fn worst_decode_bytes(max_pixels: u64) -> u64 {
+    let pixels = max_pixels.min(MAX_PIXELS);
+    decode_peak(MAX_NATIVE_BYTES_PER_PIXEL * pixels, pixels)
+}
+
+/// Width, height and the memory [`decode_rgb_within`] will take for this image, from its header
+/// alone (nothing is decoded); the same refusals as [`header_dimensions`]. The server weighs
+/// each upload with it against its decode budget before decoding.
+pub fn decode_bytes(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<(u32, u32, u64)> {
+    let (width, height) = header_dimensions(bytes, path, max_pixels)?;
+    let pixels = width as u64 * height as u64;
+    let native = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_decoder().ok())
+        .map_or(MAX_NATIVE_BYTES_PER_PIXEL * pixels, |d| d.total_bytes());
+    Ok((width, height, decode_peak(native, pixels)))
 }
 
 /// [`decode_rgb`] with a pixel-count limit of `max_pixels`, checked from the header first.

@@ -4,8 +4,10 @@
 use super::AppState;
 use super::batcher::SubmitError;
 use super::error::ApiError;
+use super::limits::{self, BudgetError};
 use super::overlay;
 use super::upload::{Upload, uploads};
+use crate::data::decode;
 use crate::decision::Decision;
 use crate::ensemble::Prepared;
 use crate::predict::Prediction;
@@ -73,6 +75,8 @@ pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
         "max_pixels": c.max_pixels,
         "request_timeout_ms": c.request_timeout.as_millis() as u64,
         "max_concurrency": c.max_concurrency,
+        "max_decode_bytes": c.max_decode_bytes,
+        "max_upload_bytes": c.max_upload_bytes,
         "max_batch_items": c.max_batch_items,
     });
     Json(v)
@@ -185,37 +189,63 @@ struct Decoded {
     /// The image prepared for each model, with its size.
     prepared: Prepared,
     image: Option<RgbImage>,
+    /// The decode budget, held while `image` is kept for an explanation.
+    _held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Header check, provenance evidence from the upload's original bytes, decode and resize
 /// ([`crate::ensemble::Ensemble::prepare_bytes_within`], as `predict` does), on the blocking
-/// pool (at most `decode_permits` at once, which bounds the memory that decoding large images
-/// can take).
+/// pool. Before decoding, the image is weighed from its header ([`decode::decode_bytes`]) and
+/// that much of the decode budget is taken (waiting for room up to `budget_wait`: 503 after;
+/// more than the whole budget: 422), so the images being decoded never take more memory
+/// than the budget; at most `decode_permits` decode at once.
 async fn decode_upload(
     st: &Arc<AppState>,
     upload: Upload,
     keep: bool,
 ) -> Result<Decoded, ApiError> {
+    let max_pixels = st.config.max_pixels;
+    let (width, height, cost) =
+        decode::decode_bytes(&upload.bytes, Path::new(&upload.name), max_pixels)?;
+    let budget = &st.decode_budget;
+    let held = budget.take(cost).await.map_err(|e| match e {
+        BudgetError::TooBig => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "image_too_large",
+            format!(
+                "{}: decoding this {width}×{height} image takes about {}, more than the \
+                 server's decode budget of {} (--max-decode-mb)",
+                upload.name,
+                limits::mib(cost),
+                limits::mib(budget.total_bytes())
+            ),
+        ),
+        BudgetError::Busy => ApiError::overloaded(format!(
+            "the decode budget ({}, --max-decode-mb) is taken by other uploads; retry shortly",
+            limits::mib(budget.total_bytes())
+        )),
+    })?;
     let _permit = st
         .decode_permits
         .clone()
         .acquire_owned()
         .await
         .map_err(|_| ApiError::internal("decoder closed"))?;
-    let max_pixels = st.config.max_pixels;
     let ensemble = st.ensemble.clone();
     let job = tokio::task::spawn_blocking(move || {
         let name = Path::new(&upload.name);
         let (prepared, img) = ensemble.prepare_bytes_within(&upload.bytes, name, max_pixels)?;
-        Ok::<_, crate::Error>(Decoded {
-            prepared,
-            image: keep.then_some(img),
-        })
+        Ok::<_, crate::Error>((prepared, keep.then_some(img)))
     });
-    match job.await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(_) => Err(ApiError::internal("the decoder failed on this image")),
-    }
+    let (prepared, image) = match job.await {
+        Ok(r) => r.map_err(ApiError::from)?,
+        Err(_) => return Err(ApiError::internal("the decoder failed on this image")),
+    };
+    Ok(Decoded {
+        prepared,
+        _held: image.is_some().then_some(held),
+        image,
+    })
 }
 
 /// Decode, score through the batch queue, optionally explain; the JSON answer for one image.

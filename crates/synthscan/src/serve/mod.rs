@@ -6,7 +6,9 @@
 //!   concurrent requests into one forward pass.
 //! * Limits ([`limits`]): body size (tower-http), image dimensions and pixel count from the
 //!   header before decoding, request timeout, header-read timeout (slow clients), concurrency,
-//!   a bounded queue (503 + `Retry-After` when full). Every failure is JSON ([`error`]).
+//!   memory budgets for the bodies held (`max_upload_bytes`) and the images being decoded
+//!   (`max_decode_bytes`, weighed from each image's header before it is decoded), a bounded
+//!   queue (503 + `Retry-After` when full). Every failure is JSON ([`error`]).
 //! * Stateless: the model is loaded at start, so replicas scale behind any load balancer.
 
 pub mod batcher;
@@ -50,8 +52,18 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     /// Detection requests handled at once (503 above).
     pub max_concurrency: usize,
-    /// Images decoded at once (bounds decoding memory: each may take `max_pixels` × 4 bytes).
+    /// Images decoded at once (bounds the CPU decoding takes; memory is `max_decode_bytes`').
     pub decode_concurrency: usize,
+    /// Memory that the images being decoded may take together: each image is weighed from its
+    /// header before decoding ([`crate::data::decode::decode_bytes`]); one heavier than this is
+    /// refused (422), others wait for room up to `budget_wait` (then 503).
+    pub max_decode_bytes: u64,
+    /// Memory that the request bodies in flight may take together: each request holds its
+    /// `Content-Length` (or `max_body_bytes` without one) from before its body is read until
+    /// it is answered; at least `max_body_bytes`.
+    pub max_upload_bytes: u64,
+    /// Longest wait for room in a budget before answering 503.
+    pub budget_wait: Duration,
     /// Images per `/v1/detect/batch` request.
     pub max_batch_items: usize,
     /// After SIGTERM, how long in-flight requests get to finish.
@@ -69,6 +81,9 @@ impl Default for ServeConfig {
             header_timeout: Duration::from_secs(10),
             max_concurrency: 512,
             decode_concurrency: 2 * cores,
+            max_decode_bytes: 1024 * 1024 * 1024,
+            max_upload_bytes: 1024 * 1024 * 1024,
+            budget_wait: Duration::from_secs(10),
             max_batch_items: 32,
             shutdown_grace: Duration::from_secs(30),
         }
@@ -89,11 +104,25 @@ pub struct AppState {
     ready: AtomicBool,
     permits: Arc<Semaphore>,
     decode_permits: Arc<Semaphore>,
+    decode_budget: limits::Budget,
+    upload_budget: limits::Budget,
 }
 
 impl AppState {
     /// Start the batch workers for a model (`Ensemble::from(detector)`) or an ensemble.
-    pub fn new(ensemble: Ensemble, config: ServeConfig) -> Result<Self> {
+    pub fn new(ensemble: Ensemble, mut config: ServeConfig) -> Result<Self> {
+        // A body the size limit admits must fit the upload budget, or it could never be read.
+        config.max_upload_bytes = config.max_upload_bytes.max(config.max_body_bytes as u64);
+        let worst = crate::data::decode::worst_decode_bytes(config.max_pixels);
+        if worst > config.max_decode_bytes {
+            tracing::warn!(
+                "an image of --max-pixels {} may take up to {} to decode, more than the decode \
+                 budget of {}: such images are refused (422)",
+                config.max_pixels,
+                limits::mib(worst),
+                limits::mib(config.max_decode_bytes)
+            );
+        }
         let model_name = ensemble.name();
         let cam_layers =
             crate::explain::EnsembleCam::new(&ensemble, &[], crate::explain::CamMethod::GradCam)?
@@ -110,6 +139,8 @@ impl AppState {
             ready: AtomicBool::new(true),
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             decode_permits: Arc::new(Semaphore::new(config.decode_concurrency.max(1))),
+            decode_budget: limits::Budget::new(config.max_decode_bytes, config.budget_wait),
+            upload_budget: limits::Budget::new(config.max_upload_bytes, config.budget_wait),
             config,
         })
     }
@@ -125,6 +156,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/detect/batch", post(handlers::detect_batch))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), limits::upload_budget))
         .layer(from_fn_with_state(state.clone(), limits::timeout))
         .layer(from_fn_with_state(state.clone(), limits::concurrency));
     Router::new()
