@@ -27,10 +27,10 @@ pub struct AdaptArgs {
     #[arg(long = "base-data")]
     base_data: Vec<PathBuf>,
     /// Base images replayed beside yours.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     replay: usize,
     /// Base images (never trained on) scored before and after by the guard.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 200)]
     base_val: usize,
     /// Most ROC-AUC (as a share: 0.02 = 2 points) the base task may lose before `adapt`
     /// refuses to write.
@@ -89,7 +89,7 @@ pub fn run(a: AdaptArgs) -> Result<ExitCode> {
     let opts = a.options()?;
     let base = Detector::load_or_default(Some(&a.model))?;
     adapt::check_adaptable(&base)?;
-    let hash = adapt::model_hash(&base)?;
+    let hash = adapt::source_hash(&a.model)?;
     let mut cache = match (&a.cache, a.no_cache) {
         (_, true) => FeatureCache::in_memory(),
         (Some(dir), false) => FeatureCache::open(dir, &hash),
@@ -101,7 +101,7 @@ pub fn run(a: AdaptArgs) -> Result<ExitCode> {
         eprintln!("{}", no_base_data(&base));
     }
     let live = std::io::stderr().is_terminal();
-    let inputs = adapt::gather(&base, &opts, &mut cache, &|stage, done, total| {
+    let inputs = adapt::gather(&base, &hash, &opts, &mut cache, &|stage, done, total| {
         if live {
             eprint!("\rfeatures of {stage}: {done}/{total}   ");
         }
@@ -121,8 +121,10 @@ pub fn run(a: AdaptArgs) -> Result<ExitCode> {
     {
         eprintln!("skipped {}: {why}", path.display());
     }
+    let features_secs = t0.elapsed().as_secs_f64();
     let (model, report) = adapt::fit(&base, &inputs, &opts)?;
-    print_summary(&report, &inputs, cache.hits, t0.elapsed().as_secs_f64());
+    let secs = t0.elapsed().as_secs_f64();
+    print_summary(&report, &inputs, cache.hits, [features_secs, secs]);
     if let Some(p) = &a.report {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(p, e))?;
         synthscan::error::write_file(p, json)?;
@@ -139,10 +141,10 @@ pub fn run(a: AdaptArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(r: &adapt::AdaptReport, inputs: &adapt::Inputs, hits: usize, secs: f64) {
+fn print_summary(r: &adapt::AdaptReport, inputs: &adapt::Inputs, hits: usize, secs: [f64; 2]) {
     println!(
         "adapted {} (sha256 {}) with {} REAL + {} FAKE images of {}; {} replayed base images, \
-         {} folds; {} features from the cache; {secs:.1} s",
+         {} folds; {} features from the cache; {:.1} s ({:.1} s reading and features)",
         r.base.name,
         &r.base.sha256[..16],
         r.corrections.real,
@@ -151,6 +153,8 @@ fn print_summary(r: &adapt::AdaptReport, inputs: &adapt::Inputs, hits: usize, se
         r.replay_images,
         r.folds,
         hits,
+        secs[1],
+        secs[0],
     );
     print!("{}", r.table());
     let band = r

@@ -782,6 +782,16 @@ impl CnnEngine {
     /// Logits `[n, 2]` (row-major) of `n` normalised channels-first `[n, 3, size, size]` images,
     /// on the calling thread.
     pub fn logits(&self, nchw: &[f32], n: usize, size: usize) -> Vec<f32> {
+        let mut feat = self.pooled(nchw, n, size);
+        for layer in &self.hidden {
+            feat = layer.forward(&feat, n, true);
+        }
+        self.output.forward(&feat, n, false)
+    }
+
+    /// The globally pooled activations `[n, features]` the dense layers read (what a frozen
+    /// backbone hands its head), on the calling thread.
+    pub fn pooled(&self, nchw: &[f32], n: usize, size: usize) -> Vec<f32> {
         let c = nchw.len() / (n * size * size).max(1);
         let mut bufs = Buffers::of_this_thread();
         let mut x = bufs.take(nchw.len());
@@ -800,13 +810,10 @@ impl CnnEngine {
             size = s;
         }
         let c = self.ops.last().and_then(Op::channels).unwrap_or(c);
-        let mut feat = global_pool(&x, n, size, c, self.pool);
+        let feat = global_pool(&x, n, size, c, self.pool);
         bufs.give(x);
         bufs.keep();
-        for layer in &self.hidden {
-            feat = layer.forward(&feat, n, true);
-        }
-        self.output.forward(&feat, n, false)
+        feat
     }
 }
 

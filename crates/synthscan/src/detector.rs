@@ -409,6 +409,30 @@ impl Detector {
         self.scores_from_logits(logits(x), mirrored)
     }
 
+    /// Pooled backbone features (what the head reads) of square images at the input size, as
+    /// prepared RGB bytes: the compiled path when there is one, else burn's modules. `dim`
+    /// floats per image, on the calling thread.
+    pub fn pooled_features(&self, pixels: &[Vec<u8>]) -> Vec<f32> {
+        let s = self.meta.input_size as usize;
+        let Some(engine) = &self.engine else {
+            let upto = self.network.layer_names().len() - 1;
+            let norm = &self.meta.normalization;
+            return crate::transfer::features::pooled(
+                &self.network,
+                upto,
+                pixels,
+                self.meta.input_size,
+                norm,
+                &self.device,
+            );
+        };
+        let mut floats = vec![0.0; pixels.len() * 3 * s * s];
+        for (px, out) in pixels.iter().zip(floats.chunks_mut(3 * s * s)) {
+            data::normalize_into(px, s, &self.meta.normalization, out);
+        }
+        engine.pooled(&floats, pixels.len(), s)
+    }
+
     /// p_fake (calibrated as the model is) from pooled backbone features, `dim` floats per image:
     /// the head alone, as in [`crate::transfer::head`]. Flip TTA is not applied.
     pub fn head_scores(&self, features: &[f32], dim: usize) -> Vec<f32> {

@@ -8,7 +8,6 @@ use crate::data::prepare::prepare;
 use crate::detector::Detector;
 use crate::error::{Error, Result};
 use crate::model::container::hex;
-use crate::transfer::features::pooled;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -182,8 +181,6 @@ pub fn extract(
 ) -> Extracted {
     use rayon::prelude::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let size = det.meta.input_size;
-    let upto = det.network.layer_names().len() - 1;
     let done = AtomicUsize::new(0);
     let known = &*cache;
     let parts: Vec<(Vec<Read>, Vec<f32>)> = items
@@ -200,8 +197,7 @@ pub fn extract(
             let flat = if fresh.is_empty() {
                 Vec::new()
             } else {
-                let norm = &det.meta.normalization;
-                pooled(&det.network, upto, &fresh, size, norm, det.device())
+                det.pooled_features(&fresh)
             };
             progress(done.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len());
             (reads, flat)

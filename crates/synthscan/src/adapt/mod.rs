@@ -51,8 +51,8 @@ impl AdaptOptions {
         Self {
             data,
             base_data: Vec::new(),
-            replay: 300,
-            base_val: 300,
+            replay: 200,
+            base_val: 200,
             folds: 5,
             head: HeadTraining {
                 lr: 5e-4,
@@ -147,11 +147,14 @@ pub struct Inputs {
     pub replay: Extracted,
     pub guard: Extracted,
     pub base_folders: Vec<PathBuf>,
+    /// Content hash of the base model file.
+    pub base_sha256: String,
 }
 
 /// Read and extract the corrections and the base samples. `progress(stage, done, total)`.
 pub fn gather(
     base: &Detector,
+    base_sha256: &str,
     opts: &AdaptOptions,
     cache: &mut FeatureCache,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
@@ -186,6 +189,7 @@ pub fn gather(
         replay,
         guard,
         base_folders,
+        base_sha256: base_sha256.to_string(),
     })
 }
 
@@ -336,11 +340,17 @@ pub fn today() -> String {
     utc_date(secs)
 }
 
-/// The model file's content hash (of the bytes it would be saved as).
-pub fn model_hash(det: &Detector) -> Result<String> {
-    let bytes = det.to_bytes()?;
-    crate::model::container::content_hash(&bytes)
-        .ok_or_else(|| Error::Model(format!("{}: cannot hash the model", det.name)))
+/// The content hash of the model file `path` names (a built-in name or a file): the hash its
+/// container records over header and payload, so the same model has the same hash anywhere.
+pub fn source_hash(path: &Path) -> Result<String> {
+    let bytes = match crate::zoo::named(path).filter(|_| !path.exists()) {
+        Some((bytes, _)) => bytes.to_vec(),
+        None => crate::error::read_file(path)?,
+    };
+    crate::model::container::content_hash(&bytes).ok_or_else(|| Error::ModelFile {
+        path: path.to_path_buf(),
+        message: "not a single model (adapt takes one model, not an ensemble)".into(),
+    })
 }
 
 /// The folder `adapt` caches features in: `$XDG_CACHE_HOME/synthscan` or `~/.cache/synthscan`.

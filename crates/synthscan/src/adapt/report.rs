@@ -1,6 +1,6 @@
 //! What `adapt` measured, the guard that reads it, and the lineage stored in the new model.
 
-use super::{AdaptOptions, Inputs, model_hash, today};
+use super::{AdaptOptions, Inputs, today};
 use crate::data;
 use crate::detector::Detector;
 use crate::error::Result;
@@ -118,7 +118,7 @@ impl AdaptReport {
         Ok(Self {
             base: ModelRef {
                 name: base.name.clone(),
-                sha256: model_hash(base)?,
+                sha256: inputs.base_sha256.clone(),
             },
             date: today(),
             corrections: Corrections {
