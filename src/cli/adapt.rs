@@ -36,6 +36,10 @@ pub struct AdaptArgs {
     /// refuses to write.
     #[arg(long, default_value_t = 0.02)]
     margin: f64,
+    /// Most balanced accuracy at the threshold (as a share) the base task may lose before
+    /// `adapt` refuses to write.
+    #[arg(long, default_value_t = 0.05)]
+    accuracy_margin: f64,
     /// Write the model even when the guard refuses it.
     #[arg(long)]
     force: bool,
@@ -63,11 +67,13 @@ pub struct AdaptArgs {
 
 impl AdaptArgs {
     fn options(&self) -> Result<AdaptOptions> {
-        if !(0.0..=1.0).contains(&self.margin) {
-            return Err(Error::Invalid(format!(
-                "--margin {}: a share of ROC-AUC between 0 and 1",
-                self.margin
-            )));
+        for (flag, v) in [
+            ("--margin", self.margin),
+            ("--accuracy-margin", self.accuracy_margin),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::Invalid(format!("{flag} {v}: a share between 0 and 1")));
+            }
         }
         if let Some(b) = self.max_fpr.filter(|b| !(0.0..=1.0).contains(b)) {
             return Err(Error::Invalid(format!("--max-fpr {b}: a share between 0 and 1")));
@@ -129,7 +135,11 @@ pub fn run(a: AdaptArgs) -> Result<ExitCode> {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| Error::output(p, e))?;
         synthscan::error::write_file(p, json)?;
     }
-    if let Some(why) = report.refusal(a.margin) {
+    let margins = adapt::Margins {
+        auc: a.margin,
+        accuracy: a.accuracy_margin,
+    };
+    if let Some(why) = report.refusal(margins) {
         if !a.force {
             eprintln!("{}: not written: {why}", a.out.display());
             return Ok(ExitCode::from(3));

@@ -64,6 +64,17 @@ pub struct ServeArgs {
     /// After SIGTERM, seconds that in-flight requests get to finish.
     #[arg(long, default_value_t = 30)]
     pub shutdown_grace_s: u64,
+    /// Turn on POST /v1/feedback and POST /v1/admin/reload for requests carrying
+    /// `Authorization: Bearer TOKEN` (also read from SYNTHSCAN_FEEDBACK_TOKEN; off without one).
+    #[arg(long)]
+    pub feedback_token: Option<String>,
+    /// Where /v1/feedback stores corrections (REAL/ and FAKE/, content-addressed): the folder
+    /// `synthscan adapt --data` reads.
+    #[arg(long, default_value = "feedback")]
+    pub feedback_dir: PathBuf,
+    /// Most MiB the feedback folder may hold (507 beyond).
+    #[arg(long, default_value_t = 1024)]
+    pub feedback_max_mb: u64,
     /// Sleep this long before each forward pass: a deliberately slow model, for tests of
     /// back-pressure and shutdown. Never set in use.
     #[arg(long, default_value_t = 0, hide = true)]
@@ -115,7 +126,19 @@ impl ServeArgs {
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = args.config()?;
     let ensemble = super::load_members(&args.model, None, None)?;
-    let state = AppState::new(ensemble, config)?;
+    let models = args.model.clone();
+    let token = args
+        .feedback_token
+        .clone()
+        .or_else(|| std::env::var("SYNTHSCAN_FEEDBACK_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    let mut state = AppState::new(ensemble, config)?
+        .with_loader(Box::new(move || super::load_members(&models, None, None)))
+        .with_token(token.clone());
+    if token.is_some() {
+        let cap = args.feedback_max_mb.saturating_mul(1024 * 1024);
+        state = state.with_feedback(serve::feedback::Store::open(&args.feedback_dir, cap)?);
+    }
     serve::serve_blocking(args.addr, state, |addr| {
         println!("listening on http://{addr}");
         // Tests and scripts read the address from the first line.

@@ -22,7 +22,7 @@ use crate::transfer::features::Features;
 use crate::transfer::{HeadTraining, fold_of, head};
 use burn::prelude::*;
 use cache::{Extracted, FeatureCache};
-pub use report::{AdaptReport, Figures};
+pub use report::{AdaptReport, Figures, Margins};
 use std::path::{Path, PathBuf};
 
 /// What `adapt` is told besides the base model.
@@ -304,7 +304,7 @@ pub fn fit(base: &Detector, inputs: &Inputs, opts: &AdaptOptions) -> Result<(Det
         let rule = opts
             .max_fpr
             .map(ThresholdRule::MaxFpr)
-            .unwrap_or(ThresholdRule::Accuracy);
+            .unwrap_or(ThresholdRule::BalancedAccuracy);
         adapted
             .calibrate_scores(&raw, &labels, opts.confident_accuracy, Some(rule))
             .0

@@ -24,6 +24,9 @@ pub struct Figures {
     pub misses: Option<f64>,
     /// Share answered UNCERTAIN.
     pub uncertain: f64,
+    /// Mean of the share of REAL images not called FAKE and of FAKE images called FAKE
+    /// (UNCERTAIN counts as a miss, not as an alarm); `None` with one class only.
+    pub balanced_accuracy: Option<f64>,
 }
 
 impl Figures {
@@ -45,15 +48,37 @@ impl Figures {
         let fake = labels.iter().filter(|&&l| l == data::FAKE).count();
         let real = labels.len() - fake;
         let share = |n: usize, of: usize| (of > 0).then(|| n as f64 / of as f64);
+        let (false_alarms, misses) = (share(alarms, real), share(fake - caught, fake));
         Self {
             images: labels.len(),
             real,
             fake,
             accuracy: share(right, answered).unwrap_or(0.0),
             roc_auc: (real > 0 && fake > 0).then(|| roc_auc(scores, labels)),
-            false_alarms: share(alarms, real),
-            misses: share(fake - caught, fake),
+            false_alarms,
+            misses,
             uncertain: share(unsure_n, labels.len()).unwrap_or(0.0),
+            balanced_accuracy: false_alarms
+                .zip(misses)
+                .map(|(fa, miss)| 1.0 - (fa + miss) / 2.0),
+        }
+    }
+}
+
+/// How much of the base task `adapt` may lose before it refuses to write.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Margins {
+    /// Points of ROC-AUC, as a share (0.02 = 2 points).
+    pub auc: f64,
+    /// Points of balanced accuracy at the threshold, as a share.
+    pub accuracy: f64,
+}
+
+impl Default for Margins {
+    fn default() -> Self {
+        Self {
+            auc: 0.02,
+            accuracy: 0.05,
         }
     }
 }
@@ -147,10 +172,18 @@ impl AdaptReport {
         Some(before - after)
     }
 
-    /// Why the adapted model must not replace the base one, if it must not: the base task
-    /// dropped more than `margin` of ROC-AUC, or could not be checked.
-    pub fn refusal(&self, margin: f64) -> Option<String> {
-        let Some(drop) = self.base_auc_drop() else {
+    /// Points of balanced accuracy lost on the guard sample (negative: gained).
+    pub fn base_accuracy_drop(&self) -> Option<f64> {
+        let before = self.base_before.as_ref()?.balanced_accuracy?;
+        let after = self.base_after.as_ref()?.balanced_accuracy?;
+        Some(before - after)
+    }
+
+    /// Why the adapted model must not replace the base one, if it must not: on the base model's
+    /// own data ROC-AUC dropped more than `margin.auc` or balanced accuracy at the threshold more
+    /// than `margin.accuracy`, or the base task could not be checked.
+    pub fn refusal(&self, margin: Margins) -> Option<String> {
+        let (Some(auc), Some(acc)) = (self.base_auc_drop(), self.base_accuracy_drop()) else {
             return Some(
                 "the base task could not be checked: no base training data (pass --base-data \
                  DIR with the base model's REAL/ and FAKE/ images; without it the new head may \
@@ -158,19 +191,36 @@ impl AdaptReport {
                     .into(),
             );
         };
-        (drop > margin).then(|| {
-            let before = self.base_before.as_ref().and_then(|f| f.roc_auc).unwrap_or(0.0);
+        let (b, a) = (self.base_before.as_ref()?, self.base_after.as_ref()?);
+        let what = if auc > margin.auc {
             format!(
-                "refused: on {} images of the base model's own data ROC-AUC would fall from \
-                 {before:.3} to {:.3} ({:.1} points, more than the {:.1} allowed by --margin). \
-                 The corrections may be mislabelled (flipped labels do this) or unlike anything \
-                 the base model judges; check them, or write anyway with --force",
-                self.base_before.as_ref().map_or(0, |f| f.images),
-                before - drop,
-                drop * 100.0,
-                margin * 100.0
+                "ROC-AUC would fall from {:.3} to {:.3} ({:.1} points, more than the {:.1} of \
+                 --margin)",
+                b.roc_auc?,
+                a.roc_auc?,
+                auc * 100.0,
+                margin.auc * 100.0
             )
-        })
+        } else if acc > margin.accuracy {
+            format!(
+                "balanced accuracy would fall from {:.3} to {:.3} ({:.1} points, more than the \
+                 {:.1} of --accuracy-margin; misses {:.1}% → {:.1}%)",
+                b.balanced_accuracy?,
+                a.balanced_accuracy?,
+                acc * 100.0,
+                margin.accuracy * 100.0,
+                b.misses? * 100.0,
+                a.misses? * 100.0
+            )
+        } else {
+            return None;
+        };
+        Some(format!(
+            "refused: on {} images of the base model's own data {what}. The corrections may be \
+             mislabelled (flipped labels do this) or unlike anything the base model judges; \
+             check them, or write anyway with --force",
+            b.images
+        ))
     }
 
     /// The new model's provenance: this report, the base model and its own lineage, and the
@@ -202,14 +252,15 @@ impl AdaptReport {
     /// The before/after table, one line per set.
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "set                          model    images  ROC-AUC  false alarms  misses  uncertain\n",
+            "set                          model    images  ROC-AUC  bal. acc  false alarms  misses  uncertain\n",
         );
         let mut line = |set: &str, who: &str, f: &Figures| {
             let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1}%", v * 100.0));
             out.push_str(&format!(
-                "{set:<28} {who:<8} {:>6}  {:>7}  {:>12}  {:>6}  {:>9}\n",
+                "{set:<28} {who:<8} {:>6}  {:>7}  {:>8}  {:>12}  {:>6}  {:>9}\n",
                 f.images,
                 f.roc_auc.map_or("-".into(), |a| format!("{a:.3}")),
+                f.balanced_accuracy.map_or("-".into(), |a| format!("{a:.3}")),
                 pct(f.false_alarms),
                 pct(f.misses),
                 pct(Some(f.uncertain)),
@@ -279,6 +330,7 @@ mod tests {
         assert_eq!(f.misses, Some(1.0 / 3.0));
         assert_eq!(f.uncertain, 1.0 / 6.0);
         assert_eq!(f.accuracy, 3.0 / 5.0);
+        assert_eq!(f.balanced_accuracy, Some(1.0 - (1.0 / 3.0 + 1.0 / 3.0) / 2.0));
         let only_real = Figures::of(&[0.2, 0.7], &[0, 0], 0.5, None);
         assert_eq!(only_real.roc_auc, None);
         assert_eq!(only_real.misses, None);
@@ -289,6 +341,8 @@ mod tests {
         let f = |auc| Figures {
             roc_auc: Some(auc),
             images: 300,
+            balanced_accuracy: Some(0.9),
+            misses: Some(0.1),
             ..Default::default()
         };
         AdaptReport {
@@ -317,13 +371,18 @@ mod tests {
 
     #[test]
     fn the_guard_refuses_a_drop_past_the_margin_and_an_unchecked_base() {
-        assert_eq!(report(0.95, 0.94).refusal(0.02), None);
-        assert_eq!(report(0.95, 0.97).refusal(0.02), None);
-        let why = report(0.95, 0.90).refusal(0.02).unwrap();
+        let m = Margins::default();
+        assert_eq!(report(0.95, 0.94).refusal(m), None);
+        assert_eq!(report(0.95, 0.97).refusal(m), None);
+        let why = report(0.95, 0.90).refusal(m).unwrap();
         assert!(why.contains("0.950 to 0.900") && why.contains("--force"), "{why}");
-        let mut r = report(0.9, 0.9);
+        // AUC holds but the threshold now misses fakes: refused too.
+        let mut r = report(0.95, 0.95);
+        r.base_after.as_mut().unwrap().balanced_accuracy = Some(0.7);
+        let why = r.refusal(m).unwrap();
+        assert!(why.contains("balanced accuracy would fall from 0.900 to 0.700"), "{why}");
         r.base_before = None;
-        assert!(r.refusal(0.02).unwrap().contains("--base-data"));
+        assert!(r.refusal(m).unwrap().contains("--base-data"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The endpoints. Decoding runs on tokio's blocking pool, scoring on the batch workers, so the
 //! async runtime only moves bytes.
 
-use super::AppState;
+use super::{AppState, Served};
 use super::batcher::SubmitError;
 use super::error::ApiError;
 use super::limits::{self, BudgetError};
@@ -35,7 +35,7 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.ready.load(Ordering::Relaxed) {
-        Json(json!({ "status": "ready", "model": st.model_name })).into_response()
+        Json(json!({ "status": "ready", "model": st.model_name() })).into_response()
     } else {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -48,10 +48,11 @@ pub async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 
 pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
     let c = &st.config;
-    let members: Vec<Value> = st
+    let served = st.served();
+    let members: Vec<Value> = served
         .ensemble
         .iter()
-        .zip(&st.cam_layers)
+        .zip(&served.cam_layers)
         .map(|(det, layer)| describe(det, layer))
         .collect();
     // One model: its own fields at the top, as before ensembles; several: the members.
@@ -59,13 +60,15 @@ pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
         [one] => one.clone(),
         _ => json!({
             "members": members,
-            "calibration": st.ensemble.calibration(),
-            "routed": st.ensemble.is_routed(),
+            "calibration": served.ensemble.calibration(),
+            "routed": served.ensemble.is_routed(),
         }),
     };
-    v["name"] = json!(st.model_name);
-    v["threshold"] = json!(st.ensemble.threshold());
-    v["params"] = json!(st.ensemble.iter().map(|d| d.num_params()).sum::<usize>());
+    v["name"] = json!(served.name);
+    v["threshold"] = json!(served.ensemble.threshold());
+    v["params"] = json!(served.ensemble.iter().map(|d| d.num_params()).sum::<usize>());
+    v["feedback"] = json!(st.feedback_enabled());
+    v["reload"] = json!(st.reload_enabled());
     v["serving"] = json!({
         "max_batch": c.batch.max_batch,
         "max_wait_ms": c.batch.max_wait.as_secs_f64() * 1e3,
@@ -201,6 +204,7 @@ struct Decoded {
 /// than the budget; at most `decode_permits` decode at once.
 async fn decode_upload(
     st: &Arc<AppState>,
+    served: &Served,
     upload: Upload,
     keep: bool,
 ) -> Result<Decoded, ApiError> {
@@ -231,7 +235,7 @@ async fn decode_upload(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::internal("decoder closed"))?;
-    let ensemble = st.ensemble.clone();
+    let ensemble = served.ensemble.clone();
     let job = tokio::task::spawn_blocking(move || {
         let name = Path::new(&upload.name);
         let (prepared, img) = ensemble.prepare_bytes_within(&upload.bytes, name, max_pixels)?;
@@ -251,10 +255,12 @@ async fn decode_upload(
 /// Decode, score through the batch queue, optionally explain; the JSON answer for one image.
 async fn analyse(st: Arc<AppState>, upload: Upload, explain: bool) -> Result<Value, ApiError> {
     let t0 = Instant::now();
-    let on_its_way = st.batcher.expect();
-    let decoded = decode_upload(&st, upload, explain).await?;
+    // The model answering now answers this request to the end, even if another is swapped in.
+    let served = st.served();
+    let on_its_way = served.batcher.expect();
+    let decoded = decode_upload(&st, &served, upload, explain).await?;
     let (width, height) = (decoded.prepared.width, decoded.prepared.height);
-    let submitted = st.batcher.submit(decoded.prepared);
+    let submitted = served.batcher.submit(decoded.prepared);
     drop(on_its_way);
     let rx = submitted.map_err(|e| match e {
         SubmitError::Full => ApiError::overloaded("the inference queue is full; retry shortly"),
@@ -266,9 +272,8 @@ async fn analyse(st: Arc<AppState>, upload: Upload, explain: bool) -> Result<Val
         .map_err(ApiError::internal)?;
     let mut out = prediction_fields(decision, width, height);
     if let Some(img) = decoded.image {
-        let st2 = st.clone();
         let ex = tokio::task::spawn_blocking(move || {
-            overlay::gradcam(&st2.ensemble, &img, &st2.cam_layers)
+            overlay::gradcam(&served.ensemble, &img, &served.cam_layers)
         })
         .await
         .map_err(|_| ApiError::internal("the explanation failed on this image"))??;

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub queue_depth: AtomicUsize,
     /// Requests being handled now.
     pub in_flight: AtomicUsize,
+    /// Models swapped in since start.
+    pub reloads: AtomicUsize,
 }
 
 impl Default for Metrics {
@@ -96,6 +98,7 @@ impl Default for Metrics {
             inference: Mutex::new(Histogram::new(&LATENCY_BOUNDS)),
             queue_depth: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            reloads: AtomicUsize::new(0),
         }
     }
 }
@@ -167,6 +170,12 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         }
+        let name = "synthscan_model_reloads_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Models swapped in since start.\n# TYPE {name} counter\n{name} {}",
+            self.reloads.load(Ordering::Relaxed)
+        );
         out
     }
 }

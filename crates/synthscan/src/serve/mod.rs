@@ -13,6 +13,7 @@
 
 pub mod batcher;
 pub mod error;
+pub mod feedback;
 mod handlers;
 pub mod limits;
 pub mod metrics;
@@ -30,7 +31,7 @@ use hyper_util::service::TowerToHyperService;
 use metrics::Metrics;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -90,22 +91,55 @@ impl Default for ServeConfig {
     }
 }
 
-/// What every handler sees.
-pub struct AppState {
+/// The model being served with what is derived from it (its batch workers, its Grad-CAM
+/// layers); a reload swaps it whole, and a request keeps the one it started with.
+pub struct Served {
     /// The model, or several answering as one.
     pub ensemble: Arc<Ensemble>,
-    pub model_name: String,
-    pub config: ServeConfig,
-    pub metrics: Arc<Metrics>,
+    pub name: String,
     batcher: Batcher,
     /// The block of each member Grad-CAM is taken at, resolved once (it runs the networks on a
     /// blank image).
     cam_layers: Vec<String>,
+}
+
+impl Served {
+    /// Resolve the Grad-CAM layers and start the batch workers of `ensemble`.
+    fn start(ensemble: Ensemble, config: &ServeConfig, metrics: &Arc<Metrics>) -> Result<Self> {
+        let name = ensemble.name();
+        let cam_layers =
+            crate::explain::EnsembleCam::new(&ensemble, &[], crate::explain::CamMethod::GradCam)?
+                .layer_names();
+        let ensemble = Arc::new(ensemble);
+        let batcher = Batcher::start(ensemble.clone(), config.batch.clone(), metrics.clone());
+        Ok(Self {
+            ensemble,
+            name,
+            batcher,
+            cam_layers,
+        })
+    }
+}
+
+/// Loads the model again from where it came from (`reload`, SIGHUP).
+pub type Loader = Box<dyn Fn() -> Result<Ensemble> + Send + Sync>;
+
+/// What every handler sees.
+pub struct AppState {
+    served: RwLock<Arc<Served>>,
+    pub config: ServeConfig,
+    pub metrics: Arc<Metrics>,
     ready: AtomicBool,
     permits: Arc<Semaphore>,
     decode_permits: Arc<Semaphore>,
     decode_budget: limits::Budget,
     upload_budget: limits::Budget,
+    /// The bearer token of `/v1/feedback` and `/v1/admin/reload` (both off without one).
+    token: Option<String>,
+    feedback: Option<feedback::Store>,
+    loader: Option<Loader>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -123,26 +157,81 @@ impl AppState {
                 limits::mib(config.max_decode_bytes)
             );
         }
-        let model_name = ensemble.name();
-        let cam_layers =
-            crate::explain::EnsembleCam::new(&ensemble, &[], crate::explain::CamMethod::GradCam)?
-                .layer_names();
-        let ensemble = Arc::new(ensemble);
         let metrics = Arc::new(Metrics::default());
-        let batcher = Batcher::start(ensemble.clone(), config.batch.clone(), metrics.clone());
+        let served = Served::start(ensemble, &config, &metrics)?;
         Ok(Self {
-            ensemble,
-            model_name,
+            served: RwLock::new(Arc::new(served)),
             metrics,
-            batcher,
-            cam_layers,
             ready: AtomicBool::new(true),
             permits: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             decode_permits: Arc::new(Semaphore::new(config.decode_concurrency.max(1))),
             decode_budget: limits::Budget::new(config.max_decode_bytes, config.budget_wait),
             upload_budget: limits::Budget::new(config.max_upload_bytes, config.budget_wait),
             config,
+            token: None,
+            feedback: None,
+            loader: None,
+            reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The bearer token of `/v1/feedback` and `/v1/admin/reload` (both off without one).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// How to load the model again (`/v1/admin/reload`, SIGHUP).
+    pub fn with_loader(mut self, loader: Loader) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// Where `/v1/feedback` stores corrections.
+    pub fn with_feedback(mut self, store: feedback::Store) -> Self {
+        self.feedback = Some(store);
+        self
+    }
+
+    /// The model answering now.
+    pub fn served(&self) -> Arc<Served> {
+        match self.served.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The name of the model answering now.
+    pub fn model_name(&self) -> String {
+        self.served().name.clone()
+    }
+
+    /// Load the model again and swap it in: requests under way finish on the old one (they
+    /// hold it), new ones get the new one; on failure the old one stays. Returns the names
+    /// (before, after).
+    pub async fn reload(self: &Arc<Self>) -> Result<(String, String)> {
+        let _one = self.reloading.lock().await;
+        let st = self.clone();
+        let fresh = tokio::task::spawn_blocking(move || {
+            let loader = st
+                .loader
+                .as_ref()
+                .ok_or_else(|| Error::Invalid("this server cannot reload its model".into()))?;
+            Served::start(loader()?, &st.config, &st.metrics)
+        })
+        .await
+        .map_err(|_| Error::Model("the reload task failed".into()))??;
+        let after = fresh.name.clone();
+        let old = {
+            let mut slot = match self.served.write() {
+                Ok(s) => s,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(&mut *slot, Arc::new(fresh))
+        };
+        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(from = %old.name, to = %after, "model reloaded");
+        Ok((old.name.clone(), after))
     }
 }
 
@@ -154,6 +243,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let detect = Router::new()
         .route("/v1/detect", post(handlers::detect))
         .route("/v1/detect/batch", post(handlers::detect_batch))
+        .route("/v1/feedback", post(feedback::feedback))
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(state.config.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), limits::upload_budget))
@@ -165,6 +255,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .route("/v1/model", get(handlers::model))
+        .route("/v1/admin/reload", post(feedback::reload))
         .merge(detect)
         .fallback(handlers::not_found)
         .layer(from_fn(error::json_errors))
@@ -201,6 +292,10 @@ impl Server {
     /// in-flight requests finish (up to `shutdown_grace`).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let app = router(self.state.clone());
+        let hangup = self
+            .state
+            .can_reload()
+            .then(|| tokio::spawn(feedback::reload_on_hangup(self.state.clone())));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(self.state.config.header_timeout);
@@ -230,6 +325,9 @@ impl Server {
             });
         }
         self.state.ready.store(false, Ordering::Relaxed);
+        if let Some(h) = hangup {
+            h.abort();
+        }
         drop(self.listener);
         tokio::select! {
             () = graceful.shutdown() => {}

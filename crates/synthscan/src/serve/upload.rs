@@ -6,6 +6,7 @@ use super::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{StatusCode, header};
+use std::collections::BTreeMap;
 
 /// One uploaded image and the name it is called by in error messages.
 #[derive(Debug)]
@@ -65,9 +66,21 @@ fn is_raw_image_type(ct: &str) -> bool {
 
 /// The images of a request, in order; at most `max_items` (beyond that: 400).
 pub async fn uploads(req: Request, max_items: usize) -> Result<Vec<Upload>, ApiError> {
+    Ok(uploads_with_fields(req, max_items, &[]).await?.0)
+}
+
+/// Longest text field read from a multipart body.
+const MAX_FIELD_BYTES: usize = 4096;
+
+/// [`uploads`], with the multipart text fields named in `fields` (at most 4 KiB each).
+pub async fn uploads_with_fields(
+    req: Request,
+    max_items: usize,
+    fields: &[&str],
+) -> Result<(Vec<Upload>, BTreeMap<String, String>), ApiError> {
     let ct = content_type(&req);
     if ct.starts_with("multipart/form-data") {
-        return multipart_uploads(req, max_items).await;
+        return multipart_uploads(req, max_items, fields).await;
     }
     if !is_raw_image_type(&ct) {
         return Err(unsupported(&ct));
@@ -81,24 +94,45 @@ pub async fn uploads(req: Request, max_items: usize) -> Result<Vec<Upload>, ApiE
             "the request body is empty: send an image",
         ));
     }
-    Ok(vec![Upload {
+    let upload = Upload {
         name: "upload".into(),
         bytes,
-    }])
+    };
+    Ok((vec![upload], BTreeMap::new()))
 }
 
-async fn multipart_uploads(req: Request, max_items: usize) -> Result<Vec<Upload>, ApiError> {
+async fn multipart_uploads(
+    req: Request,
+    max_items: usize,
+    fields: &[&str],
+) -> Result<(Vec<Upload>, BTreeMap<String, String>), ApiError> {
     let mut mp = Multipart::from_request(req, &())
         .await
         .map_err(|r| body_error(r.body_text(), r.status()))?;
     let mut out = Vec::new();
+    let mut texts = BTreeMap::new();
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => return Err(body_error(e.body_text(), e.status())),
         };
-        if field.name() != Some("image") {
+        let name = field.name().unwrap_or("").to_string();
+        if fields.contains(&name.as_str()) {
+            let text = field
+                .bytes()
+                .await
+                .map_err(|e| body_error(e.body_text(), e.status()))?;
+            if text.len() > MAX_FIELD_BYTES {
+                return Err(ApiError::bad_request(
+                    "field_too_long",
+                    format!("field {name:?}: at most {MAX_FIELD_BYTES} bytes"),
+                ));
+            }
+            texts.insert(name, String::from_utf8_lossy(&text).into_owned());
+            continue;
+        }
+        if name != "image" {
             continue;
         }
         if out.len() == max_items {
@@ -120,7 +154,7 @@ async fn multipart_uploads(req: Request, max_items: usize) -> Result<Vec<Upload>
             "the multipart body has no field named \"image\"",
         ));
     }
-    Ok(out)
+    Ok((out, texts))
 }
 
 #[cfg(test)]
