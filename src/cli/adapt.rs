@@ -72,11 +72,15 @@ impl AdaptArgs {
             ("--accuracy-margin", self.accuracy_margin),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(Error::Invalid(format!("{flag} {v}: a share between 0 and 1")));
+                return Err(Error::Invalid(format!(
+                    "{flag} {v}: a share between 0 and 1"
+                )));
             }
         }
         if let Some(b) = self.max_fpr.filter(|b| !(0.0..=1.0).contains(b)) {
-            return Err(Error::Invalid(format!("--max-fpr {b}: a share between 0 and 1")));
+            return Err(Error::Invalid(format!(
+                "--max-fpr {b}: a share between 0 and 1"
+            )));
         }
         let mut o = AdaptOptions::new(self.data.clone());
         o.base_data = self.base_data.clone();
@@ -167,9 +171,9 @@ fn print_summary(r: &adapt::AdaptReport, inputs: &adapt::Inputs, hits: usize, se
         secs[0],
     );
     print!("{}", r.table());
-    let band = r
-        .uncertain
-        .map_or(String::new(), |[lo, hi]| format!(", uncertain band [{lo:.3}, {hi:.3})"));
+    let band = r.uncertain.map_or(String::new(), |[lo, hi]| {
+        format!(", uncertain band [{lo:.3}, {hi:.3})")
+    });
     println!("threshold {:.3}{band}", r.threshold);
     if inputs.guard.is_empty() {
         println!("base task: not checked (no base training data)");

@@ -199,9 +199,12 @@ impl Detector {
         }
     }
 
+    /// Load a model file; it is named after the file (after the file a link points to, so that
+    /// `current.synthscan → adapted-v2.synthscan` answers as `adapted-v2`).
     pub fn load(path: &Path) -> Result<Self> {
         let mut det = Self::from_bytes(&crate::error::read_file(path)?, path)?;
-        if let Some(stem) = path.file_stem() {
+        let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(stem) = target.file_stem() {
             det.name = stem.to_string_lossy().into_owned();
         }
         Ok(det)

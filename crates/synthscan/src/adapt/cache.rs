@@ -39,7 +39,10 @@ impl FeatureCache {
     /// The cache file of the model with content hash `model_hash` in `dir` (read when present;
     /// an unreadable or foreign file is ignored with a warning and replaced on save).
     pub fn open(dir: &Path, model_hash: &str) -> Self {
-        let path = dir.join(format!("features-{}.bin", &model_hash[..16.min(model_hash.len())]));
+        let path = dir.join(format!(
+            "features-{}.bin",
+            &model_hash[..16.min(model_hash.len())]
+        ));
         let mut cache = Self {
             path: Some(path.clone()),
             ..Self::default()
@@ -105,10 +108,7 @@ type CacheParts = (usize, HashMap<String, Vec<f32>>, Vec<String>);
 
 fn read_cache(path: &Path, model_hash: &str) -> std::result::Result<CacheParts, String> {
     let bytes = crate::error::read_file(path).map_err(|e| e.to_string())?;
-    let nl = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or("no header")?;
+    let nl = bytes.iter().position(|&b| b == b'\n').ok_or("no header")?;
     let h: serde_json::Value = serde_json::from_slice(&bytes[..nl]).map_err(|e| e.to_string())?;
     if h["model"].as_str() != Some(model_hash) {
         return Err("written for another model".into());
@@ -158,7 +158,11 @@ impl Extracted {
     }
 
     pub fn counts(&self) -> [usize; 2] {
-        let fake = self.labels.iter().filter(|&&l| l == crate::data::FAKE).count();
+        let fake = self
+            .labels
+            .iter()
+            .filter(|&&l| l == crate::data::FAKE)
+            .count();
         [self.labels.len() - fake, fake]
     }
 }

@@ -101,7 +101,12 @@ pub fn base_folders(base: &Detector, given: &[PathBuf]) -> Vec<PathBuf> {
 pub fn recorded_training_data(provenance: &serde_json::Value) -> Vec<PathBuf> {
     provenance["training_data"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str()).map(PathBuf::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -109,7 +114,10 @@ pub fn recorded_training_data(provenance: &serde_json::Value) -> Vec<PathBuf> {
 fn labelled(folders: &[PathBuf]) -> Result<Vec<(PathBuf, u8)>> {
     let mut items = Vec::new();
     for dir in folders {
-        items.extend(data::discover(&data::resolve_class_root(dir, Part::Train)?)?);
+        items.extend(data::discover(&data::resolve_class_root(
+            dir,
+            Part::Train,
+        )?)?);
     }
     Ok(items)
 }
@@ -268,7 +276,11 @@ fn cross_validate(
 
 /// Fit, calibrate and measure: the adapted model and its report (the guard is the caller's:
 /// [`AdaptReport::refusal`]).
-pub fn fit(base: &Detector, inputs: &Inputs, opts: &AdaptOptions) -> Result<(Detector, AdaptReport)> {
+pub fn fit(
+    base: &Detector,
+    inputs: &Inputs,
+    opts: &AdaptOptions,
+) -> Result<(Detector, AdaptReport)> {
     let f = table(inputs);
     let n_user = inputs.user.len();
     let replay = n_user..n_user + inputs.replay.len();

@@ -134,7 +134,12 @@ impl AdaptReport {
         let before = |part: &super::Extracted| {
             let flat: Vec<f32> = part.rows.concat();
             let scores = base.head_scores(&flat, part.dim.max(1));
-            Figures::of(&scores, &part.labels, base.meta.threshold, base.meta.uncertain)
+            Figures::of(
+                &scores,
+                &part.labels,
+                base.meta.threshold,
+                base.meta.uncertain,
+            )
         };
         let (t, band) = (adapted.meta.threshold, adapted.meta.uncertain);
         let n = inputs.user.len();
@@ -158,8 +163,7 @@ impl AdaptReport {
             corrections_before: before(&inputs.user),
             corrections_after: Figures::of(&after[..n], &inputs.user.labels, t, band),
             base_before: has_guard.then(|| before(&inputs.guard)),
-            base_after: has_guard
-                .then(|| Figures::of(&after[n..], &inputs.guard.labels, t, band)),
+            base_after: has_guard.then(|| Figures::of(&after[n..], &inputs.guard.labels, t, band)),
             threshold: t,
             uncertain: band,
         })
@@ -225,17 +229,18 @@ impl AdaptReport {
 
     /// The new model's provenance: this report, the base model and its own lineage, and the
     /// training folders a later `adapt` can replay.
-    pub fn lineage(&self, base: &Detector, inputs: &Inputs, opts: &AdaptOptions) -> serde_json::Value {
+    pub fn lineage(
+        &self,
+        base: &Detector,
+        inputs: &Inputs,
+        opts: &AdaptOptions,
+    ) -> serde_json::Value {
         let mut chain = base.meta.provenance["lineage"]
             .as_array()
             .cloned()
             .unwrap_or_default();
         chain.push(json!({ "name": self.base.name, "sha256": self.base.sha256 }));
-        let mut training: Vec<String> = inputs
-            .base_folders
-            .iter()
-            .map(|p| absolute(p))
-            .collect();
+        let mut training: Vec<String> = inputs.base_folders.iter().map(|p| absolute(p)).collect();
         training.push(absolute(&opts.data));
         json!({
             "recipe": "adapt",
@@ -260,13 +265,18 @@ impl AdaptReport {
                 "{set:<28} {who:<8} {:>6}  {:>7}  {:>8}  {:>12}  {:>6}  {:>9}\n",
                 f.images,
                 f.roc_auc.map_or("-".into(), |a| format!("{a:.3}")),
-                f.balanced_accuracy.map_or("-".into(), |a| format!("{a:.3}")),
+                f.balanced_accuracy
+                    .map_or("-".into(), |a| format!("{a:.3}")),
                 pct(f.false_alarms),
                 pct(f.misses),
                 pct(Some(f.uncertain)),
             ));
         };
-        line("corrections (out of fold)", "before", &self.corrections_before);
+        line(
+            "corrections (out of fold)",
+            "before",
+            &self.corrections_before,
+        );
         line("", "after", &self.corrections_after);
         if let (Some(b), Some(a)) = (&self.base_before, &self.base_after) {
             line("base model's own data", "before", b);
@@ -330,7 +340,10 @@ mod tests {
         assert_eq!(f.misses, Some(1.0 / 3.0));
         assert_eq!(f.uncertain, 1.0 / 6.0);
         assert_eq!(f.accuracy, 3.0 / 5.0);
-        assert_eq!(f.balanced_accuracy, Some(1.0 - (1.0 / 3.0 + 1.0 / 3.0) / 2.0));
+        assert_eq!(
+            f.balanced_accuracy,
+            Some(1.0 - (1.0 / 3.0 + 1.0 / 3.0) / 2.0)
+        );
         let only_real = Figures::of(&[0.2, 0.7], &[0, 0], 0.5, None);
         assert_eq!(only_real.roc_auc, None);
         assert_eq!(only_real.misses, None);
@@ -375,12 +388,18 @@ mod tests {
         assert_eq!(report(0.95, 0.94).refusal(m), None);
         assert_eq!(report(0.95, 0.97).refusal(m), None);
         let why = report(0.95, 0.90).refusal(m).unwrap();
-        assert!(why.contains("0.950 to 0.900") && why.contains("--force"), "{why}");
+        assert!(
+            why.contains("0.950 to 0.900") && why.contains("--force"),
+            "{why}"
+        );
         // AUC holds but the threshold now misses fakes: refused too.
         let mut r = report(0.95, 0.95);
         r.base_after.as_mut().unwrap().balanced_accuracy = Some(0.7);
         let why = r.refusal(m).unwrap();
-        assert!(why.contains("balanced accuracy would fall from 0.900 to 0.700"), "{why}");
+        assert!(
+            why.contains("balanced accuracy would fall from 0.900 to 0.700"),
+            "{why}"
+        );
         r.base_before = None;
         assert!(r.refusal(m).unwrap().contains("--base-data"));
     }

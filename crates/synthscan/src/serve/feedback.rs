@@ -68,10 +68,14 @@ impl Store {
     /// Where an image of this content and label lives, if it is stored.
     fn find(&self, key: &str, label: u8) -> Option<PathBuf> {
         let d = self.dir.join(CLASS_NAMES[label as usize]);
-        std::fs::read_dir(d).ok()?.flatten().map(|e| e.path()).find(|p| {
-            p.file_stem().and_then(|s| s.to_str()) == Some(key)
-                && p.extension().is_some_and(|e| e != "json")
-        })
+        std::fs::read_dir(d)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_stem().and_then(|s| s.to_str()) == Some(key)
+                    && p.extension().is_some_and(|e| e != "json")
+            })
     }
 
     /// Store `bytes` (an image in a known format) as an example of `label`, with `note`.
@@ -154,7 +158,9 @@ fn authorise(st: &AppState, headers: &HeaderMap, what: &str) -> std::result::Res
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_enabled",
-            format!("{what} is off: start the server with --feedback-token (or SYNTHSCAN_FEEDBACK_TOKEN)"),
+            format!(
+                "{what} is off: start the server with --feedback-token (or SYNTHSCAN_FEEDBACK_TOKEN)"
+            ),
         ));
     };
     let given = headers
@@ -198,13 +204,16 @@ pub async fn feedback(
 ) -> std::result::Result<Json<Value>, ApiError> {
     authorise(&st, req.headers(), "feedback")?;
     let store = st.feedback.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "not_enabled", "feedback is off on this server")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_enabled",
+            "feedback is off on this server",
+        )
     })?;
     let (mut images, fields) = uploads_with_fields(req, 1, &["label", "note"]).await?;
-    let label_text = fields
-        .get("label")
-        .or(q.label.as_ref())
-        .ok_or_else(|| ApiError::bad_request("no_label", "say the right label: label=REAL or label=FAKE"))?;
+    let label_text = fields.get("label").or(q.label.as_ref()).ok_or_else(|| {
+        ApiError::bad_request("no_label", "say the right label: label=REAL or label=FAKE")
+    })?;
     let label = parse_label(label_text)?;
     let note: String = fields
         .get("note")
@@ -302,8 +311,14 @@ mod tests {
         assert_eq!(how, Stored::New);
         assert!(dir.join("REAL").join(format!("{key}.png")).is_file());
         assert!(dir.join("REAL").join(format!("{key}.json")).is_file());
-        assert_eq!(store.save(&img, REAL, "", "m").await.unwrap().1, Stored::Duplicate);
-        assert_eq!(store.save(&img, FAKE, "", "m").await.unwrap().1, Stored::Relabelled);
+        assert_eq!(
+            store.save(&img, REAL, "", "m").await.unwrap().1,
+            Stored::Duplicate
+        );
+        assert_eq!(
+            store.save(&img, FAKE, "", "m").await.unwrap().1,
+            Stored::Relabelled
+        );
         assert!(!dir.join("REAL").join(format!("{key}.png")).exists());
         assert!(dir.join("FAKE").join(format!("{key}.png")).is_file());
         assert!(store.save(b"not an image", REAL, "", "m").await.is_err());

@@ -1,12 +1,12 @@
 //! The endpoints. Decoding runs on tokio's blocking pool, scoring on the batch workers, so the
 //! async runtime only moves bytes.
 
-use super::{AppState, Served};
 use super::batcher::SubmitError;
 use super::error::ApiError;
 use super::limits::{self, BudgetError};
 use super::overlay;
 use super::upload::{Upload, uploads};
+use super::{AppState, Served};
 use crate::data::decode;
 use crate::decision::Decision;
 use crate::ensemble::Prepared;
@@ -66,7 +66,13 @@ pub async fn model(State(st): State<Arc<AppState>>) -> Json<Value> {
     };
     v["name"] = json!(served.name);
     v["threshold"] = json!(served.ensemble.threshold());
-    v["params"] = json!(served.ensemble.iter().map(|d| d.num_params()).sum::<usize>());
+    v["params"] = json!(
+        served
+            .ensemble
+            .iter()
+            .map(|d| d.num_params())
+            .sum::<usize>()
+    );
     v["feedback"] = json!(st.feedback_enabled());
     v["reload"] = json!(st.reload_enabled());
     v["serving"] = json!({
