@@ -41,6 +41,23 @@ fn describe(det: &Detector) -> Result<Value> {
         *q = format!("{} values", det.meta.real_quantiles.len()).into();
     }
     v["layers"] = serde_json::to_value(det.network.layer_names()).map_err(bad)?;
+    // An adapted model: the models it came from, oldest first, then itself.
+    let chain = synthscan::adapt::report::chain_of(&det.meta.provenance);
+    if !chain.is_empty() {
+        let adapted = &det.meta.provenance["adapted"];
+        let mut lines = chain;
+        lines.push(format!(
+            "{} (adapted {} with {} REAL + {} FAKE corrections, sha256 {})",
+            det.name,
+            adapted["date"].as_str().unwrap_or("?"),
+            adapted["corrections"]["real"],
+            adapted["corrections"]["fake"],
+            adapted["corrections"]["sha256"]
+                .as_str()
+                .map_or("?", |h| &h[..16.min(h.len())]),
+        ));
+        v["lineage"] = serde_json::to_value(lines).map_err(bad)?;
+    }
     Ok(v)
 }
 
