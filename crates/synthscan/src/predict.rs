@@ -147,12 +147,13 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
 /// A file prepared for scoring, or why not (with its evidence when its bytes were read).
 type Unscored = Result<Prepared, (Error, Option<Box<provenance::Evidence>>)>;
 
-/// Read a file once and prepare it with its provenance ([`Ensemble::prepare_bytes`]); a file
-/// that reads but does not decode keeps its evidence for the error entry.
+/// Read a file once and prepare it with its provenance ([`Ensemble::prepare_bytes_within`]); a
+/// file that reads but does not decode keeps the evidence read from its bytes for the error
+/// entry.
 fn read_and_prepare(ensemble: &Ensemble, path: &Path) -> Unscored {
     let bytes = crate::error::read_file(path).map_err(|e| (e, None))?;
-    ensemble.prepare_bytes(&bytes, path).map_err(|e| {
-        let name = path.file_name().and_then(|n| n.to_str());
-        (e, Some(Box::new(provenance::inspect(&bytes, name))))
-    })
+    ensemble
+        .prepare_bytes_within(&bytes, path, data::decode::MAX_PIXELS, false)
+        .map(|(prepared, _)| prepared)
+        .map_err(|u| (u.error, u.evidence))
 }

@@ -309,12 +309,14 @@ pub fn score_folder(ensemble: &Ensemble, dir: &Path, strict: bool) -> Result<Sco
 }
 
 /// The ensemble's `p_fake` of the labelled files through [`Ensemble::score`]; each file is
-/// decoded once and prepared for every member that scores it. A file that cannot be read is
+/// decoded once, with what the members need of it ([`Ensemble::prepare_pixels`]: a photograph
+/// far larger than their inputs at a reduced JPEG scale), and prepared for every member that
+/// scores it. A file that cannot be read is
 /// skipped (or, `strict`, an error).
 pub fn score_files(ensemble: &Ensemble, files: &[(PathBuf, u8)], strict: bool) -> Result<Scored> {
     let prepared: Vec<Result<Prepared>> = files
         .par_iter()
-        .map(|(path, _)| Ok(ensemble.prepare(&data::decode::read_rgb(path)?)))
+        .map(|(path, _)| ensemble.prepare_pixels(&crate::error::read_file(path)?, path))
         .collect();
     let mut batch = ensemble.batch();
     let (mut labels, mut paths, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
