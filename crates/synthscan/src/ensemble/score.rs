@@ -232,6 +232,18 @@ impl Ensemble {
         Ok((prepared, keep_image.then_some(decoded.image)))
     }
 
+    /// Files decoded and scored together when a folder is scored piece by piece (so that
+    /// memory stays bounded and progress can be told): four rounds of full passes on every
+    /// core of the largest member's input, at least 64.
+    pub fn chunk_len(&self) -> usize {
+        let size = self.members.iter().map(|d| d.meta.input_size).max();
+        let passes = self
+            .members
+            .first()
+            .map_or(1, |d| crate::detector::parallel_passes(d.device()));
+        (4 * passes * crate::detector::images_per_pass(size.unwrap_or(32) as usize)).max(64)
+    }
+
     /// An empty batch for this ensemble's members.
     pub fn batch(&self) -> Batch {
         Batch {
