@@ -236,6 +236,35 @@ mod tests {
     }
 
     #[test]
+    fn the_callers_pixels_read_as_if_decoded_here() {
+        use std::io::Cursor;
+        // An image of watermark size (the fixtures' marked images are checked through the CLI
+        // in tests/provenance.rs): the same readers run on both paths.
+        let img = image::RgbImage::from_fn(320, 300, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 3 % 256) as u8,
+                ((x ^ y) % 256) as u8,
+            ])
+        });
+        let mut bytes = Cursor::new(Vec::new());
+        img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+        let bytes = bytes.into_inner();
+        let here = inspect(&bytes, Some("a.png"));
+        let decoded = image::load_from_memory(&bytes).unwrap();
+        let given = inspect_with(&bytes, Some("a.png"), Pixels::Decoded(&decoded));
+        assert_eq!(format!("{here:?}"), format!("{given:?}"));
+        let skipped = inspect_with(&bytes, Some("a.png"), Pixels::Skip("not read: scaled"));
+        assert!(
+            skipped
+                .signals
+                .iter()
+                .all(|s| s.kind != SignalKind::Watermark)
+        );
+        assert!(skipped.notes.iter().any(|n| n == "not read: scaled"));
+    }
+
+    #[test]
     fn empty_and_garbage_give_none_without_panicking() {
         let e = inspect(b"", Some("x.png"));
         assert_eq!(e.verdict, Verdict::None);

@@ -111,11 +111,14 @@ pub fn header_dimensions(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<(
     if bytes.is_empty() {
         return Err(decode_err("file is empty".into()));
     }
+    if let Some(name) = unsupported_format(bytes) {
+        return Err(decode_err(format!("{name} is not supported by this build")));
+    }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(e.to_string()))?;
     if reader.format().is_none() {
-        return Err(decode_err(unrecognised(bytes)));
+        return Err(decode_err("unrecognised image format".into()));
     }
     let (width, height) = reader
         .into_dimensions()
@@ -139,16 +142,9 @@ pub fn header_dimensions(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<(
     Ok((width, height))
 }
 
-/// Why bytes the decoder does not recognise were refused: a format this build cannot decode
-/// named as such (HEIC, AVIF, …), else "unrecognised image format".
-fn unrecognised(bytes: &[u8]) -> String {
-    match unsupported_format(bytes) {
-        Some(name) => format!("{name} is not supported by this build"),
-        None => "unrecognised image format".into(),
-    }
-}
-
-/// The name of an image format recognised from its first bytes that this build cannot decode.
+/// The name of an image format, recognised from its first bytes, that this build cannot decode:
+/// HEIC/HEIF and AVIF (their decoders need C libraries, libheif and dav1d, that this build does
+/// not link) and JPEG XL.
 pub fn unsupported_format(bytes: &[u8]) -> Option<&'static str> {
     // ISO base media (HEIF family): a `ftyp` box whose major or compatible brands say what it is.
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
@@ -167,9 +163,6 @@ pub fn unsupported_format(bytes: &[u8]) -> Option<&'static str> {
             return Some("HEIC");
         }
         return None;
-    }
-    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
-        return Some("TIFF");
     }
     if bytes.starts_with(b"\xff\x0a") || bytes.starts_with(b"\0\0\0\x0cJXL \r\n\x87\n") {
         return Some("JPEG XL");
@@ -368,6 +361,101 @@ mod tests {
         bmp.extend_from_slice(&[0; 24]);
         let err = decode_rgb(&bmp, Path::new("bomb.bmp")).unwrap_err();
         assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn heic_and_avif_are_named_and_tiff_decodes() {
+        let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+        let err = decode_rgb(heic, Path::new("a.heic"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HEIC is not supported by this build"), "{err}");
+        let avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf";
+        let err = decode_rgb(avif, Path::new("a.avif"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AVIF is not supported by this build"), "{err}");
+        let img = RgbImage::from_fn(9, 7, |x, y| image::Rgb([x as u8 * 20, y as u8 * 30, 5]));
+        let mut tiff = Cursor::new(Vec::new());
+        img.write_to(&mut tiff, image::ImageFormat::Tiff).unwrap();
+        assert_eq!(decode_rgb(tiff.get_ref(), Path::new("a.tif")).unwrap(), img);
+    }
+
+    fn jpeg_bytes(img: &RgbImage, exif_orientation: Option<u16>) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        let jpeg = out.into_inner();
+        let Some(o) = exif_orientation else {
+            return jpeg;
+        };
+        // An APP1 Exif segment (little-endian TIFF, one IFD entry: Orientation) after SOI.
+        let mut tiff = b"II*\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0".to_vec();
+        tiff.extend_from_slice(&o.to_le_bytes());
+        tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut with = jpeg[..2].to_vec();
+        with.extend_from_slice(&[0xff, 0xe1]);
+        with.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        with.extend_from_slice(&app1);
+        with.extend_from_slice(&jpeg[2..]);
+        with
+    }
+
+    #[test]
+    fn a_large_jpeg_is_decoded_scaled_only_when_the_model_needs_fewer_pixels() {
+        // 2400x1800 (4.3 MP): 1/8 keeps 300x225, both >= 224.
+        assert_eq!(jpeg_scale(2400, 1800, Need::Side(224)), 8);
+        assert_eq!(jpeg_scale(2400, 1800, Need::Side(300)), 4);
+        assert_eq!(jpeg_scale(2400, 1800, Need::All), 1);
+        // At most 4 MP: always whole (every generator's own output size).
+        assert_eq!(jpeg_scale(2048, 2048, Need::Side(32)), 1);
+        assert_eq!(jpeg_scale(512, 512, Need::Side(32)), 1);
+        assert_eq!(jpeg_scale(4000, 3000, Need::Side(2000)), 1);
+        let img = RgbImage::from_fn(2400, 1800, |x, y| {
+            image::Rgb([(x / 10) as u8, (y / 8) as u8, ((x + y) / 20) as u8])
+        });
+        let bytes = jpeg_bytes(&img, None);
+        let p = Path::new("big.jpg");
+        let d = decode_within(&bytes, p, MAX_PIXELS, Need::Side(224), true).unwrap();
+        assert_eq!((d.width, d.height, d.scale), (2400, 1800, 8));
+        assert_eq!(d.image.dimensions(), (300, 225));
+        let mut d = d;
+        assert!(d.with_raw(|raw| raw.is_none()));
+        // The reduction resizes to what the whole decode resizes to, within JPEG noise.
+        let whole = decode_within(&bytes, p, MAX_PIXELS, Need::All, true).unwrap();
+        assert_eq!((whole.scale, whole.image.dimensions()), (1, (2400, 1800)));
+        let (a, b) = (
+            resize_square(&d.image, 224),
+            resize_square(&whole.image, 224),
+        );
+        let diff = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| (*x as f64 - *y as f64).abs())
+            .sum::<f64>()
+            / a.as_raw().len() as f64;
+        assert!(diff < 2.0, "mean difference {diff}");
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_whole_and_scaled() {
+        let img = RgbImage::from_fn(2600, 1700, |x, y| {
+            image::Rgb([if x < 1300 { 250 } else { 5 }, (y / 8) as u8, 90])
+        });
+        // 6: rotate 90 degrees clockwise to display; the upright image is 1700x2600.
+        let bytes = jpeg_bytes(&img, Some(6));
+        let p = Path::new("rotated.jpg");
+        for need in [Need::All, Need::Side(224)] {
+            let d = decode_within(&bytes, p, MAX_PIXELS, need, false).unwrap();
+            assert_eq!((d.width, d.height), (1700, 2600), "{need:?}");
+            let (w, h) = d.image.dimensions();
+            assert!(h > w, "{need:?}: {w}x{h}");
+            // The left half (bright red) is now the top.
+            assert!(d.image.get_pixel(w / 2, h / 8)[0] > 200, "{need:?}");
+            assert!(d.image.get_pixel(w / 2, h * 7 / 8)[0] < 50, "{need:?}");
+        }
     }
 
     #[test]
