@@ -255,15 +255,17 @@ fn decode_jpeg_scaled(
     let (sw, sh) = decoder
         .scale(want(width), want(height))
         .map_err(|e| e.to_string())?;
-    let info = decoder.info().ok_or("no JPEG frame header")?;
+    // Told before decoding: a colour model this path does not convert costs nothing here.
+    let grey = match decoder.info().ok_or("no JPEG frame header")?.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => false,
+        jpeg_decoder::PixelFormat::L8 => true,
+        _ => return Ok(None),
+    };
     let pixels = decoder.decode().map_err(|e| e.to_string())?;
     let (sw, sh) = (u32::from(sw), u32::from(sh));
-    let rgb = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(sw, sh, pixels),
-        jpeg_decoder::PixelFormat::L8 => {
-            RgbImage::from_raw(sw, sh, pixels.iter().flat_map(|&v| [v, v, v]).collect())
-        }
-        _ => return Ok(None),
+    let rgb = match grey {
+        false => RgbImage::from_raw(sw, sh, pixels),
+        true => RgbImage::from_raw(sw, sh, pixels.iter().flat_map(|&v| [v, v, v]).collect()),
     }
     .ok_or("the scaled JPEG decode returned too few pixels")?;
     let orientation = decoder
@@ -437,6 +439,13 @@ mod tests {
             .sum::<f64>()
             / a.as_raw().len() as f64;
         assert!(diff < 2.0, "mean difference {diff}");
+        // A greyscale JPEG comes out as RGB at the same reduction.
+        let grey = image::GrayImage::from_fn(2400, 1800, |x, y| image::Luma([(x ^ y) as u8]));
+        let mut out = Cursor::new(Vec::new());
+        grey.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        let d = decode_within(out.get_ref(), p, MAX_PIXELS, Need::Side(224), false).unwrap();
+        assert_eq!((d.scale, d.image.dimensions()), (8, (300, 225)));
+        assert!(d.image.pixels().all(|px| px[0] == px[1] && px[1] == px[2]));
     }
 
     #[test]
