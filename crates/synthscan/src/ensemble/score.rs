@@ -203,9 +203,20 @@ impl Ensemble {
         keep_image: bool,
     ) -> std::result::Result<(Prepared, Option<image::RgbImage>), Unprepared> {
         let hint = name.file_name().and_then(|n| n.to_str());
-        let unprepared = |error| Unprepared {
-            error,
-            evidence: Some(Box::new(provenance::inspect(bytes, hint))),
+        let unprepared = |error: Error| {
+            // Pixels over the size limit are not decoded for provenance either (a bomb stays
+            // unopened); any other failure leaves the readers their own bounded attempt.
+            let pixels = match error {
+                Error::TooLarge { .. } | Error::TooManyPixels { .. } => {
+                    provenance::Pixels::Skip("pixels not read: the image is over the size limit")
+                }
+                _ => provenance::Pixels::Decode,
+            };
+            let evidence = provenance::inspect_with(bytes, hint, pixels);
+            Unprepared {
+                error,
+                evidence: Some(Box::new(evidence)),
+            }
         };
         // Refuse what the decoder would refuse before reading anything else from the file.
         let (w, h) = decode::header_dimensions(bytes, name, max_pixels).map_err(unprepared)?;
