@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use std::path::Path;
 
 #[test]
 fn train_then_evaluate_separates_generated_classes() {
@@ -687,4 +688,69 @@ fn predict_with_several_models_answers_their_mean() {
         assert_eq!(m["model"], "cifake-wide + default");
     }
     assert_eq!(scored, 6);
+}
+
+/// A folder of the formats cameras and phones write (tests/fixtures/formats: JPEG, PNG, WebP,
+/// TIFF, AVIF, HEIC): every file found is scored or named in an error line saying which format
+/// this build cannot decode, and the summary counts both. The AVIF was written by Pillow; the
+/// HEIC is the start of one (its `ftyp heic` box), as no HEIC encoder is installed here.
+#[test]
+fn every_image_format_found_is_scored_or_named() {
+    let dir = temp_dir("formats");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats");
+    for e in std::fs::read_dir(&fixtures).unwrap() {
+        let path = e.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let folder = dir.to_str().unwrap();
+    let out = run(&["predict", "--json", folder]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |name: &str| {
+        lines
+            .iter()
+            .find(|v| v["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} not reported: {}", stdout(&out)))
+    };
+    for name in ["photo.jpg", "photo.png", "photo.webp", "photo.tif"] {
+        let v = find(name);
+        assert!(v["error"].is_null(), "{name}: {v}");
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(48), Some(40))
+        );
+        assert!(
+            matches!(v["label"].as_str(), Some("REAL" | "FAKE" | "UNCERTAIN")),
+            "{v}"
+        );
+    }
+    for (name, format) in [("photo.heic", "HEIC"), ("photo.avif", "AVIF")] {
+        let e = find(name)["error"].as_str().unwrap_or_default().to_string();
+        assert!(
+            e.contains(&format!("{format} is not supported by this build")),
+            "{e}"
+        );
+        assert!(e.contains(name), "{e}");
+    }
+    assert_eq!(lines.len(), 6, "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("6 files: 4 scored, 2 not scored"),
+        "{}",
+        stderr(&out)
+    );
+    // Text output: one error line per unscored file, the summary, no bar off a terminal.
+    let out = run(&["predict", folder]);
+    let err = stderr(&out);
+    assert_eq!(err.matches("error: ").count(), 2, "{err}");
+    assert!(err.contains("6 files: 4 scored, 2 not scored"), "{err}");
+    assert!(
+        !err.contains("files  ") && !err.contains("images/s"),
+        "{err}"
+    );
+    let quiet = run(&["predict", "--quiet", folder]);
+    assert!(!stderr(&quiet).contains("6 files"), "{}", stderr(&quiet));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,7 +2,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synthscan::data::manifest::Manifest;
-use synthscan::eval::{Evaluation, GroupMetrics, evaluate_ensemble};
+use synthscan::eval::{Evaluation, GroupMetrics, evaluate_ensemble_with};
 use synthscan::{Error, Result};
 
 #[derive(Args, Debug)]
@@ -37,11 +37,16 @@ pub struct EvaluateArgs {
     /// The manifest for `--by` (a CSV with a `file` column relative to its folder).
     #[arg(long, value_name = "FILE", requires = "by")]
     manifest: Option<PathBuf>,
+    /// No progress bar on stderr (it is drawn only when stderr is a terminal).
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run(a: EvaluateArgs) -> Result<ExitCode> {
     let members = super::load_members(&a.model, a.tta, a.max_fpr)?;
-    let ev = evaluate_ensemble(&members, &a.data, a.strict)?;
+    let bar = super::progress::FileBar::new(a.quiet);
+    let ev = evaluate_ensemble_with(&members, &a.data, a.strict, &bar)?;
+    bar.finish();
     if let Some(dir) = &a.plots {
         synthscan::report::write_evaluation_plots(
             dir,

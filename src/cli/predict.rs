@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use synthscan::Result;
 use synthscan::decision::{decisive_signal, describe_signal};
-use synthscan::predict::predict_ensemble;
+use synthscan::predict::predict_ensemble_with;
 use synthscan::provenance::{Evidence, Verdict};
 
 #[derive(Args, Debug)]
@@ -28,6 +28,10 @@ pub struct PredictArgs {
     /// every file, on every machine.
     #[arg(long, value_name = "i/n")]
     shard: Option<synthscan::data::shard::Shard>,
+    /// No progress bar and no summary line on stderr (the bar is drawn only when stderr is a
+    /// terminal).
+    #[arg(long)]
+    quiet: bool,
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
@@ -38,7 +42,9 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
         Some(s) => s.select(&a.paths),
         None => a.paths,
     };
-    let preds = predict_ensemble(&members, &paths);
+    let bar = super::progress::FileBar::new(a.quiet);
+    let preds = predict_ensemble_with(&members, &paths, &bar);
+    bar.finish();
     let mut failed = false;
     for p in &preds {
         failed |= p.error.is_some();
@@ -68,7 +74,24 @@ pub fn run(a: PredictArgs) -> Result<ExitCode> {
             }
         }
     }
+    if !a.quiet {
+        eprintln!("{}", summary(&preds));
+    }
     Ok(super::status(failed))
+}
+
+/// `3 files: 2 scored, 1 not scored (named above)`: every file found is counted, scored or not.
+fn summary(preds: &[synthscan::predict::Prediction]) -> String {
+    let errors = preds.iter().filter(|p| p.error.is_some()).count();
+    let files = match preds.len() {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    };
+    let not = match errors {
+        0 => String::new(),
+        n => format!(", {n} not scored (each named in an error)"),
+    };
+    format!("{files}: {} scored{not}", preds.len() - errors)
 }
 
 /// `provenance: AI — C2PA credential (signed, signer not on a trust list): … by …`: the

@@ -1,10 +1,75 @@
-//! What a training run shows the person watching, drawn from the library's progress events:
-//! a bar per epoch on a terminal, the library's lines (run started, epoch summaries, the end)
-//! on stderr, and nothing when quiet. Both `train` and `gan train` draw through [`Bars`].
+//! What a long command shows the person watching, drawn from the library's progress events.
+//! A training run: a bar per epoch on a terminal, the library's lines (run started, epoch
+//! summaries, the end) on stderr, and nothing when quiet; `train` and `gan train` draw through
+//! [`Bars`]. A pass over files (`predict`, `evaluate`, `robustness`): one bar of files done of
+//! the total, images per second and time left ([`FileBar`]). Bars go to stderr, only when it
+//! is a terminal, never when quiet, and never into stdout.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::OnceLock;
+use synthscan::progress::Tally;
 use synthscan::run::{FinishedRun, Progress, RunDir, RunObserver, Running};
+
+/// The bar of a pass over files, told by the library ([`Tally`]) from its decoding threads.
+pub struct FileBar {
+    interactive: bool,
+    bar: OnceLock<ProgressBar>,
+}
+
+impl FileBar {
+    /// A bar on stderr when it is a terminal and not `quiet`; else nothing is drawn.
+    pub fn new(quiet: bool) -> Self {
+        Self::drawn(!quiet && std::io::stderr().is_terminal())
+    }
+
+    fn drawn(interactive: bool) -> Self {
+        Self {
+            interactive,
+            bar: OnceLock::new(),
+        }
+    }
+
+    /// Take the bar off the terminal (before the command prints its results).
+    pub fn finish(&self) {
+        if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Tally for FileBar {
+    fn start(&self, total: usize) {
+        if self.interactive {
+            let _ = self.bar.set(files_bar(total as u64));
+        }
+    }
+
+    fn advance(&self, n: usize) {
+        if let Some(bar) = self.bar.get() {
+            bar.inc(n as u64);
+        }
+    }
+}
+
+impl Drop for FileBar {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+fn files_bar(total: u64) -> ProgressBar {
+    let b = ProgressBar::new(total);
+    b.set_style(
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} files  {rate}  {eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} images/s", s.per_sec());
+            })
+            .progress_chars("=> "),
+    );
+    b
+}
 
 /// The bar of the epoch under way (on a terminal) and the lines of a run.
 pub struct Bars {
@@ -133,6 +198,23 @@ mod tests {
             running_message(7, gan, 99.6).as_deref(),
             Some("D 1.000 G 0.250 100 img/s")
         );
+    }
+
+    #[test]
+    fn a_file_bar_counts_on_a_terminal_and_draws_nothing_elsewhere() {
+        let bar = FileBar::drawn(true);
+        bar.start(10);
+        bar.advance(3);
+        assert_eq!(
+            bar.bar.get().map(|b| (b.position(), b.length())),
+            Some((3, Some(10)))
+        );
+        bar.finish();
+        let off = FileBar::drawn(false);
+        off.start(10);
+        off.advance(1);
+        assert!(off.bar.get().is_none());
+        assert!(FileBar::new(true).bar.get().is_none());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct RobustnessArgs {
     /// Print JSON instead of a Markdown table.
     #[arg(long)]
     json: bool,
+    /// No progress bar on stderr (it is drawn only when stderr is a terminal).
+    #[arg(long)]
+    quiet: bool,
 }
 
 pub fn run(a: RobustnessArgs) -> Result<ExitCode> {
@@ -46,12 +49,14 @@ pub fn run(a: RobustnessArgs) -> Result<ExitCode> {
         perturbations.len(),
         name
     );
+    let bar = super::progress::FileBar::new(a.quiet);
     let sweep = Sweep {
         model: name,
         data: a.data.display().to_string(),
         threshold: members.threshold(),
-        rows: robust::sweep(&members, &images, &labels, &perturbations, a.seed),
+        rows: robust::sweep_with(&members, &images, &labels, &perturbations, a.seed, &bar),
     };
+    bar.finish();
     if let Some(dir) = &a.out {
         let write = |name: &str, text: String| synthscan::error::write_file(&dir.join(name), text);
         write("robustness.md", sweep.to_markdown())?;

@@ -108,9 +108,28 @@ pub fn inspect_path(path: impl AsRef<Path>) -> Result<Evidence, Error> {
     Ok(inspect(&bytes, name))
 }
 
+/// Where the pixel readers (invisible watermark, stealth PNG info) get their pixels from.
+#[derive(Clone, Copy, Debug)]
+pub enum Pixels<'a> {
+    /// Decoded from the bytes here, under [`limits`] (what [`inspect`] does).
+    Decode,
+    /// The caller's own decode of these same bytes: whole, as the `image` crate decodes them,
+    /// before any EXIF orientation or colour conversion. Read as if decoded here, so a caller
+    /// that decodes the file anyway does not decode it twice. Used only for the formats the
+    /// readers take (PNG, JPEG, WebP).
+    Decoded(&'a image::DynamicImage),
+    /// Not read; the reason is noted in the record.
+    Skip(&'a str),
+}
+
 /// Inspect the bytes of one image. `file_name_hint` (e.g. `photo.jpg`) only helps when the
 /// format cannot be told from the bytes. Never panics.
 pub fn inspect(bytes: &[u8], file_name_hint: Option<&str>) -> Evidence {
+    inspect_with(bytes, file_name_hint, Pixels::Decode)
+}
+
+/// [`inspect`], with the pixel readers reading `pixels`.
+pub fn inspect_with(bytes: &[u8], file_name_hint: Option<&str>, pixels: Pixels<'_>) -> Evidence {
     let mut format = Format::sniff(bytes);
     if format == Format::Other {
         format = hint_format(file_name_hint);
@@ -137,10 +156,18 @@ pub fn inspect(bytes: &[u8], file_name_hint: Option<&str>) -> Evidence {
     });
     c2pa_info::add_signals(bytes, format, &blobs, &mut ev);
     ev.signals.extend(metadata::signals(&blobs, exif.as_ref()));
-    match pixels::decode(bytes, format) {
-        Ok(Some(img)) => ev.signals.extend(pixels::signals(&img)),
-        Ok(None) => {}
-        Err(e) => ev.errors.push(e),
+    match pixels {
+        Pixels::Decode => match pixels::decode(bytes, format) {
+            Ok(Some(img)) => ev.signals.extend(pixels::signals(&img)),
+            Ok(None) => {}
+            Err(e) => ev.errors.push(e),
+        },
+        Pixels::Decoded(img) if pixels::readable(format) => match pixels::within_cap(img) {
+            Ok(()) => ev.signals.extend(pixels::signals(img)),
+            Err(e) => ev.errors.push(e),
+        },
+        Pixels::Decoded(_) => {}
+        Pixels::Skip(reason) => ev.notes.push(reason.to_string()),
     }
     decide(&mut ev);
     ev
@@ -206,6 +233,35 @@ mod tests {
             v.extend_from_slice(&[0; 4]);
         }
         v
+    }
+
+    #[test]
+    fn the_callers_pixels_read_as_if_decoded_here() {
+        use std::io::Cursor;
+        // An image of watermark size (the fixtures' marked images are checked through the CLI
+        // in tests/provenance.rs): the same readers run on both paths.
+        let img = image::RgbImage::from_fn(320, 300, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 3 % 256) as u8,
+                ((x ^ y) % 256) as u8,
+            ])
+        });
+        let mut bytes = Cursor::new(Vec::new());
+        img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+        let bytes = bytes.into_inner();
+        let here = inspect(&bytes, Some("a.png"));
+        let decoded = image::load_from_memory(&bytes).unwrap();
+        let given = inspect_with(&bytes, Some("a.png"), Pixels::Decoded(&decoded));
+        assert_eq!(format!("{here:?}"), format!("{given:?}"));
+        let skipped = inspect_with(&bytes, Some("a.png"), Pixels::Skip("not read: scaled"));
+        assert!(
+            skipped
+                .signals
+                .iter()
+                .all(|s| s.kind != SignalKind::Watermark)
+        );
+        assert!(skipped.notes.iter().any(|n| n == "not read: scaled"));
     }
 
     #[test]

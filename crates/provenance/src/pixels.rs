@@ -6,13 +6,33 @@ use crate::{Signal, Verdict, limits, watermark};
 use image::{DynamicImage, GenericImageView, ImageReader, Limits};
 use std::io::Cursor;
 
+/// Whether the pixel readers read files of `format` (PNG, JPEG, WebP).
+pub fn readable(format: Format) -> bool {
+    image_format(format).is_some()
+}
+
+fn image_format(format: Format) -> Option<image::ImageFormat> {
+    match format {
+        Format::Png => Some(image::ImageFormat::Png),
+        Format::Jpeg => Some(image::ImageFormat::Jpeg),
+        Format::Webp => Some(image::ImageFormat::WebP),
+        _ => None,
+    }
+}
+
+/// Whether decoded pixels are within [`limits::MAX_PIXELS`].
+pub fn within_cap(img: &DynamicImage) -> Result<(), String> {
+    let (w, h) = img.dimensions();
+    if u64::from(w) * u64::from(h) > limits::MAX_PIXELS {
+        return Err(format!("{w}x{h} is over the pixel cap: pixels not read"));
+    }
+    Ok(())
+}
+
 /// Decode the pixels of a PNG, JPEG or WebP under the crate's limits.
 pub fn decode(bytes: &[u8], format: Format) -> Result<Option<DynamicImage>, String> {
-    let fmt = match format {
-        Format::Png => image::ImageFormat::Png,
-        Format::Jpeg => image::ImageFormat::Jpeg,
-        Format::Webp => image::ImageFormat::WebP,
-        _ => return Ok(None),
+    let Some(fmt) = image_format(format) else {
+        return Ok(None);
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), fmt);
     let mut lim = Limits::default();
@@ -23,10 +43,7 @@ pub fn decode(bytes: &[u8], format: Format) -> Result<Option<DynamicImage>, Stri
     let img = reader
         .decode()
         .map_err(|e| format!("pixels not decoded: {e}"))?;
-    let (w, h) = img.dimensions();
-    if u64::from(w) * u64::from(h) > limits::MAX_PIXELS {
-        return Err(format!("{w}x{h} is over the pixel cap: pixels not read"));
-    }
+    within_cap(&img)?;
     Ok(Some(img))
 }
 

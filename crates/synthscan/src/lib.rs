@@ -17,6 +17,7 @@ pub mod explain;
 pub mod gan;
 pub mod model;
 pub mod predict;
+pub mod progress;
 pub mod report;
 pub mod robust;
 pub mod run;

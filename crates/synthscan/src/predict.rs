@@ -4,6 +4,7 @@ use crate::data;
 use crate::decision::Decision;
 use crate::ensemble::{Ensemble, Prepared};
 use crate::error::Error;
+use crate::progress::{NoTally, Tally};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -84,15 +85,41 @@ impl Prediction {
 /// [`crate::decision::with_provenance`]), the model named `a + b`. Bad files get an error entry
 /// and do not stop the others.
 pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Prediction> {
-    // Decoded at full size only long enough to note the size and prepare the members' inputs.
-    let decoded: Vec<(PathBuf, Unscored)> = data::expand_inputs(inputs)
-        .into_par_iter()
-        .map(|item| match item {
-            Ok(path) => {
-                let r = read_and_prepare(ensemble, &path);
-                (path, r)
-            }
-            Err((path, msg)) => (path.clone(), Err((Error::dataset(&path, msg), None))),
+    predict_ensemble_with(ensemble, inputs, &NoTally)
+}
+
+/// [`predict_ensemble`], telling `tally` of every file done (scored or not): the files are
+/// decoded and scored [`Ensemble::chunk_len`] at a time, so memory stays bounded on a folder of
+/// any size.
+pub fn predict_ensemble_with(
+    ensemble: &Ensemble,
+    inputs: &[PathBuf],
+    tally: &dyn Tally,
+) -> Vec<Prediction> {
+    let items = data::expand_inputs(inputs);
+    tally.start(items.len());
+    let mut out = Vec::with_capacity(items.len());
+    for part in items.chunks(ensemble.chunk_len()) {
+        out.extend(predict_chunk(ensemble, part, tally));
+    }
+    out
+}
+
+fn predict_chunk(
+    ensemble: &Ensemble,
+    items: &[std::result::Result<PathBuf, (PathBuf, String)>],
+    tally: &dyn Tally,
+) -> Vec<Prediction> {
+    // Decoded only long enough to note the size and prepare the members' inputs.
+    let decoded: Vec<(PathBuf, Unscored)> = items
+        .par_iter()
+        .map(|item| {
+            let out = match item {
+                Ok(path) => (path.clone(), read_and_prepare(ensemble, path)),
+                Err((path, msg)) => (path.clone(), Err((Error::dataset(path, msg), None))),
+            };
+            tally.advance(1);
+            out
         })
         .collect();
     let mut batch = ensemble.batch();
@@ -147,12 +174,13 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
 /// A file prepared for scoring, or why not (with its evidence when its bytes were read).
 type Unscored = Result<Prepared, (Error, Option<Box<provenance::Evidence>>)>;
 
-/// Read a file once and prepare it with its provenance ([`Ensemble::prepare_bytes`]); a file
-/// that reads but does not decode keeps its evidence for the error entry.
+/// Read a file once and prepare it with its provenance ([`Ensemble::prepare_bytes_within`]); a
+/// file that reads but does not decode keeps the evidence read from its bytes for the error
+/// entry.
 fn read_and_prepare(ensemble: &Ensemble, path: &Path) -> Unscored {
     let bytes = crate::error::read_file(path).map_err(|e| (e, None))?;
-    ensemble.prepare_bytes(&bytes, path).map_err(|e| {
-        let name = path.file_name().and_then(|n| n.to_str());
-        (e, Some(Box::new(provenance::inspect(&bytes, name))))
-    })
+    ensemble
+        .prepare_bytes_within(&bytes, path, data::decode::MAX_PIXELS, false)
+        .map(|(prepared, _)| prepared)
+        .map_err(|u| (u.error, u.evidence))
 }

@@ -21,8 +21,12 @@ pub const CLASS_NAMES: [&str; 2] = ["REAL", "FAKE"];
 pub const REAL: u8 = 0;
 pub const FAKE: u8 = 1;
 
-/// File extensions picked up when a folder is scanned.
-pub const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "jfif"];
+/// File extensions picked up when a folder is scanned: every format cameras, phones and
+/// generators write, decodable by this build or not (a file this build cannot decode is named in
+/// an error line, never passed over: [`decode::unsupported_format`]).
+pub const IMAGE_EXTENSIONS: [&str; 12] = [
+    "jpg", "jpeg", "jfif", "png", "webp", "bmp", "gif", "tif", "tiff", "heic", "heif", "avif",
+];
 
 pub fn is_image_path(path: &Path) -> bool {
     path.extension()

@@ -24,7 +24,7 @@ pub mod file;
 pub mod score;
 
 pub use file::is_ensemble_file;
-pub use score::{Batch, Passes, Prepared};
+pub use score::{Batch, Passes, Prepared, Unprepared};
 
 /// Most members an ensemble takes: each scores every image, so this bounds a file's cost.
 pub const MAX_MEMBERS: usize = 8;

@@ -12,9 +12,11 @@
 //! the pixel decision by the one rule, [`crate::decision::with_provenance`].
 
 use super::Ensemble;
-use crate::data::{ImageSet, decode};
+use crate::data::ImageSet;
+use crate::data::decode::{self, Need};
+use crate::data::prepare::Preprocess;
 use crate::decision::{Decision, with_provenance};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use provenance::Evidence;
 use std::path::Path;
 
@@ -29,6 +31,20 @@ pub struct Prepared {
     pub width: u32,
     pub height: u32,
     pub provenance: Option<Evidence>,
+}
+
+/// A file that could not be prepared: why, and its provenance evidence when its bytes were
+/// inspected (read once: the caller need not inspect the file again).
+#[derive(Debug)]
+pub struct Unprepared {
+    pub error: Error,
+    pub evidence: Option<Box<Evidence>>,
+}
+
+impl From<Unprepared> for Error {
+    fn from(u: Unprepared) -> Self {
+        u.error
+    }
 }
 
 /// Prepared images gathered into one set per member (set `m` holds member `m`'s inputs, the
@@ -108,34 +124,135 @@ impl Ensemble {
         }
     }
 
+    /// What the members that would score a `width`×`height` image need of its pixels: every
+    /// pixel when one of them crops at native resolution, else the largest input side among them
+    /// (routed: the member it goes to, either way round).
+    pub fn need(&self, width: u32, height: u32) -> Need {
+        let routes = self
+            .routed
+            .then(|| [self.route(width, height), self.route(height, width)]);
+        let mut side = 0;
+        for (m, d) in self.members.iter().enumerate() {
+            if routes.is_some_and(|r| !r.contains(&m)) {
+                continue;
+            }
+            match d.meta.preprocess {
+                Preprocess::Resize => side = side.max(d.meta.input_size),
+                Preprocess::CenterCrop => return Need::All,
+            }
+        }
+        Need::Side(side)
+    }
+
+    /// [`Self::prepare`] of a decoded file: routed and sized by the file's own size (the
+    /// decode may be a reduction of it: [`decode::Decoded::scale`]).
+    pub fn prepare_decoded(&self, decoded: &decode::Decoded) -> Prepared {
+        let (width, height) = (decoded.width, decoded.height);
+        let route = self.routed.then(|| self.route(width, height));
+        let inputs = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(m, d)| match route {
+                Some(r) if r != m => Vec::new(),
+                _ => d.prepare(&decoded.image),
+            })
+            .collect();
+        Prepared {
+            inputs,
+            width,
+            height,
+            provenance: None,
+        }
+    }
+
+    /// A file's bytes decoded with what the members need ([`Self::need`]: a photograph far
+    /// larger than their inputs is decoded at a reduced JPEG scale) and prepared, without
+    /// provenance: what `evaluate` scores.
+    pub fn prepare_pixels(&self, bytes: &[u8], name: &Path) -> Result<Prepared> {
+        let (w, h) = decode::header_dimensions(bytes, name, decode::MAX_PIXELS)?;
+        let decoded =
+            decode::decode_within(bytes, name, decode::MAX_PIXELS, self.need(w, h), false)?;
+        Ok(self.prepare_decoded(&decoded))
+    }
+
     /// [`Self::prepare`] from a file's original bytes, the one way `predict` and the server
     /// bring a file to the scoring path: the header is checked against the decoder's limits
-    /// ([`decode::MAX_PIXELS`]), the file's provenance evidence is read from the bytes
-    /// ([`provenance::inspect`]: content credentials, generator metadata, watermarks), then the
-    /// image is decoded and prepared. `name` names the file in errors and hints its format. A
-    /// file that cannot be decoded is an error (its evidence is not kept: a caller that wants it
-    /// calls [`provenance::inspect`] itself).
+    /// ([`decode::MAX_PIXELS`]), the image decoded once with what the members need, and the
+    /// file's provenance evidence read from the bytes ([`provenance::inspect_with`]: content
+    /// credentials, generator metadata, and watermarks read from the same decode), then the
+    /// image is prepared. `name` names the file in errors and hints its format. A file that
+    /// cannot be decoded is an error (its evidence is dropped: [`Self::prepare_bytes_within`]
+    /// keeps it).
     pub fn prepare_bytes(&self, bytes: &[u8], name: &Path) -> Result<Prepared> {
         Ok(self
-            .prepare_bytes_within(bytes, name, decode::MAX_PIXELS)?
+            .prepare_bytes_within(bytes, name, decode::MAX_PIXELS, false)?
             .0)
     }
 
     /// [`Self::prepare_bytes`] with the decoder refusing images over `max_pixels` (the server's
-    /// limit), also returning the decoded image (the server's Grad-CAM needs the pixels again).
+    /// limit); `keep_image` decodes every pixel and returns the upright image too (the server's
+    /// Grad-CAM needs the pixels again). A file that cannot be prepared comes back with its
+    /// provenance evidence where its bytes could be inspected (a HEIC or TIFF may still carry
+    /// credentials).
     pub fn prepare_bytes_within(
         &self,
         bytes: &[u8],
         name: &Path,
         max_pixels: u64,
-    ) -> Result<(Prepared, image::RgbImage)> {
+        keep_image: bool,
+    ) -> std::result::Result<(Prepared, Option<image::RgbImage>), Unprepared> {
+        let hint = name.file_name().and_then(|n| n.to_str());
+        let unprepared = |error: Error| {
+            // Pixels over the size limit are not decoded for provenance either (a bomb stays
+            // unopened); any other failure leaves the readers their own bounded attempt.
+            let pixels = match error {
+                Error::TooLarge { .. } | Error::TooManyPixels { .. } => {
+                    provenance::Pixels::Skip("pixels not read: the image is over the size limit")
+                }
+                _ => provenance::Pixels::Decode,
+            };
+            let evidence = provenance::inspect_with(bytes, hint, pixels);
+            Unprepared {
+                error,
+                evidence: Some(Box::new(evidence)),
+            }
+        };
         // Refuse what the decoder would refuse before reading anything else from the file.
-        decode::header_dimensions(bytes, name, max_pixels)?;
-        let evidence = provenance::inspect(bytes, name.file_name().and_then(|n| n.to_str()));
-        let img = decode::decode_rgb_within(bytes, name, max_pixels)?;
-        let mut prepared = self.prepare(&img);
+        let (w, h) = decode::header_dimensions(bytes, name, max_pixels).map_err(unprepared)?;
+        let need = match keep_image {
+            true => Need::All,
+            false => self.need(w, h),
+        };
+        let mut decoded =
+            decode::decode_within(bytes, name, max_pixels, need, true).map_err(unprepared)?;
+        let skipped = format!(
+            "watermark and stealth-info readers not run: the image ({}x{}) was decoded at 1/{} \
+             scale for the model (`synthscan provenance` reads its full pixels)",
+            decoded.width, decoded.height, decoded.scale
+        );
+        let evidence = decoded.with_raw(|raw| {
+            let pixels = match raw {
+                Some(raw) => provenance::Pixels::Decoded(raw),
+                None => provenance::Pixels::Skip(&skipped),
+            };
+            provenance::inspect_with(bytes, hint, pixels)
+        });
+        let mut prepared = self.prepare_decoded(&decoded);
         prepared.provenance = Some(evidence);
-        Ok((prepared, img))
+        Ok((prepared, keep_image.then_some(decoded.image)))
+    }
+
+    /// Files decoded and scored together when a folder is scored piece by piece (so that
+    /// memory stays bounded and progress can be told): four rounds of full passes on every
+    /// core of the largest member's input, at least 64.
+    pub fn chunk_len(&self) -> usize {
+        let size = self.members.iter().map(|d| d.meta.input_size).max();
+        let passes = self
+            .members
+            .first()
+            .map_or(1, |d| crate::detector::parallel_passes(d.device()));
+        (4 * passes * crate::detector::images_per_pass(size.unwrap_or(32) as usize)).max(64)
     }
 
     /// An empty batch for this ensemble's members.

@@ -4,6 +4,7 @@ use crate::data::{self, Part};
 use crate::decision::{calibration, fpr_budget};
 use crate::ensemble::{Ensemble, Prepared};
 use crate::error::Result;
+use crate::progress::{NoTally, Tally};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -266,8 +267,19 @@ impl Evaluation {
 /// [`Ensemble::band`]).
 /// `images_per_second` covers every member's decoding and inference.
 pub fn evaluate_ensemble(ensemble: &Ensemble, dir: &Path, strict: bool) -> Result<Evaluation> {
+    evaluate_ensemble_with(ensemble, dir, strict, &NoTally)
+}
+
+/// [`evaluate_ensemble`], telling `tally` of every file done.
+pub fn evaluate_ensemble_with(
+    ensemble: &Ensemble,
+    dir: &Path,
+    strict: bool,
+    tally: &dyn Tally,
+) -> Result<Evaluation> {
     let t0 = Instant::now();
-    let scored = score_folder(ensemble, dir, strict)?;
+    let root = data::resolve_class_root(dir, Part::Test)?;
+    let scored = score_files_with(ensemble, &data::discover(&root)?, strict, tally)?;
     let (threshold, band) = (scored.threshold, scored.band);
     Ok(scored.evaluation(threshold, band, t0))
 }
@@ -309,30 +321,51 @@ pub fn score_folder(ensemble: &Ensemble, dir: &Path, strict: bool) -> Result<Sco
 }
 
 /// The ensemble's `p_fake` of the labelled files through [`Ensemble::score`]; each file is
-/// decoded once and prepared for every member that scores it. A file that cannot be read is
+/// decoded once, with what the members need of it ([`Ensemble::prepare_pixels`]: a photograph
+/// far larger than their inputs at a reduced JPEG scale), and prepared for every member that
+/// scores it. A file that cannot be read is
 /// skipped (or, `strict`, an error).
 pub fn score_files(ensemble: &Ensemble, files: &[(PathBuf, u8)], strict: bool) -> Result<Scored> {
-    let prepared: Vec<Result<Prepared>> = files
-        .par_iter()
-        .map(|(path, _)| Ok(ensemble.prepare(&data::decode::read_rgb(path)?)))
-        .collect();
-    let mut batch = ensemble.batch();
+    score_files_with(ensemble, files, strict, &NoTally)
+}
+
+/// [`score_files`], [`Ensemble::chunk_len`] files at a time (memory bounded on a folder of any
+/// size), telling `tally` of every file done.
+pub fn score_files_with(
+    ensemble: &Ensemble,
+    files: &[(PathBuf, u8)],
+    strict: bool,
+    tally: &dyn Tally,
+) -> Result<Scored> {
+    tally.start(files.len());
     let (mut labels, mut paths, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for ((path, label), r) in files.iter().zip(prepared) {
-        match r {
-            Ok(p) => {
-                batch.push(p);
-                labels.push(*label);
-                paths.push(path.clone());
-            }
-            Err(err) if strict => return Err(err),
-            Err(err) => {
-                tracing::warn!("skipping {err}");
-                skipped.push((path.clone(), err.to_string()));
+    let mut decisions = Vec::with_capacity(files.len());
+    for part in files.chunks(ensemble.chunk_len()) {
+        let prepared: Vec<Result<Prepared>> = part
+            .par_iter()
+            .map(|(path, _)| {
+                let p = ensemble.prepare_pixels(&crate::error::read_file(path)?, path);
+                tally.advance(1);
+                p
+            })
+            .collect();
+        let mut batch = ensemble.batch();
+        for ((path, label), r) in part.iter().zip(prepared) {
+            match r {
+                Ok(p) => {
+                    batch.push(p);
+                    labels.push(*label);
+                    paths.push(path.clone());
+                }
+                Err(err) if strict => return Err(err),
+                Err(err) => {
+                    tracing::warn!("skipping {err}");
+                    skipped.push((path.clone(), err.to_string()));
+                }
             }
         }
+        decisions.extend(ensemble.score(&batch));
     }
-    let decisions = ensemble.score(&batch);
     let (threshold, band) = ensemble.rule_of(&decisions);
     Ok(Scored {
         scores: Ensemble::p_fakes(&decisions),

@@ -9,6 +9,7 @@ use crate::decision::class_at;
 use crate::ensemble::{Ensemble, Prepared};
 use crate::error::{Error, Result};
 use crate::eval::Metrics;
+use crate::progress::{NoTally, Tally};
 use image::RgbImage;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -81,7 +82,25 @@ pub fn sweep(
     perturbations: &[Perturbation],
     seed: u64,
 ) -> Vec<SweepRow> {
-    let clean = ensemble_scores(members, images, &Perturbation::None, seed);
+    sweep_with(members, images, labels, perturbations, seed, &NoTally)
+}
+
+/// [`sweep`], telling `tally` of every image scored: the clean pass and each perturbation's
+/// count, one image at a time.
+pub fn sweep_with(
+    members: &Ensemble,
+    images: &[RgbImage],
+    labels: &[u8],
+    perturbations: &[Perturbation],
+    seed: u64,
+    tally: &dyn Tally,
+) -> Vec<SweepRow> {
+    let passes = 1 + perturbations
+        .iter()
+        .filter(|p| **p != Perturbation::None)
+        .count();
+    tally.start(passes * images.len());
+    let clean = ensemble_scores(members, images, &Perturbation::None, seed, tally);
     let threshold = members.threshold();
     perturbations
         .iter()
@@ -89,7 +108,7 @@ pub fn sweep(
             let scores = if *p == Perturbation::None {
                 clean.clone()
             } else {
-                ensemble_scores(members, images, p, seed)
+                ensemble_scores(members, images, p, seed, tally)
             };
             row(threshold, p, &scores, &clean, labels)
         })
@@ -103,16 +122,29 @@ fn ensemble_scores(
     images: &[RgbImage],
     p: &Perturbation,
     seed: u64,
+    tally: &dyn Tally,
 ) -> Vec<f32> {
-    let prepared: Vec<Prepared> = images
-        .par_iter()
-        .enumerate()
-        .map(|(i, img)| match p {
-            Perturbation::None => members.prepare(img),
-            _ => members.prepare(&p.apply(img, seed.wrapping_add(i as u64))),
-        })
-        .collect();
-    Ensemble::p_fakes(&members.score(&members.batch_of(prepared)))
+    let mut scores = Vec::with_capacity(images.len());
+    let chunk = members.chunk_len();
+    for (c, part) in images.chunks(chunk).enumerate() {
+        let prepared: Vec<Prepared> = part
+            .par_iter()
+            .enumerate()
+            .map(|(k, img)| {
+                let i = c * chunk + k;
+                let out = match p {
+                    Perturbation::None => members.prepare(img),
+                    _ => members.prepare(&p.apply(img, seed.wrapping_add(i as u64))),
+                };
+                tally.advance(1);
+                out
+            })
+            .collect();
+        scores.extend(Ensemble::p_fakes(
+            &members.score(&members.batch_of(prepared)),
+        ));
+    }
+    scores
 }
 
 fn row(threshold: f32, p: &Perturbation, scores: &[f32], clean: &[f32], labels: &[u8]) -> SweepRow {

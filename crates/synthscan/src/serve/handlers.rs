@@ -244,8 +244,9 @@ async fn decode_upload(
     let ensemble = served.ensemble.clone();
     let job = tokio::task::spawn_blocking(move || {
         let name = Path::new(&upload.name);
-        let (prepared, img) = ensemble.prepare_bytes_within(&upload.bytes, name, max_pixels)?;
-        Ok::<_, crate::Error>((prepared, keep.then_some(img)))
+        let (prepared, image) =
+            ensemble.prepare_bytes_within(&upload.bytes, name, max_pixels, keep)?;
+        Ok::<_, crate::Error>((prepared, image))
     });
     let (prepared, image) = match job.await {
         Ok(r) => r.map_err(ApiError::from)?,
