@@ -3,8 +3,8 @@
 //! (`features-<model hash>.bin`), so that a second `adapt` with the same images (or the same
 //! replay sample) decodes and runs nothing.
 
-use crate::data::decode::decode_rgb_within;
-use crate::data::prepare::prepare;
+use crate::data::decode::{Need, decode_within};
+use crate::data::prepare::{Preprocess, prepare};
 use crate::detector::Detector;
 use crate::error::{Error, Result};
 use crate::model::container::hex;
@@ -219,9 +219,15 @@ fn read_one(path: &Path, cache: &FeatureCache, det: &Detector) -> Read {
     if cache.get(&key).is_some() {
         return Read::Cached(key);
     }
-    match decode_rgb_within(&bytes, path, MAX_PIXELS) {
-        Ok(img) => {
-            let px = prepare(&img, det.meta.input_size, det.meta.preprocess).into_raw();
+    // Decoded as scoring decodes it (a large JPEG at a reduced scale when the model resizes),
+    // so the head learns from what it will see.
+    let need = match det.meta.preprocess {
+        Preprocess::Resize => Need::Side(det.meta.input_size),
+        Preprocess::CenterCrop => Need::All,
+    };
+    match decode_within(&bytes, path, MAX_PIXELS, need, false) {
+        Ok(d) => {
+            let px = prepare(&d.image, det.meta.input_size, det.meta.preprocess).into_raw();
             Read::Fresh(key, px)
         }
         Err(e) => Read::Failed(e.to_string()),
