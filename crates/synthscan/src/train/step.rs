@@ -158,7 +158,8 @@ pub fn train_step(
             } else {
                 &model
             };
-            let (g, loss, correct) = part_gradients(model, loss_fn, batch, part, seed, total, device);
+            let (g, loss, correct) =
+                part_gradients(model, loss_fn, batch, part, seed, total, device);
             (g, loss, correct, Vec::new())
         })
         .collect();
@@ -170,7 +171,11 @@ pub fn train_step(
         grads.push((g, device.clone()));
         stats = Some(match stats {
             None => part_stats,
-            Some(sum) => sum.into_iter().zip(part_stats).map(|(a, b)| a + b).collect(),
+            Some(sum) => sum
+                .into_iter()
+                .zip(part_stats)
+                .map(|(a, b)| a + b)
+                .collect(),
         });
     }
     let model = match stats {
