@@ -8,18 +8,19 @@ use common::*;
 use std::path::{Path, PathBuf};
 
 /// A tiny experiment with everything stateful switched on: SGD with momentum and weight
-/// decay (two parameter groups), an EMA, flips, a one-cycle schedule. No batch-norm: burn's
-/// running statistics are averaged over the threads of a data-parallel step in the order the
-/// threads happen to finish, so with batch-norm not even two uninterrupted runs agree exactly.
-fn config(dir: &Path) -> PathBuf {
-    let path = dir.join("resume.yaml");
+/// decay (two parameter groups), an EMA, flips, a one-cycle schedule; batch-norm (whose
+/// running statistics a data-parallel step moves in part order, whatever threads run the
+/// parts: `train::step`) when `batch_norm`.
+fn config(dir: &Path, batch_norm: bool) -> PathBuf {
+    let path = dir.join(format!("resume-bn-{batch_norm}.yaml"));
     std::fs::write(
         &path,
-        "name: r\nseed: 7\nmodel:\n  arch: cnn\n  stem: 0\n  stages: [{channels: 8}, {channels: 16}]\n  batch_norm: false\n  activation: relu\n  global_pool: avg\n\
+        "name: r\nseed: 7\nmodel:\n  arch: cnn\n  stem: 0\n  stages: [{channels: 8}, {channels: 16}]\n  batch_norm: BATCH_NORM\n  activation: relu\n  global_pool: avg\n\
          input_size: 16\nepochs: 4\nbatch_size: 32\n\
          optimizer: {kind: sgd, lr: 0.2, momentum: 0.9, nesterov: true, weight_decay: 0.0005}\n\
          schedule: {kind: one-cycle, warmup_fraction: 0.2}\naugment: {hflip: true}\nema: {decay: 0.9}\n\
-         data: {val_fraction: 0.2}\n",
+         data: {val_fraction: 0.2}\n"
+            .replace("BATCH_NORM", if batch_norm { "true" } else { "false" }),
     )
     .unwrap();
     path
@@ -71,12 +72,13 @@ fn model(run_dir: &Path) -> Vec<u8> {
     bytes.split_off(54)
 }
 
-#[test]
-fn a_run_killed_in_any_checkpoint_write_resumes_to_the_same_result() {
-    let dir = temp_dir("resume-kill");
+/// Train uninterrupted, then once per write in `writes` abort in that write and resume: each
+/// resumed run ends with the uninterrupted run's metrics and weights.
+fn killed_runs_resume_to_the_same_result(name: &str, batch_norm: bool, writes: &[usize]) {
+    let dir = temp_dir(name);
     let data = dir.join("data");
     make_dataset(&data, 60, 16, 3);
-    let cfg = config(&dir);
+    let cfg = config(&dir, batch_norm);
     let whole = train(&cfg, &data, &dir.join("whole"), None);
     assert!(whole.status.success(), "{}", stderr(&whole));
     let whole_dir = dir.join("whole/r");
@@ -85,7 +87,7 @@ fn a_run_killed_in_any_checkpoint_write_resumes_to_the_same_result() {
     // generation's five files, the commit (resume.json), two published copies, run.json and
     // the CLI's plots: kills spread over the first three epochs, before the first commit, in
     // the middle of a generation and after a commit.
-    for n in [10, 17, 21, 28] {
+    for &n in writes {
         let out = dir.join(format!("killed-{n}"));
         let killed = train(&cfg, &data, &out, Some(&format!("write:{n}:abort")));
         assert!(
@@ -112,11 +114,23 @@ fn a_run_killed_in_any_checkpoint_write_resumes_to_the_same_result() {
 }
 
 #[test]
+fn a_run_killed_in_any_checkpoint_write_resumes_to_the_same_result() {
+    killed_runs_resume_to_the_same_result("resume-kill", false, &[10, 17, 21, 28]);
+}
+
+/// With batch-norm too: its running statistics are part of the weights and come back, and a
+/// step moves them the same way on every run.
+#[test]
+fn a_batch_norm_run_killed_and_resumed_gives_the_same_result() {
+    killed_runs_resume_to_the_same_result("resume-kill-bn", true, &[17, 28]);
+}
+
+#[test]
 fn a_full_disk_in_a_checkpoint_names_the_file_and_keeps_the_last_generation() {
     let dir = temp_dir("resume-enospc");
     let data = dir.join("data");
     make_dataset(&data, 40, 16, 4);
-    let cfg = config(&dir);
+    let cfg = config(&dir, false);
     let whole = train(&cfg, &data, &dir.join("whole"), None);
     assert!(whole.status.success(), "{}", stderr(&whole));
     // 19: a file of epoch 2's generation.
@@ -152,7 +166,7 @@ fn an_output_folder_that_cannot_be_written_fails_before_training() {
     let dir = temp_dir("resume-readonly");
     let data = dir.join("data");
     make_dataset(&data, 20, 16, 5);
-    let cfg = config(&dir);
+    let cfg = config(&dir, false);
     // A path under a regular file can never be a folder, whoever runs the test.
     std::fs::write(dir.join("file"), "x").unwrap();
     let out = train(&cfg, &data, &dir.join("file/runs"), None);

@@ -304,12 +304,13 @@ fn full_queue_answers_503_with_retry_after() {
 
 #[test]
 fn decode_budget_refuses_what_it_cannot_hold_and_admits_the_rest() {
-    // A 1 MiB decode budget. A 200×200 JPEG is weighed at 9 bytes a pixel (its RGB output, as
-    // much again for the decoder, the RGB copy): 360,000 bytes, so two decode at once, not three.
+    // A 1 MiB decode budget. A 200×200 JPEG is weighed at 10 bytes a pixel (its RGB output, as
+    // much again for the decoder, the RGB copy, a byte for resizing): 400,000 bytes, so two
+    // decode at once, not three.
     let s = Server::start(&["--max-decode-mb", "1", "--budget-wait-ms", "20000"]);
     let m = s.get("/v1/model").json();
     assert_eq!(m["serving"]["max_decode_bytes"], 1024 * 1024, "{m}");
-    // 1000×1000 is 9 MB: more than the whole budget, refused at once with the reason.
+    // 1000×1000 is 10 MB: more than the whole budget, refused at once with the reason.
     let big = encode(&picture(1000, 1000, 2), ImageFormat::Jpeg);
     let r = s.post("/v1/detect", "image/jpeg", &big);
     r.assert_error(422, "image_too_large");

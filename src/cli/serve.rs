@@ -49,8 +49,9 @@ pub struct ServeArgs {
     /// beyond it, requests wait for room (503 after --budget-wait-ms).
     #[arg(long, default_value_t = 1024.0)]
     pub max_upload_mb: f64,
-    /// Longest wait, in ms, for room in the decode or upload budget before 503.
-    #[arg(long, default_value_t = 10_000)]
+    /// Longest wait, in ms, for room in the decode or upload budget before 503 (below
+    /// --timeout-ms, so that a request queued behind others gets 503 + Retry-After, not 408).
+    #[arg(long, default_value_t = 25_000)]
     pub budget_wait_ms: u64,
     /// Images per /v1/detect/batch request.
     #[arg(long, default_value_t = 32)]

@@ -84,7 +84,7 @@ impl Default for ServeConfig {
             decode_concurrency: 2 * cores,
             max_decode_bytes: 1024 * 1024 * 1024,
             max_upload_bytes: 1024 * 1024 * 1024,
-            budget_wait: Duration::from_secs(10),
+            budget_wait: Duration::from_secs(25),
             max_batch_items: 32,
             shutdown_grace: Duration::from_secs(30),
         }
