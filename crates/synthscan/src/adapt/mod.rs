@@ -122,13 +122,11 @@ fn labelled(folders: &[PathBuf]) -> Result<Vec<(PathBuf, u8)>> {
     Ok(items)
 }
 
+/// Labelled image paths.
+type Items = Vec<(PathBuf, u8)>;
+
 /// A seeded, stratified sample of `items`, split into the first `a` and the next `b` images.
-fn sample_split(
-    items: Vec<(PathBuf, u8)>,
-    a: usize,
-    b: usize,
-    seed: u64,
-) -> (Vec<(PathBuf, u8)>, Vec<(PathBuf, u8)>) {
+fn sample_split(items: Items, a: usize, b: usize, seed: u64) -> (Items, Items) {
     use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
     let mut rng = StdRng::seed_from_u64(seed);
     let mut by_class: [Vec<(PathBuf, u8)>; 2] = [Vec::new(), Vec::new()];

@@ -128,7 +128,7 @@ impl Store {
     }
 
     fn write_new(&self, bytes: &[u8], size: u64, target: &Path, note: &Value) -> Result<Stored> {
-        crate::error::write_file(target, bytes.to_vec())?;
+        crate::error::write_file(target, bytes)?;
         write_note(target, note)?;
         self.used.fetch_add(size, Ordering::Relaxed);
         Ok(Stored::New)
