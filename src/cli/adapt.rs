@@ -151,7 +151,13 @@ pub fn run(a: AdaptArgs) -> Result<ExitCode> {
         eprintln!("--force: writing although {why}");
     }
     model.save(&a.out)?;
-    println!("{}", a.out.display());
+    let card = a.out.with_extension("MODEL_CARD.md");
+    let name = a
+        .out
+        .file_stem()
+        .map_or("adapted".into(), |s| s.to_string_lossy());
+    synthscan::error::write_file(&card, report.card(&name, margins))?;
+    println!("{}\n{}", a.out.display(), card.display());
     Ok(ExitCode::SUCCESS)
 }
 

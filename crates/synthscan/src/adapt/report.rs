@@ -254,6 +254,48 @@ impl AdaptReport {
         })
     }
 
+    /// A model card for the adapted model (Markdown): where it came from, what it was fitted on,
+    /// the before/after table, and what it was not trained on.
+    pub fn card(&self, name: &str, margins: Margins) -> String {
+        let c = &self.corrections;
+        let guard = match self.refusal(margins) {
+            None => "passed".to_string(),
+            Some(why) => format!("**not passed** — written with `--force` ({why})"),
+        };
+        format!(
+            "# {name}\n\nAdapted by `synthscan adapt` on {date} from **{base}** (sha256 `{sha}`).\n\n\
+             * Corrections: {real} REAL + {fake} FAKE images of `{folder}` (content sha256 \
+             `{csha}`; {skipped} unreadable files skipped).\n\
+             * Replayed from the base model's training data: {replay} images; {folds}-fold \
+             cross-validation on the corrections.\n\
+             * Threshold {t:.3}{band}.\n\
+             * Guard on the base model's own data: {guard}.\n\n\
+             ## Before and after\n\n```\n{table}```\n\n\
+             The corrections' figures are out of fold (each image scored by a head fitted \
+             without it). The base figures are on images of the base model's training folders \
+             that this head was not fitted on.\n\n\
+             ## Not trained on\n\nOnly the backbone of {base} and these corrections plus the \
+             replayed sample: images unlike both (other generators, other kinds of photographs \
+             or art) are judged as {base} judged them, with the new threshold. Check it on a \
+             labelled sample of what you will scan (`synthscan evaluate`).\n",
+            date = self.date,
+            base = self.base.name,
+            sha = self.base.sha256,
+            real = c.real,
+            fake = c.fake,
+            folder = c.folder,
+            csha = c.sha256,
+            skipped = c.skipped,
+            replay = self.replay_images,
+            folds = self.folds,
+            t = self.threshold,
+            band = self.uncertain.map_or(String::new(), |[lo, hi]| format!(
+                ", answers in [{lo:.3}, {hi:.3}) UNCERTAIN"
+            )),
+            table = self.table(),
+        )
+    }
+
     /// The before/after table, one line per set.
     pub fn table(&self) -> String {
         let mut out = String::from(
