@@ -58,21 +58,23 @@ fn adapt_guards_writes_a_card_and_records_the_lineage() {
         a
     };
     let run_with = |extra: &[&str]| bin().args(args(extra)).output().expect("run");
+    let base_arg = s(&base);
+    let with_base = [
+        "--base-data",
+        base_arg.as_str(),
+        "--replay",
+        "8",
+        "--base-val",
+        "8",
+        "--force",
+    ];
     // No base data: the base task cannot be checked, so nothing is written.
     let o = run_with(&[]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("--base-data"), "{}", stderr(&o));
     assert!(!out.exists());
     // With base data: before/after table; written unless the guard refuses, always with --force.
-    let o = run_with(&[
-        "--base-data",
-        &s(&base),
-        "--replay",
-        "8",
-        "--base-val",
-        "8",
-        "--force",
-    ]);
+    let o = run_with(&with_base);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(
@@ -103,15 +105,7 @@ fn adapt_guards_writes_a_card_and_records_the_lineage() {
     );
     // The same images again: every feature comes from the cache, and the result is the same.
     let first = std::fs::read(&out).unwrap();
-    let o = run_with(&[
-        "--base-data",
-        &s(&base),
-        "--replay",
-        "8",
-        "--base-val",
-        "8",
-        "--force",
-    ]);
+    let o = run_with(&with_base);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains(&format!("{} features from the cache", 8 + 8 + 8)),
@@ -130,5 +124,37 @@ fn adapt_guards_writes_a_card_and_records_the_lineage() {
     ]);
     assert!(p.status.success(), "{}", stderr(&p));
     assert_eq!(stdout(&p).lines().count(), 4);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn bad_values_and_too_few_images_are_one_line_errors_naming_them() {
+    let dir = temp_dir("adapt-bad");
+    let corr = dir.join("c");
+    make_dataset(&corr, 1, 40, 5);
+    let out = s(&dir.join("x.synthscan"));
+    for (flag, value) in [
+        ("--margin", "1.5"),
+        ("--accuracy-margin", "1.1"),
+        ("--max-fpr", "2"),
+    ] {
+        let o = run(&["adapt", "--data", &s(&corr), "--out", &out, flag, value]);
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(
+            err.contains(flag) && err.contains(value) && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+    // Two images: fewer than adapt works with; the message names the folder.
+    let o = run(&["adapt", "--data", &s(&corr), "--out", &out, "--no-cache"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.contains(&s(&corr)) && last.contains("at least 4"),
+        "{err}"
+    );
+    assert!(!dir.join("x.synthscan").exists());
     let _ = std::fs::remove_dir_all(dir);
 }

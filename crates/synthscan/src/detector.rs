@@ -429,10 +429,7 @@ impl Detector {
                 &self.device,
             );
         };
-        let mut floats = vec![0.0; pixels.len() * 3 * s * s];
-        for (px, out) in pixels.iter().zip(floats.chunks_mut(3 * s * s)) {
-            data::normalize_into(px, s, &self.meta.normalization, out);
-        }
+        let floats = data::normalize_all(pixels, s, &self.meta.normalization);
         engine.pooled(&floats, pixels.len(), s)
     }
 

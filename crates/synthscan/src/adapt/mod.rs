@@ -321,7 +321,7 @@ pub fn fit(
     } else {
         raw
     };
-    let report = AdaptReport::measure(base, &adapted, inputs, &calibrated, folds, opts)?;
+    let report = AdaptReport::measure(base, &adapted, inputs, &calibrated, folds, opts);
     adapted.meta.provenance = report.lineage(base, inputs, opts);
     Ok((adapted, report))
 }

@@ -3,7 +3,6 @@
 use super::{AdaptOptions, Inputs, today};
 use crate::data;
 use crate::detector::Detector;
-use crate::error::Result;
 use crate::eval::roc_auc;
 use serde::Serialize;
 use serde_json::json;
@@ -130,7 +129,7 @@ impl AdaptReport {
         after: &[f32],
         folds: usize,
         opts: &AdaptOptions,
-    ) -> Result<Self> {
+    ) -> Self {
         let before = |part: &super::Extracted| {
             let flat: Vec<f32> = part.rows.concat();
             let scores = base.head_scores(&flat, part.dim.max(1));
@@ -145,7 +144,7 @@ impl AdaptReport {
         let n = inputs.user.len();
         let has_guard = !inputs.guard.is_empty();
         let [real, fake] = inputs.user.counts();
-        Ok(Self {
+        Self {
             base: ModelRef {
                 name: base.name.clone(),
                 sha256: inputs.base_sha256.clone(),
@@ -166,7 +165,7 @@ impl AdaptReport {
             base_after: has_guard.then(|| Figures::of(&after[n..], &inputs.guard.labels, t, band)),
             threshold: t,
             uncertain: band,
-        })
+        }
     }
 
     /// Points of ROC-AUC lost on the base model's guard sample (negative: gained).

@@ -279,6 +279,15 @@ impl Normalization {
     }
 }
 
+/// Square RGB images (`size`² HWC bytes each) as one normalised NCHW float batch.
+pub fn normalize_all(pixels: &[Vec<u8>], size: usize, norm: &Normalization) -> Vec<f32> {
+    let mut floats = vec![0.0; pixels.len() * 3 * size * size];
+    for (px, out) in pixels.iter().zip(floats.chunks_mut(3 * size * size)) {
+        normalize_into(px, size, norm, out);
+    }
+    floats
+}
+
 /// Write one HWC u8 image as normalised CHW floats into `out`.
 pub fn normalize_into(pixels: &[u8], size: usize, norm: &Normalization, out: &mut [f32]) {
     let plane = size * size;

@@ -106,7 +106,13 @@ impl Ensemble {
     /// Each member's input pixels for one decoded image (routed: only the member it goes to),
     /// with the image's size.
     pub fn prepare(&self, img: &image::RgbImage) -> Prepared {
-        let route = self.routed.then(|| self.route(img.width(), img.height()));
+        self.prepare_as(img, img.width(), img.height())
+    }
+
+    /// [`Self::prepare`] of pixels that stand for a `width`×`height` image (routed and sized
+    /// by that size; the pixels may be a reduction of it).
+    fn prepare_as(&self, img: &image::RgbImage, width: u32, height: u32) -> Prepared {
+        let route = self.routed.then(|| self.route(width, height));
         let inputs = self
             .members
             .iter()
@@ -118,8 +124,8 @@ impl Ensemble {
             .collect();
         Prepared {
             inputs,
-            width: img.width(),
-            height: img.height(),
+            width,
+            height,
             provenance: None,
         }
     }
@@ -147,23 +153,7 @@ impl Ensemble {
     /// [`Self::prepare`] of a decoded file: routed and sized by the file's own size (the
     /// decode may be a reduction of it: [`decode::Decoded::scale`]).
     pub fn prepare_decoded(&self, decoded: &decode::Decoded) -> Prepared {
-        let (width, height) = (decoded.width, decoded.height);
-        let route = self.routed.then(|| self.route(width, height));
-        let inputs = self
-            .members
-            .iter()
-            .enumerate()
-            .map(|(m, d)| match route {
-                Some(r) if r != m => Vec::new(),
-                _ => d.prepare(&decoded.image),
-            })
-            .collect();
-        Prepared {
-            inputs,
-            width,
-            height,
-            provenance: None,
-        }
+        self.prepare_as(&decoded.image, decoded.width, decoded.height)
     }
 
     /// A file's bytes decoded with what the members need ([`Self::need`]: a photograph far

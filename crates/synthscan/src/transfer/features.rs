@@ -160,10 +160,7 @@ pub fn pooled(
     device: &Device,
 ) -> Vec<f32> {
     let s = size as usize;
-    let mut floats = vec![0.0; pixels.len() * 3 * s * s];
-    for (px, out) in pixels.iter().zip(floats.chunks_mut(3 * s * s)) {
-        data::normalize_into(px, s, norm, out);
-    }
+    let floats = data::normalize_all(pixels, s, norm);
     let x = Tensor::<4>::from_data(TensorData::new(floats, [pixels.len(), 3, s, s]), device);
     let f = net.features(x, upto);
     let [b, c, h, w] = f.dims();
