@@ -6,7 +6,7 @@ synthscan passes the network as its model configuration (JSON, the `arch` of a m
 both sides build the same layers from one description:
 
     bench_reference.py --arch '{"arch":"cnn",...}' --input-size 32 \
-        --measure train:256,infer:1,infer:64,infer:256,ort:256,evaluate:256 [--data DIR]
+        --measure train:256,infer:1,infer:64,infer:256,ort:256,evaluate:256,ortevaluate:256 [--data DIR]
 
 Prints one JSON object per measurement on stdout:
     {"what": "train", "batch": 256, "framework": "pytorch", "img_per_s": 1234.5, "n": 10}
@@ -185,16 +185,54 @@ def ort_rate(sess, size, batch, args):
     return batch / med, n
 
 
+def folder_files(root):
+    if os.path.isdir(os.path.join(root, "test")):
+        root = os.path.join(root, "test")
+    return [os.path.join(root, c, f) for c in ("REAL", "FAKE") for f in sorted(os.listdir(os.path.join(root, c)))]
+
+
+def ort_evaluate_rate(sess, size, args, batch=16):
+    """What a user would write with ONNX Runtime and Pillow: a thread per core decodes (Pillow
+    releases the GIL), each JPEG through `draft` (libjpeg's DCT-domain 1/2–1/8 scaling, to the
+    smallest scale that keeps both sides at least `size`), resized to `size`×`size` (bilinear),
+    normalised as synthscan's real-world model is (ImageNet mean and deviation); ORT scores
+    batches of 16 while the threads decode the next ones. Timed from the file list to the last
+    score."""
+    from concurrent.futures import ThreadPoolExecutor
+    from PIL import Image
+    import numpy as np
+
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    files = folder_files(args.data)
+
+    def load(path):
+        with Image.open(path) as im:
+            im.draft("RGB", (size, size))
+            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.float32) / 255.0
+        return ((a - mean) / std).transpose(2, 0, 1)
+
+    t0 = time.perf_counter()
+    n = 0
+    with ThreadPoolExecutor(THREADS) as pool:
+        images = pool.map(load, files)
+        while True:
+            chunk = [x for _, x in zip(range(batch), images)]
+            if not chunk:
+                break
+            sess.run(None, {"x": np.stack(chunk)})
+            n += len(chunk)
+    return n / (time.perf_counter() - t0), 1
+
+
 def evaluate_rate(model, size, batch, args):
     """A user's PyTorch + Pillow evaluation of a REAL/FAKE folder: DataLoader workers decode and
     resize, the model scores; timed from the file list to the last score."""
     from PIL import Image
     import numpy as np
 
-    root = args.data
-    if os.path.isdir(os.path.join(root, "test")):
-        root = os.path.join(root, "test")
-    files = [os.path.join(root, c, f) for c in ("REAL", "FAKE") for f in sorted(os.listdir(os.path.join(root, c)))]
+    files = folder_files(args.data)
 
     class Folder(torch.utils.data.Dataset):
         def __len__(self):
@@ -249,6 +287,12 @@ def main():
                 raise SystemExit("bench_reference: evaluate needs --data")
             rate, n = evaluate_rate(model, size, batch, args)
             fw = "pytorch+pillow"
+        elif what == "ortevaluate":
+            if not args.data:
+                raise SystemExit("bench_reference: ortevaluate needs --data")
+            sess = sess or ort_session(build(arch, size), size)
+            rate, n = ort_evaluate_rate(sess, size, args)
+            fw = "onnxruntime+pillow-draft"
         else:
             raise SystemExit(f"bench_reference: unknown measurement '{what}'")
         print(json.dumps({"what": what, "batch": batch, "framework": fw, "img_per_s": rate, "n": n}), flush=True)

@@ -46,6 +46,9 @@ pub struct BenchArgs {
     /// Seconds each `--reference` inference measurement runs at least.
     #[arg(long, default_value_t = 2.0)]
     min_secs: f64,
+    /// Leave the training step out of `--reference` (inference and the folder only).
+    #[arg(long)]
+    no_train: bool,
     /// Write the `--reference` table (Markdown) here too.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -94,7 +97,10 @@ fn subject(a: &BenchArgs) -> Result<(String, synthscan::config::OptimizerConfig,
 }
 
 fn run_reference(a: &BenchArgs, opts: &BenchOptions, model: Ensemble) -> Result<ExitCode> {
-    let mut measures = vec![Measure::Train(a.batch_size)];
+    let mut measures = Vec::new();
+    if !a.no_train {
+        measures.push(Measure::Train(a.batch_size));
+    }
     measures.extend(a.infer_batches.iter().map(|&b| Measure::Infer(b)));
     if a.data.is_some() {
         measures.push(Measure::Evaluate);

@@ -21,7 +21,7 @@
 //! Tested against burn's forward pass to 1e-4 on random networks and odd sizes.
 
 use crate::vector::{self, Kernel, LANES, Vector};
-use crate::{matrix, winograd};
+use crate::{matrix, pointwise, winograd};
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d, conv::Conv2d};
 use burn::prelude::*;
 use std::ops::Range;
@@ -110,6 +110,8 @@ pub struct ConvLayer {
     shift: Vec<f32>,
     /// The filters in the Winograd domain, for 3×3, stride-1, padding-1 convolutions.
     winograd: Option<winograd::Filters>,
+    /// The weights packed for [`pointwise::product`], for 1×1, stride-1 convolutions.
+    pointwise: Option<pointwise::Packed>,
 }
 
 struct Dense {
@@ -237,6 +239,8 @@ impl ConvLayer {
         let same = matches!(pad, Pad::Fixed(1) | Pad::Same);
         let winograd = (k == 3 && conv.stride[0] == 1 && same)
             .then(|| winograd::Filters::new(&weight, c_in, c_out));
+        let pointwise = (k == 1 && conv.stride[0] == 1 && geometry(pad, 1, 1, 1).1 == 0 && !pool)
+            .then(|| pointwise::Packed::new(&weight, c_in, c_out));
         Some(Self {
             c_in,
             c_out,
@@ -244,8 +248,8 @@ impl ConvLayer {
             stride: conv.stride[0],
             pad,
             act,
-            // The Winograd filters replace the im2col weights.
-            weight: if winograd.is_some() {
+            // The Winograd filters, or the packed panels, replace the im2col weights.
+            weight: if winograd.is_some() || pointwise.is_some() {
                 Vec::new()
             } else {
                 weight
@@ -254,34 +258,44 @@ impl ConvLayer {
             scale,
             shift,
             winograd,
+            pointwise,
         })
     }
 
-    /// Channels-last `[n, size, size, c_in]` → `([n, s, s, c_out], s)`.
-    fn forward(&self, x: &[f32], n: usize, size: usize, bufs: &mut Buffers) -> (Buf, usize) {
+    /// Channels-last `[n, size, size, c_in]` → `([n, s, s, c_out], s, skipped)`: `skip` (a
+    /// residual block's input, `[n, s, s, c_out]`) is added on the way out where the layer can
+    /// (`skipped`), else left to the caller. A pointwise layer splits its rows into `parts`
+    /// blocks side by side; the others run on the calling thread.
+    fn forward(
+        &self,
+        x: &[f32],
+        (n, size, parts): (usize, usize, usize),
+        bufs: &mut Buffers,
+        skip: Option<&[f32]>,
+    ) -> (Buf, usize, bool) {
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
         if let Some(filters) = &self.winograd {
-            return self.forward_winograd(filters, x, n, size, bufs);
+            let (y, side) = self.forward_winograd(filters, x, n, size, bufs);
+            return (y, side, false);
         }
         let side = if self.pool { o / 2 } else { o };
         let mut y = bufs.take(n * side * side * self.c_out);
-        if self.k == 1 && self.stride == 1 && pad == 0 && !self.pool {
+        if let Some(packed) = &self.pointwise {
             // A pointwise convolution is a matrix product of the activations as they are.
-            self.pointwise(x, &mut y);
-        } else {
-            self.im2col_rows(x, size, (o, pad), n * side, (&mut y, bufs));
+            let skip = skip.filter(|s| s.len() == y.len());
+            let (lo, hi) = self.act.bounds();
+            let epilogue = pointwise::Epilogue {
+                scale: &self.scale,
+                shift: &self.shift,
+                lo,
+                hi,
+                skip,
+            };
+            pointwise::product(x, packed, epilogue, &mut y, parts);
+            return (y, side, skip.is_some());
         }
-        (y, side)
-    }
-
-    /// The pointwise convolution of `x` (`[m, c_in]`) into `out` (`[m, c_out]`): one matrix
-    /// product (fewer, larger products ran faster than cache-sized blocks here), then the
-    /// epilogue.
-    fn pointwise(&self, x: &[f32], out: &mut [f32]) {
-        let (ci, co) = (self.c_in, self.c_out);
-        let m = out.len() / co;
-        matrix::product(&x[..m * ci], &self.weight, out, [m, ci, co]);
-        epilogue_in_place(out, &self.scale, &self.shift, self.act);
+        self.im2col_rows(x, size, (o, pad), n * side, (&mut y, bufs));
+        (y, side, false)
     }
 
     /// All `units` output rows (image-major: unit `u` is row `u % side` of image `u / side`,
@@ -459,17 +473,29 @@ impl DepthwiseLayer {
     }
 
     /// Channels-last `[n, size, size, c]` → `([n, o, o, c], o)`, on the widest vectors the CPU
-    /// has ([`DepthwiseRows`]).
-    fn forward(&self, x: &[f32], n: usize, size: usize, bufs: &mut Buffers) -> (Buf, usize) {
+    /// has ([`DepthwiseRows`]), the output rows in `parts` blocks side by side.
+    fn forward(
+        &self,
+        x: &[f32],
+        (n, size, parts): (usize, usize, usize),
+        bufs: &mut Buffers,
+    ) -> (Buf, usize) {
+        use rayon::prelude::*;
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
         let mut y = bufs.take(n * o * o * self.c);
-        vector::dispatch(DepthwiseRows {
-            layer: self,
-            x,
-            size,
-            geometry: (o, pad),
-            out: &mut y,
-        });
+        let rows = (n * o).div_ceil(parts.max(1)).max(1);
+        y.par_chunks_mut(rows * o * self.c)
+            .enumerate()
+            .for_each(|(i, out)| {
+                vector::dispatch(DepthwiseRows {
+                    layer: self,
+                    x,
+                    size,
+                    geometry: (o, pad),
+                    first: i * rows,
+                    out,
+                })
+            });
         (y, o)
     }
 }
@@ -483,17 +509,34 @@ struct DepthwiseRows<'a> {
     x: &'a [f32],
     size: usize,
     geometry: (usize, usize),
+    /// The output row `out` starts with.
+    first: usize,
     out: &'a mut [f32],
 }
 
 impl Kernel for DepthwiseRows<'_> {
     #[inline(always)]
     fn run<V: Vector>(self) {
+        // Channel counts in whole groups of 16 (all of EfficientNet-Lite's) compile to loads
+        // and stores of a known width, without the partial-group branches.
+        if self.layer.c % LANES == 0 {
+            self.rows::<V, true>()
+        } else {
+            self.rows::<V, false>()
+        }
+    }
+}
+
+impl DepthwiseRows<'_> {
+    /// [`Kernel::run`], every channel group [`LANES`] wide when `FULL`.
+    #[inline(always)]
+    fn rows<V: Vector, const FULL: bool>(self) {
         let Self {
             layer,
             x,
             size,
             geometry: (o, pad),
+            first,
             out,
         } = self;
         let (c, k, stride) = (layer.c, layer.k, layer.stride);
@@ -506,7 +549,7 @@ impl Kernel for DepthwiseRows<'_> {
         let start = |i: usize| (i * stride) as isize - pad as isize;
         // Pixels whose whole window lies inside the row: [`PIXELS`] of them at a time.
         let whole = |ox: usize| start(ox) >= 0 && start(ox) as usize + k <= size;
-        for (u, row) in out.chunks_exact_mut(o * c).enumerate() {
+        for (u, row) in (first..).zip(out.chunks_exact_mut(o * c)) {
             let (img, oy) = (u / o, u % o);
             let y0 = start(oy);
             let taps = Taps {
@@ -520,7 +563,7 @@ impl Kernel for DepthwiseRows<'_> {
                 stride,
             };
             for ch in (0..c).step_by(LANES) {
-                let lanes = LANES.min(c - ch);
+                let lanes = if FULL { LANES } else { LANES.min(c - ch) };
                 let scale = V::load(&layer.scale[ch..][..lanes]);
                 let shift = V::load(&layer.shift[ch..][..lanes]);
                 let epilogue = Epilogue {
@@ -627,17 +670,30 @@ pub enum Op {
 }
 
 impl Op {
-    /// The op on channels-last `x`.
-    fn forward(&self, x: &[f32], n: usize, size: usize, bufs: &mut Buffers) -> (Buf, usize) {
+    /// The op on channels-last `x`; `skip` as in [`ConvLayer::forward`].
+    fn forward(
+        &self,
+        x: &[f32],
+        (n, size, parts): (usize, usize, usize),
+        bufs: &mut Buffers,
+        skip: Option<&[f32]>,
+    ) -> (Buf, usize, bool) {
         match self {
-            Op::Conv(l) => l.forward(x, n, size, bufs),
-            Op::Depthwise(l) => l.forward(x, n, size, bufs),
+            Op::Conv(l) => l.forward(x, (n, size, parts), bufs, skip),
+            Op::Depthwise(l) => {
+                let (y, s) = l.forward(x, (n, size, parts), bufs);
+                (y, s, false)
+            }
             Op::Block { body, residual } => {
                 let mut out: Option<(Buf, usize)> = None;
-                for op in body {
+                let mut skipped = false;
+                for (i, op) in body.iter().enumerate() {
                     let (src, s) = out.as_ref().map_or((x, size), |(y, s)| (&**y, *s));
-                    let next = op.forward(src, n, s, bufs);
-                    if let Some((used, _)) = out.replace(next) {
+                    // The residual sum rides on the last op's way out where it can.
+                    let skip = (*residual && i + 1 == body.len()).then_some(x);
+                    let (y, s, done) = op.forward(src, (n, s, parts), bufs, skip);
+                    skipped = done;
+                    if let Some((used, _)) = out.replace((y, s)) {
                         bufs.give(used);
                     }
                 }
@@ -646,10 +702,10 @@ impl Op {
                     copy.copy_from_slice(x);
                     (copy, size)
                 });
-                if *residual && y.len() == x.len() {
+                if *residual && !skipped && y.len() == x.len() {
                     y.iter_mut().zip(x).for_each(|(a, b)| *a += b);
                 }
-                (y, s)
+                (y, s, false)
             }
         }
     }
@@ -782,7 +838,19 @@ impl CnnEngine {
     /// Logits `[n, 2]` (row-major) of `n` normalised channels-first `[n, 3, size, size]` images,
     /// on the calling thread.
     pub fn logits(&self, nchw: &[f32], n: usize, size: usize) -> Vec<f32> {
-        let mut feat = self.pooled(nchw, n, size);
+        self.logits_in_parts(nchw, (n, size), 1)
+    }
+
+    /// [`Self::logits`] with each layer's rows split into `parts` blocks side by side on the
+    /// thread pool: one pass over few images on every core. The same values as one part, to the
+    /// bit (each output is summed by one thread in the same order).
+    pub fn logits_in_parts(
+        &self,
+        nchw: &[f32],
+        (n, size): (usize, usize),
+        parts: usize,
+    ) -> Vec<f32> {
+        let mut feat = self.pooled_in_parts(nchw, (n, size), parts);
         for layer in &self.hidden {
             feat = layer.forward(&feat, n, true);
         }
@@ -792,6 +860,20 @@ impl CnnEngine {
     /// The globally pooled activations `[n, features]` the dense layers read (what a frozen
     /// backbone hands its head), on the calling thread.
     pub fn pooled(&self, nchw: &[f32], n: usize, size: usize) -> Vec<f32> {
+        self.pooled_in_parts(nchw, (n, size), 1)
+    }
+
+    /// [`Self::pooled`], each layer in `parts` blocks side by side ([`Self::logits_in_parts`]).
+    pub fn pooled_in_parts(
+        &self,
+        nchw: &[f32],
+        (n, size): (usize, usize),
+        parts: usize,
+    ) -> Vec<f32> {
+        if parts > 1 && rayon::current_thread_index().is_none() {
+            // On a worker of the pool, so that each layer's split is a cheap fork.
+            return rayon::scope(|_| self.pooled_in_parts(nchw, (n, size), parts));
+        }
         let c = nchw.len() / (n * size * size).max(1);
         let mut bufs = Buffers::of_this_thread();
         let mut x = bufs.take(nchw.len());
@@ -805,7 +887,7 @@ impl CnnEngine {
         }
         let mut size = size;
         for op in &self.ops {
-            let (y, s) = op.forward(&x, n, size, &mut bufs);
+            let (y, s, _) = op.forward(&x, (n, size, parts), &mut bufs, None);
             bufs.give(std::mem::replace(&mut x, y));
             size = s;
         }
@@ -892,7 +974,15 @@ mod tests {
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            let (got, _) = layer.forward(&nhwc, 2, side, &mut Buffers::default());
+            let (got, _) = layer.forward(&nhwc, (2, side, 1), &mut Buffers::default());
+            // Split into three blocks of rows side by side: the same values, to the bit.
+            let (split, _) = layer.forward(&nhwc, (2, side, 3), &mut Buffers::default());
+            assert!(
+                split
+                    .iter()
+                    .zip(got.iter())
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            );
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
                 assert!(

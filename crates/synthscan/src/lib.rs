@@ -16,6 +16,7 @@ pub mod evidence;
 pub mod explain;
 pub mod gan;
 pub mod model;
+pub mod pipeline;
 pub mod predict;
 pub mod progress;
 pub mod report;

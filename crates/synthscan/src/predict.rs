@@ -90,7 +90,7 @@ pub fn predict_ensemble(ensemble: &Ensemble, inputs: &[PathBuf]) -> Vec<Predicti
 
 /// [`predict_ensemble`], telling `tally` of every file done (scored or not): the files are
 /// decoded and scored [`Ensemble::chunk_len`] at a time, so memory stays bounded on a folder of
-/// any size.
+/// any size, the next chunk decoded while this one is scored ([`crate::pipeline::overlapped`]).
 pub fn predict_ensemble_with(
     ensemble: &Ensemble,
     inputs: &[PathBuf],
@@ -98,20 +98,22 @@ pub fn predict_ensemble_with(
 ) -> Vec<Prediction> {
     let items = data::expand_inputs(inputs);
     tally.start(items.len());
-    let mut out = Vec::with_capacity(items.len());
-    for part in items.chunks(ensemble.chunk_len()) {
-        out.extend(predict_chunk(ensemble, part, tally));
+    let decode = |part| decode_chunk(ensemble, part, tally);
+    let score = |decoded| Ok::<_, std::convert::Infallible>(score_chunk(ensemble, decoded));
+    match crate::pipeline::overlapped(items.chunks(ensemble.chunk_len()), decode, score) {
+        Ok(chunks) => chunks.concat(),
+        Err(never) => match never {},
     }
-    out
 }
 
-fn predict_chunk(
+/// The files of one chunk read and prepared, side by side: each decoded only long enough to
+/// note its size and prepare the members' inputs.
+fn decode_chunk(
     ensemble: &Ensemble,
     items: &[std::result::Result<PathBuf, (PathBuf, String)>],
     tally: &dyn Tally,
-) -> Vec<Prediction> {
-    // Decoded only long enough to note the size and prepare the members' inputs.
-    let decoded: Vec<(PathBuf, Unscored)> = items
+) -> Vec<(PathBuf, Unscored)> {
+    items
         .par_iter()
         .map(|item| {
             let out = match item {
@@ -121,7 +123,11 @@ fn predict_chunk(
             tally.advance(1);
             out
         })
-        .collect();
+        .collect()
+}
+
+/// One decoded chunk scored as one batch: a prediction per file, in order.
+fn score_chunk(ensemble: &Ensemble, decoded: Vec<(PathBuf, Unscored)>) -> Vec<Prediction> {
     let mut batch = ensemble.batch();
     let mut outcomes = Vec::with_capacity(decoded.len());
     for (path, r) in decoded {

@@ -4,6 +4,7 @@ use crate::data::{self, Part};
 use crate::decision::{calibration, fpr_budget};
 use crate::ensemble::{Ensemble, Prepared};
 use crate::error::Result;
+use crate::pipeline;
 use crate::progress::{NoTally, Tally};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -330,17 +331,18 @@ pub fn score_files(ensemble: &Ensemble, files: &[(PathBuf, u8)], strict: bool) -
 }
 
 /// [`score_files`], [`Ensemble::chunk_len`] files at a time (memory bounded on a folder of any
-/// size), telling `tally` of every file done.
-pub fn score_files_with(
+/// size), the next chunk decoded while this one is scored ([`pipeline::overlapped`]), telling
+/// `tally` of every file done.
+pub fn score_files_with<'a>(
     ensemble: &Ensemble,
-    files: &[(PathBuf, u8)],
+    files: &'a [(PathBuf, u8)],
     strict: bool,
     tally: &dyn Tally,
 ) -> Result<Scored> {
     tally.start(files.len());
     let (mut labels, mut paths, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    let mut decisions = Vec::with_capacity(files.len());
-    for part in files.chunks(ensemble.chunk_len()) {
+    // Each chunk is decoded while the one before it is scored.
+    let decode = |part: &'a [(PathBuf, u8)]| {
         let prepared: Vec<Result<Prepared>> = part
             .par_iter()
             .map(|(path, _)| {
@@ -349,6 +351,9 @@ pub fn score_files_with(
                 p
             })
             .collect();
+        (part, prepared)
+    };
+    let score = |(part, prepared): (&[(PathBuf, u8)], Vec<Result<Prepared>>)| {
         let mut batch = ensemble.batch();
         for ((path, label), r) in part.iter().zip(prepared) {
             match r {
@@ -364,8 +369,10 @@ pub fn score_files_with(
                 }
             }
         }
-        decisions.extend(ensemble.score(&batch));
-    }
+        Ok(ensemble.score(&batch))
+    };
+    let decisions: Vec<_> =
+        pipeline::overlapped(files.chunks(ensemble.chunk_len()), decode, score)?.concat();
     let (threshold, band) = ensemble.rule_of(&decisions);
     Ok(Scored {
         scores: Ensemble::p_fakes(&decisions),
