@@ -946,7 +946,14 @@ mod tests {
             (33, 5, 2, same.clone(), 11),
             (16, 3, 2, PaddingConfig2d::Explicit(1, 1, 1, 1), 9),
             (5, 5, 1, same.clone(), 12),
-            (40, 3, 1, same, 4),
+            (40, 3, 1, same.clone(), 4),
+            // Whole groups of 16 channels (loads and stores of a known width): 3×3 and 5×5,
+            // strides 1 and 2, planes with and without interior groups of four pixels.
+            (32, 5, 1, same.clone(), 13),
+            (48, 5, 2, same.clone(), 14),
+            (64, 3, 1, same.clone(), 10),
+            (16, 5, 1, same.clone(), 7),
+            (32, 3, 2, same, 17),
         ];
         for (c, k, stride, padding, side) in cases {
             let conv = Conv2dConfig::new([c, c], [k, k])
