@@ -484,18 +484,24 @@ impl DepthwiseLayer {
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
         let mut y = bufs.take(n * o * o * self.c);
         let rows = (n * o).div_ceil(parts.max(1)).max(1);
-        y.par_chunks_mut(rows * o * self.c)
-            .enumerate()
-            .for_each(|(i, out)| {
-                vector::dispatch(DepthwiseRows {
-                    layer: self,
-                    x,
-                    size,
-                    geometry: (o, pad),
-                    first: i * rows,
-                    out,
-                })
-            });
+        let part = |i: usize, out: &mut [f32]| {
+            vector::dispatch(DepthwiseRows {
+                layer: self,
+                x,
+                size,
+                geometry: (o, pad),
+                first: i * rows,
+                out,
+            })
+        };
+        if rows >= n * o {
+            // On the calling thread, as [`pointwise::product`] does for one part.
+            part(0, &mut y);
+        } else {
+            y.par_chunks_mut(rows * o * self.c)
+                .enumerate()
+                .for_each(|(i, out)| part(i, out));
+        }
         (y, o)
     }
 }

@@ -73,20 +73,26 @@ pub fn product(x: &[f32], w: &Packed, epilogue: Epilogue, out: &mut [f32], parts
     assert!(epilogue.scale.len() >= w.n && epilogue.shift.len() >= w.n);
     assert!(epilogue.skip.is_none_or(|s| s.len() == out.len()));
     let block = m.div_ceil(parts.max(1)).next_multiple_of(ROWS).max(ROWS);
+    let part = |i: usize, out: &mut [f32]| {
+        let rows = i * block..i * block + out.len() / n;
+        dispatch(Product {
+            x: &x[rows.start * k..rows.end * k],
+            w,
+            epilogue: Epilogue {
+                skip: epilogue.skip.map(|s| &s[rows.start * n..rows.end * n]),
+                ..epilogue
+            },
+            out,
+        })
+    };
+    if block >= m {
+        // On the calling thread: never a hand-off to the pool (a server's batch worker is not
+        // one of its threads).
+        return part(0, out);
+    }
     out.par_chunks_mut(block * n)
         .enumerate()
-        .for_each(|(i, out)| {
-            let rows = i * block..i * block + out.len() / n;
-            dispatch(Product {
-                x: &x[rows.start * k..rows.end * k],
-                w,
-                epilogue: Epilogue {
-                    skip: epilogue.skip.map(|s| &s[rows.start * n..rows.end * n]),
-                    ..epilogue
-                },
-                out,
-            })
-        });
+        .for_each(|(i, out)| part(i, out));
 }
 
 struct Product<'a> {
