@@ -485,7 +485,7 @@ impl DepthwiseLayer {
         let mut y = bufs.take(n * o * o * self.c);
         let rows = (n * o).div_ceil(parts.max(1)).max(1);
         let part = |i: usize, out: &mut [f32]| {
-            vector::dispatch(DepthwiseRows {
+            vector::dispatch_closure_free(DepthwiseRows {
                 layer: self,
                 x,
                 size,

@@ -9,7 +9,7 @@
 //! is no separate pass. Written over [`Vector`], so it runs on AVX-512, AVX2 + FMA or plain
 //! arrays, whichever the CPU has.
 
-use crate::vector::{Kernel, LANES, Vector, dispatch};
+use crate::vector::{Kernel, LANES, Vector, dispatch_closure_free};
 
 /// Pixels per tile: 6 rows × 16 channels is 12 of AVX2's 16 registers (6 of AVX-512's 32).
 const ROWS: usize = 6;
@@ -75,7 +75,7 @@ pub fn product(x: &[f32], w: &Packed, epilogue: Epilogue, out: &mut [f32], parts
     let block = m.div_ceil(parts.max(1)).next_multiple_of(ROWS).max(ROWS);
     let part = |i: usize, out: &mut [f32]| {
         let rows = i * block..i * block + out.len() / n;
-        dispatch(Product {
+        dispatch_closure_free(Product {
             x: &x[rows.start * k..rows.end * k],
             w,
             epilogue: Epilogue {
