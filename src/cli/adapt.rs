@@ -3,7 +3,6 @@
 //! (see [`synthscan::adapt`]).
 
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use synthscan::adapt::{self, AdaptOptions, cache::FeatureCache};
@@ -11,6 +10,9 @@ use synthscan::{Detector, Error, Result};
 
 #[derive(Args, Debug)]
 pub struct AdaptArgs {
+    /// No progress bars on stderr (they are drawn only when stderr is a terminal).
+    #[arg(long)]
+    quiet: bool,
     /// The base model: a model file, or `realworld`.
     #[arg(long, default_value = "realworld")]
     model: PathBuf,
@@ -110,15 +112,12 @@ pub fn run(a: AdaptArgs) -> Result<ExitCode> {
     if adapt::base_folders(&base, &opts.base_data).is_empty() {
         eprintln!("{}", no_base_data(&base));
     }
-    let live = std::io::stderr().is_terminal();
+    let bars = super::progress::StageBars::new(a.quiet);
     let inputs = adapt::gather(&base, &hash, &opts, &mut cache, &|stage, done, total| {
-        if live {
-            eprint!("\rfeatures of {stage}: {done}/{total}   ");
-        }
-    })?;
-    if live {
-        eprintln!();
-    }
+        bars.show(&format!("features of {stage} "), done, total)
+    });
+    bars.finish();
+    let inputs = inputs?;
     if let Err(e) = cache.save(&hash) {
         eprintln!("feature cache not saved: {e}");
     }

@@ -2,7 +2,8 @@
 //! A training run: a bar per epoch on a terminal, the library's lines (run started, epoch
 //! summaries, the end) on stderr, and nothing when quiet; `train` and `gan train` draw through
 //! [`Bars`]. A pass over files (`predict`, `evaluate`, `robustness`): one bar of files done of
-//! the total, images per second and time left ([`FileBar`]). Bars go to stderr, only when it
+//! the total, images per second and time left ([`FileBar`]); one such bar per stage for
+//! `adapt` ([`StageBars`]). Bars go to stderr, only when it
 //! is a terminal, never when quiet, and never into stdout.
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
@@ -61,7 +62,7 @@ impl Drop for FileBar {
 fn files_bar(total: u64) -> ProgressBar {
     let b = ProgressBar::new(total);
     b.set_style(
-        ProgressStyle::with_template("[{bar:30}] {pos}/{len} files  {rate}  {eta} left")
+        ProgressStyle::with_template("{prefix}[{bar:30}] {pos}/{len} files  {rate}  {eta} left")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let _ = write!(w, "{:.1} images/s", s.per_sec());
@@ -69,6 +70,54 @@ fn files_bar(total: u64) -> ProgressBar {
             .progress_chars("=> "),
     );
     b
+}
+
+/// One [`FileBar`] per stage of a command that passes over several sets of files in turn
+/// (`adapt`: the corrections, the replay sample, the base validation sample), named on its
+/// line; told `(stage, done, total)` from any thread.
+pub struct StageBars {
+    interactive: bool,
+    current: std::sync::Mutex<Option<(String, ProgressBar)>>,
+}
+
+impl StageBars {
+    /// Bars on stderr when it is a terminal and not `quiet`; else nothing is drawn.
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            interactive: !quiet && std::io::stderr().is_terminal(),
+            current: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `done` of `total` files of `stage` are done.
+    pub fn show(&self, stage: &str, done: usize, total: usize) {
+        if !self.interactive {
+            return;
+        }
+        let Ok(mut current) = self.current.lock() else {
+            return;
+        };
+        if current.as_ref().is_none_or(|(name, _)| name != stage) {
+            if let Some((_, old)) = current.take() {
+                old.finish();
+            }
+            let bar = files_bar(total as u64);
+            bar.set_prefix(stage.to_string());
+            *current = Some((stage.to_string(), bar));
+        }
+        if let Some((_, bar)) = current.as_ref() {
+            bar.set_position(done as u64);
+        }
+    }
+
+    /// The last stage's bar left on the terminal, finished.
+    pub fn finish(&self) {
+        if let Ok(mut current) = self.current.lock()
+            && let Some((_, bar)) = current.take()
+        {
+            bar.finish();
+        }
+    }
 }
 
 /// The bar of the epoch under way (on a terminal) and the lines of a run.

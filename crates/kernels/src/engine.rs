@@ -525,7 +525,7 @@ impl Kernel for DepthwiseRows<'_> {
     fn run<V: Vector>(self) {
         // Channel counts in whole groups of 16 (all of EfficientNet-Lite's) compile to loads
         // and stores of a known width, without the partial-group branches.
-        if self.layer.c % LANES == 0 {
+        if self.layer.c.is_multiple_of(LANES) {
             self.rows::<V, true>()
         } else {
             self.rows::<V, false>()

@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn no_chunks_is_no_work() {
-        let out: Result<Vec<u8>, ()> = overlapped(std::iter::empty::<u8>(), |c| c, |c| Ok(c));
+        let out: Result<Vec<u8>, ()> = overlapped(std::iter::empty::<u8>(), |c| c, Ok);
         assert_eq!(out, Ok(vec![]));
     }
 }
