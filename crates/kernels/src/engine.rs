@@ -480,11 +480,10 @@ impl DepthwiseLayer {
         (n, size, parts): (usize, usize, usize),
         bufs: &mut Buffers,
     ) -> (Buf, usize) {
-        use rayon::prelude::*;
         let (o, pad) = geometry(self.pad, self.k, self.stride, size);
         let mut y = bufs.take(n * o * o * self.c);
         let rows = (n * o).div_ceil(parts.max(1)).max(1);
-        let part = |i: usize, out: &mut [f32]| {
+        crate::parts::each_block(&mut y, rows * o * self.c, |i, out| {
             vector::dispatch_closure_free(DepthwiseRows {
                 layer: self,
                 x,
@@ -493,15 +492,7 @@ impl DepthwiseLayer {
                 first: i * rows,
                 out,
             })
-        };
-        if rows >= n * o {
-            // On the calling thread, as [`pointwise::product`] does for one part.
-            part(0, &mut y);
-        } else {
-            y.par_chunks_mut(rows * o * self.c)
-                .enumerate()
-                .for_each(|(i, out)| part(i, out));
-        }
+        });
         (y, o)
     }
 }
@@ -870,12 +861,7 @@ impl CnnEngine {
     }
 
     /// [`Self::pooled`], each layer in `parts` blocks side by side ([`Self::logits_in_parts`]).
-    pub fn pooled_in_parts(
-        &self,
-        nchw: &[f32],
-        (n, size): (usize, usize),
-        parts: usize,
-    ) -> Vec<f32> {
+    fn pooled_in_parts(&self, nchw: &[f32], (n, size): (usize, usize), parts: usize) -> Vec<f32> {
         if parts > 1 && rayon::current_thread_index().is_none() {
             // On a worker of the pool, so that each layer's split is a cheap fork.
             return rayon::scope(|_| self.pooled_in_parts(nchw, (n, size), parts));

@@ -19,6 +19,7 @@ pub mod engine;
 #[cfg(feature = "flex")]
 pub mod fused;
 pub mod matrix;
+mod parts;
 pub mod pointwise;
 pub mod vector;
 pub mod winograd;

@@ -66,14 +66,13 @@ pub struct Epilogue<'a> {
 /// `out` (`[m, n]`) = the epilogue of `x · W` for `x` `[m, k]`, its rows in `parts` blocks side
 /// by side on the thread pool (one block, on the calling thread, for `parts` ≤ 1).
 pub fn product(x: &[f32], w: &Packed, epilogue: Epilogue, out: &mut [f32], parts: usize) {
-    use rayon::prelude::*;
     let (k, n) = (w.k, w.n.max(1));
     let m = out.len() / n;
     assert!(x.len() >= m * k && out.len() == m * w.n);
     assert!(epilogue.scale.len() >= w.n && epilogue.shift.len() >= w.n);
     assert!(epilogue.skip.is_none_or(|s| s.len() == out.len()));
     let block = m.div_ceil(parts.max(1)).next_multiple_of(ROWS).max(ROWS);
-    let part = |i: usize, out: &mut [f32]| {
+    crate::parts::each_block(out, block * n, |i, out| {
         let rows = i * block..i * block + out.len() / n;
         dispatch_closure_free(Product {
             x: &x[rows.start * k..rows.end * k],
@@ -84,15 +83,7 @@ pub fn product(x: &[f32], w: &Packed, epilogue: Epilogue, out: &mut [f32], parts
             },
             out,
         })
-    };
-    if block >= m {
-        // On the calling thread: never a hand-off to the pool (a server's batch worker is not
-        // one of its threads).
-        return part(0, out);
-    }
-    out.par_chunks_mut(block * n)
-        .enumerate()
-        .for_each(|(i, out)| part(i, out));
+    });
 }
 
 struct Product<'a> {
